@@ -1,0 +1,277 @@
+"""Frame preprocessing: the one deterministic eval transform, training augmentations, collation.
+
+The eval transform is `preprocess_frames`: resize every uint8 frame with OpenCV (INTER_AREA when
+shrinking, which averages instead of aliasing; INTER_LINEAR when enlarging), stack into one
+uint8 array, convert to a tensor once, then scale to [0, 1] and normalise with the checkpoint's
+mean and std. Training validation (`collate_samples` without augmentation) and the Predictor
+both go through `resize_frames` + `normalize_frames`, so they see identical numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+import dataclasses
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from convitac_ros.data.sample import MISSING_LABEL
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# (RGB) luma weights for contrast, saturation and grayscale augmentation.
+_LUMA = (0.299, 0.587, 0.114)
+
+
+def check_frame(frame: Any, what: str = 'frame') -> None:
+    """Raise ValueError unless `frame` is a uint8 `(H, W, 3)` numpy array with H, W >= 1."""
+    if not isinstance(frame, np.ndarray):
+        raise ValueError(f'{what} must be a numpy array, got {type(frame).__name__}')
+    if frame.dtype != np.uint8:
+        raise ValueError(f'{what} must be uint8, got {frame.dtype}')
+    if frame.ndim != 3 or frame.shape[2] != 3 or frame.shape[0] < 1 or frame.shape[1] < 1:
+        raise ValueError(f'{what} must be (H, W, 3) RGB, got shape {frame.shape}')
+
+
+def resize_frame(frame: np.ndarray, image_size: int, out: np.ndarray | None = None,
+                 crop: tuple[float, float, float, float] | None = None) -> np.ndarray:
+    """Resize (and optionally crop) one uint8 frame to `(S, S, 3)`.
+
+    Args:
+        frame: uint8 `(H, W, 3)`.
+        image_size: S.
+        out: optional contiguous uint8 `(S, S, 3)` destination (e.g. a pinned buffer view).
+        crop: optional (top, left, height, width) as fractions of the frame.
+
+    Returns:
+        uint8 `(S, S, 3)` (`out` when given).
+    """
+    check_frame(frame)
+    if crop is not None:
+        height, width = frame.shape[:2]
+        top, left = int(crop[0] * height), int(crop[1] * width)
+        frame = frame[top:top + max(1, round(crop[2] * height)),
+                      left:left + max(1, round(crop[3] * width))]
+    shrinking = frame.shape[0] >= image_size and frame.shape[1] >= image_size
+    interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+    if out is None:
+        return cv2.resize(frame, (image_size, image_size), interpolation=interpolation)
+    cv2.resize(frame, (image_size, image_size), dst=out, interpolation=interpolation)
+    return out
+
+
+def resize_frames(frames: Sequence[np.ndarray], image_size: int,
+                  out: np.ndarray | None = None) -> np.ndarray:
+    """Resize frames of any sizes into one uint8 array `(T, S, S, 3)` (written into `out`)."""
+    if out is None:
+        out = np.empty((len(frames), image_size, image_size, 3), dtype=np.uint8)
+    for index, frame in enumerate(frames):
+        resize_frame(frame, image_size, out=out[index])
+    return out
+
+
+def normalize_frames(frames: torch.Tensor, mean: Sequence[float] | torch.Tensor,
+                     std: Sequence[float] | torch.Tensor) -> torch.Tensor:
+    """Turn uint8 (or [0, 1] float) channels-last frames into normalised channels-first floats.
+
+    Args:
+        frames: `(..., S, S, 3)` uint8, or float already scaled to [0, 1].
+        mean: per-channel RGB mean (in [0, 1] units).
+        std: per-channel RGB std.
+
+    Returns:
+        float32 `(..., 3, S, S)` on the device of `frames`.
+    """
+    scaled = frames.float() / 255.0 if frames.dtype == torch.uint8 else frames.float()
+    # as_tensor is free for tensors already on the device (the Predictor passes those, which
+    # also keeps this function capturable in a CUDA graph).
+    mean_t = torch.as_tensor(mean, dtype=torch.float32, device=frames.device)
+    std_t = torch.as_tensor(std, dtype=torch.float32, device=frames.device)
+    return ((scaled - mean_t) / std_t).movedim(-1, -3)
+
+
+def preprocess_frames(frames: Sequence[np.ndarray], image_size: int, mean: Sequence[float],
+                      std: Sequence[float]) -> torch.Tensor:
+    """Apply the deterministic eval transform to uint8 RGB frames of any sizes.
+
+    Args:
+        frames: T uint8 `(H, W, 3)` RGB arrays.
+        image_size: S.
+        mean: per-channel RGB mean.
+        std: per-channel RGB std.
+
+    Returns:
+        float32 `(T, 3, S, S)`.
+    """
+    return normalize_frames(torch.from_numpy(resize_frames(frames, image_size)), mean, std)
+
+
+@dataclasses.dataclass(frozen=True)
+class FrameAugmentation:
+    """Cheap random augmentation of a frame sequence, drawn once per sequence.
+
+    All frames of a sequence get the same crop, flip and colour change, so the motion between
+    them is kept.
+    The crop is taken from the full-resolution uint8 frame and resized once; colour jitter
+    works on [0, 1] tensors before normalisation.
+
+    Attributes:
+        crop_scale: range of the crop area as a fraction of the frame.
+        crop_ratio: range of the crop aspect ratio (width / height).
+        hflip: probability of a horizontal flip.
+        brightness / contrast / saturation: jitter strength (factor in [1 - x, 1 + x]).
+        grayscale: probability of converting to grayscale.
+    """
+
+    crop_scale: tuple[float, float] = (0.2, 1.0)
+    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    hflip: float = 0.5
+    brightness: float = 0.4
+    contrast: float = 0.4
+    saturation: float = 0.4
+    grayscale: float = 0.2
+
+    @classmethod
+    def simclr(cls) -> FrameAugmentation:
+        """Build the stage-1 (SimCLR-style) augmentation: strong crop and colour changes."""
+        return cls()
+
+    @classmethod
+    def light(cls) -> FrameAugmentation:
+        """Build the stage-2 augmentation: mild crop, flip and colour changes."""
+        return cls(crop_scale=(0.8, 1.0), crop_ratio=(0.9, 1.1), hflip=0.5, brightness=0.1,
+                   contrast=0.1, saturation=0.1, grayscale=0.0)
+
+    def sample_crop(self, rng: np.random.Generator) -> tuple[float, float, float, float]:
+        """Draw a crop (top, left, height, width) in fractions of the frame."""
+        area = rng.uniform(*self.crop_scale)
+        ratio = np.exp(rng.uniform(np.log(self.crop_ratio[0]), np.log(self.crop_ratio[1])))
+        width = min(1.0, float(np.sqrt(area * ratio)))
+        height = min(1.0, float(np.sqrt(area / ratio)))
+        return rng.uniform(0, 1 - height), rng.uniform(0, 1 - width), height, width
+
+    def __call__(self, frames: Sequence[np.ndarray], image_size: int, mean: Sequence[float],
+                 std: Sequence[float], rng: np.random.Generator) -> torch.Tensor:
+        """Augment a frame sequence.
+
+        Args:
+            frames: T uint8 `(H, W, 3)` RGB arrays.
+            image_size: S.
+            mean: per-channel RGB mean.
+            std: per-channel RGB std.
+            rng: the random source.
+
+        Returns:
+            float32 `(T, 3, S, S)`, normalised.
+        """
+        crop = self.sample_crop(rng)
+        out = np.empty((len(frames), image_size, image_size, 3), dtype=np.uint8)
+        for index, frame in enumerate(frames):
+            resize_frame(frame, image_size, out=out[index], crop=crop)
+        if rng.random() < self.hflip:
+            out = out[:, :, ::-1]
+        x = torch.from_numpy(np.ascontiguousarray(out)).float() / 255.0  # (T, S, S, 3)
+        luma = torch.tensor(_LUMA)
+        x = x * rng.uniform(1 - self.brightness, 1 + self.brightness)
+        gray = (x * luma).sum(dim=-1, keepdim=True)  # (T, S, S, 1)
+        x = torch.lerp(gray.mean(), x, rng.uniform(1 - self.contrast, 1 + self.contrast))
+        x = torch.lerp(gray, x, rng.uniform(1 - self.saturation, 1 + self.saturation))
+        if rng.random() < self.grayscale:
+            x = (x * luma).sum(dim=-1, keepdim=True).expand_as(x)
+        return normalize_frames(x.clamp(0.0, 1.0), mean, std)
+
+
+def default_rng() -> np.random.Generator:
+    """Return a numpy generator seeded from torch's RNG.
+
+    So `torch.manual_seed` and DataLoader worker seeding make augmentation reproducible.
+    """
+    return np.random.default_rng(int(torch.randint(0, 2 ** 62, ()).item()))
+
+
+def _stack_labels(samples: Sequence[Any]) -> dict[str, torch.Tensor]:
+    heads: dict[str, None] = {}
+    for sample in samples:
+        heads.update(dict.fromkeys(sample.labels))
+    return {head: torch.tensor([int(s.labels.get(head, MISSING_LABEL)) for s in samples],
+                               dtype=torch.long) for head in heads}
+
+
+def _check_lengths(samples: Sequence[Any]) -> tuple[int, int, int]:
+    first = samples[0]
+    shape = (len(first.visual), len(first.tactile), len(first.tactile[0]) if first.tactile else 0)
+    for index, sample in enumerate(samples):
+        lengths = {len(sensor) for sensor in sample.tactile}
+        found = (len(sample.visual), len(sample.tactile), min(lengths) if lengths else 0)
+        if found != shape or len(lengths) > 1:
+            raise ValueError(f'sample {index} has (T_v, S, T_t) = {found} (tactile lengths '
+                             f'{sorted(lengths)}), but the batch starts with {shape}')
+    return shape
+
+
+def collate_samples(samples: Sequence[Any], image_size: int, mean: Sequence[float],
+                    std: Sequence[float], augment: FrameAugmentation | None = None,
+                    rng: np.random.Generator | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+    """Batch `Sample`s for the model.
+
+    Without `augment` this is exactly the eval transform (`preprocess_frames`).
+
+    Args:
+        samples: B samples with equal sequence lengths and sensor counts.
+        image_size: S.
+        mean: per-channel RGB mean.
+        std: per-channel RGB std.
+        augment: optional training augmentation, drawn once per stream of each sample.
+        rng: random source for `augment` (default: seeded from torch's RNG).
+
+    Returns:
+        visual `(B, T_v, 3, S, S)`, tactile `(B, S_t*T_t, 3, S, S)` (sensor-major) and labels
+        {head: `(B,)` long}, `MISSING_LABEL` (-1) where a sample lacks the head.
+    """
+    if not samples:
+        raise ValueError('collate_samples needs at least one sample')
+    visual_len, num_tactile, tactile_len = _check_lengths(samples)
+    streams = [stream for s in samples for stream in (s.visual, *s.tactile)]
+    if augment is None:
+        frames = [frame for stream in streams for frame in stream]
+        pixels = preprocess_frames(frames, image_size, mean, std)  # (B*(T_v+S*T_t), 3, S, S)
+    else:
+        rng = rng or default_rng()
+        pixels = torch.cat([augment(stream, image_size, mean, std, rng) for stream in streams])
+    pixels = pixels.reshape(len(samples), visual_len + num_tactile * tactile_len,
+                            *pixels.shape[1:])
+    return pixels[:, :visual_len], pixels[:, visual_len:], _stack_labels(samples)
+
+
+def collate_contrastive_pairs(samples: Sequence[Any], image_size: int, mean: Sequence[float],
+                              std: Sequence[float], augment: FrameAugmentation | None = None,
+                              rng: np.random.Generator | None = None
+                              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Batch single synchronous visual-tactile image pairs for stage 1 (SimCLR, paper eq. 1-2).
+
+    With `augment`, every sample contributes the pair at a random common time step (counted
+    from the end) of a random tactile sensor, each image augmented independently; without it,
+    the latest camera frame and the latest frame of sensor 0.
+
+    Returns:
+        visual `(B, 3, S, S)` and tactile `(B, 3, S, S)`; row i of both is a positive pair.
+    """
+    if not samples:
+        raise ValueError('collate_contrastive_pairs needs at least one sample')
+    rng = rng or (default_rng() if augment is not None else None)
+    visual, tactile = [], []
+    for sample in samples:
+        step, sensor = 1, 0
+        if rng is not None:
+            step = 1 + int(rng.integers(min(len(sample.visual), len(sample.tactile[0]))))
+            sensor = int(rng.integers(len(sample.tactile)))
+        visual.append(sample.visual[-step])
+        tactile.append(sample.tactile[sensor][-step])
+    if augment is None:
+        return (preprocess_frames(visual, image_size, mean, std),
+                preprocess_frames(tactile, image_size, mean, std))
+    return tuple(torch.cat([augment([frame], image_size, mean, std, rng) for frame in frames])
+                 for frames in (visual, tactile))

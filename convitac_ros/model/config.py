@@ -1,0 +1,191 @@
+"""The one frozen dataclass that holds every architecture number of ConViTac.
+
+Training knobs (optimiser, schedule, augmentation) and deployment knobs (ROS parameters) live
+elsewhere; a checkpoint stores `ModelConfig.to_dict()` and the model is rebuilt from it alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+import dataclasses
+import math
+from typing import Any, Union
+
+BackboneArg = Union[int, float, str, bool]
+BackboneKwargs = tuple[tuple[str, BackboneArg], ...]
+
+FUSIONS = ('cec', 'cross_attention', 'concat', 'add')
+MODALITIES = ('both', 'vision', 'touch')
+CONDITIONS = ('tokens', 'pooled')
+HEAD_NAMES = ('material', 'hardness', 'roughness', 'grasp_success')
+
+# A DINO-style tiny ViT: 64 px images, patch 8 (an 8 x 8 grid), width 64.
+_TINY_VIT: BackboneKwargs = (('patch_size', 8), ('embed_dim', 64), ('depth', 2), ('num_heads', 2))
+_TINY_FUSION_VIT: BackboneKwargs = (
+    ('patch_size', 8), ('embed_dim', 48), ('depth', 1), ('num_heads', 2),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Every architecture number of ConViTac (paper Sec. II plus the gaps it leaves open).
+
+    Attributes:
+        image_size: side S of the square frames every encoder sees, in pixels.
+        visual_len: T_v, camera frames per sample (oldest first).
+        tactile_len: T_t, frames per tactile sensor per sample.
+        num_tactile: number of tactile sensors (1 Touch and Go, 2 Feeling of Success).
+        contrastive_arch: timm name of the contrastive encoder E^c (a ViT).
+        contrastive_kwargs: extra timm constructor arguments for E^c (width, depth, patch).
+        num_pooled_tokens: P, tokens E^c keeps per image (a square: its patch grid is
+            adaptively average-pooled to sqrt(P) x sqrt(P)).
+        dim: d, the fusion width (E^c tokens, feature tokens and CEC blocks).
+        visual_arch / visual_kwargs: timm backbone of the visual fusion encoder.
+        tactile_arch / tactile_kwargs: timm backbone of the tactile fusion encoder.
+        feature_grid: each fusion-encoder frame is pooled to feature_grid^2 spatial tokens.
+        num_blocks: L, the number of CEC (cross-attention) blocks.
+        num_heads: attention heads in each CEC block.
+        mlp_ratio: hidden width of the CEC MLP relative to d.
+        dropout: dropout in the CEC blocks and before the heads.
+        projection_dim: output width of the SimCLR projection head (stage-1 loss only).
+        fusion: 'cec' (paper), 'cross_attention' (learned queries, no contrastive condition),
+            'concat' or 'add' (pooled stream features, no attention).
+        modalities: 'both', 'vision' or 'touch' (drops the other stream and its condition).
+        condition: 'tokens' (paper: P tokens per frame) or 'pooled' (the authors' released
+            model.py: one pooled token per stream, the condition acting through the residual).
+        heads: (name, num_classes) per task head, in output order.
+    """
+
+    image_size: int = 224
+    visual_len: int = 2
+    tactile_len: int = 2
+    num_tactile: int = 1
+    contrastive_arch: str = 'vit_small_patch16_224'
+    contrastive_kwargs: BackboneKwargs = ()
+    num_pooled_tokens: int = 16
+    dim: int = 256
+    visual_arch: str = 'resnet18'
+    visual_kwargs: BackboneKwargs = ()
+    tactile_arch: str = 'resnet18'
+    tactile_kwargs: BackboneKwargs = ()
+    feature_grid: int = 4
+    num_blocks: int = 2
+    num_heads: int = 8
+    mlp_ratio: float = 4.0
+    dropout: float = 0.1
+    projection_dim: int = 128
+    fusion: str = 'cec'
+    modalities: str = 'both'
+    condition: str = 'tokens'
+    heads: tuple[tuple[str, int], ...] = (('material', 20), ('hardness', 2), ('roughness', 2))
+
+    def __post_init__(self) -> None:
+        # JSON gives lists (and callers may pass dicts); store tuples of pairs so the config
+        # stays hashable and compares equal after a round trip.
+        for name in ('contrastive_kwargs', 'visual_kwargs', 'tactile_kwargs', 'heads'):
+            value = getattr(self, name)
+            items = value.items() if isinstance(value, Mapping) else value
+            object.__setattr__(self, name, tuple(tuple(item) for item in items))
+        self._validate()
+
+    def _validate(self) -> None:
+        positive = ('image_size', 'visual_len', 'tactile_len', 'num_tactile', 'num_pooled_tokens',
+                    'dim', 'feature_grid', 'num_blocks', 'num_heads', 'projection_dim')
+        for name in positive:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f'ModelConfig.{name} must be a positive int, got {value!r}')
+        choices = {'fusion': FUSIONS, 'modalities': MODALITIES, 'condition': CONDITIONS}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(
+                    f'ModelConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}')
+        if math.isqrt(self.num_pooled_tokens) ** 2 != self.num_pooled_tokens:
+            raise ValueError('ModelConfig.num_pooled_tokens must be a square (a k x k grid), '
+                             f'got {self.num_pooled_tokens}')
+        if self.dim % self.num_heads:
+            raise ValueError(f'ModelConfig.dim ({self.dim}) must be divisible by num_heads '
+                             f'({self.num_heads})')
+        if not self.mlp_ratio > 0:
+            raise ValueError(f'ModelConfig.mlp_ratio must be > 0, got {self.mlp_ratio}')
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f'ModelConfig.dropout must be in [0, 1), got {self.dropout}')
+        for name in ('contrastive_arch', 'visual_arch', 'tactile_arch'):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise ValueError(f'ModelConfig.{name} must be a timm model name')
+        for name in ('contrastive_kwargs', 'visual_kwargs', 'tactile_kwargs'):
+            for item in getattr(self, name):
+                if len(item) != 2 or not isinstance(item[0], str):
+                    raise ValueError(f'ModelConfig.{name} must hold (name, value) pairs, '
+                                     f'got {item!r}')
+        self._validate_heads()
+
+    def _validate_heads(self) -> None:
+        if not self.heads:
+            raise ValueError('ModelConfig.heads must name at least one task head')
+        names = [head[0] if len(head) == 2 else None for head in self.heads]
+        for head in self.heads:
+            if (len(head) != 2 or not isinstance(head[0], str) or not head[0]
+                    or not isinstance(head[1], int) or head[1] < 2):
+                raise ValueError('ModelConfig.heads must hold (name, num_classes >= 2) pairs, '
+                                 f'got {head!r}')
+        if len(set(names)) != len(names):
+            raise ValueError(f'ModelConfig.heads has duplicate names: {names}')
+
+    @property
+    def uses_condition(self) -> bool:
+        """Whether the model has (and needs) the contrastive encoder E^c."""
+        return self.fusion == 'cec'
+
+    @property
+    def head_sizes(self) -> dict[str, int]:
+        """Head name -> number of classes, in output order."""
+        return dict(self.heads)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict (tuples become lists) that `from_dict` turns back into this config."""
+        return {field.name: _jsonable(getattr(self, field.name))
+                for field in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        """Rebuild a config from `to_dict()` output.
+
+        Raises:
+            ValueError: on unknown keys (e.g. a checkpoint from a newer version) or bad values.
+        """
+        known = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f'unknown ModelConfig keys {unknown}; known keys: {sorted(known)}')
+        return cls(**data)
+
+    def replace(self, **changes: Any) -> ModelConfig:
+        """Return a copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def tiny(cls, **overrides: Any) -> ModelConfig:
+        """Build the tiny config (~250k parameters) for CPU tests and the demo checkpoint."""
+        base = {
+            'image_size': 64, 'visual_len': 2, 'tactile_len': 2, 'num_tactile': 1,
+            'contrastive_arch': 'vit_small_patch16_224', 'contrastive_kwargs': _TINY_VIT,
+            'num_pooled_tokens': 16, 'dim': 64,
+            'visual_arch': 'vit_small_patch16_224', 'visual_kwargs': _TINY_FUSION_VIT,
+            'tactile_arch': 'vit_small_patch16_224', 'tactile_kwargs': _TINY_FUSION_VIT,
+            'feature_grid': 4, 'num_blocks': 1, 'num_heads': 4, 'mlp_ratio': 2.0, 'dropout': 0.0,
+            'projection_dim': 32,
+        }
+        base.update(overrides)
+        return cls(**base)
+
+    @classmethod
+    def paper(cls, **overrides: Any) -> ModelConfig:
+        """Build the paper-size config: DINO ViT-S/16 E^c at 224 px, ResNet-18 fusion encoders."""
+        return cls(**overrides)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_jsonable(item) for item in value]
+    return value

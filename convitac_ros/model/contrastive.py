@@ -1,0 +1,89 @@
+"""The contrastive encoder E^c, its SimCLR projection head and the NT-Xent loss (paper eq. 1-3).
+
+E^c is a timm ViT (DINO ViT-S/16 architecture by default). Its patch-token grid is pooled to
+P tokens and projected to the fusion width d: those tokens are the condition e^p of stage 2.
+In stage 1 the mean of the P tokens goes through a separate MLP projection head (SimCLR); the
+head is only used for the loss, so stage 2 never runs it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from convitac_ros.model.config import ModelConfig
+from convitac_ros.model.encoders import GridTokenizer
+
+
+class ContrastiveEncoder(nn.Module):
+    """E^c: images `(N, 3, S, S)` -> P tokens `(N, P, d)`; `projection_embed` for SimCLR."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.tokenizer = GridTokenizer(config.contrastive_arch, config.contrastive_kwargs,
+                                       config.image_size, math.isqrt(config.num_pooled_tokens),
+                                       config.dim)
+        self.projection_head = nn.Sequential(
+            nn.Linear(config.dim, config.dim),
+            nn.ReLU(inplace=True),
+            nn.Linear(config.dim, config.projection_dim),
+        )
+
+    @property
+    def backbone(self) -> nn.Module:
+        """The timm ViT (the part a DINO weight file initialises)."""
+        return self.tokenizer.backbone
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Embed images `(N, 3, S, S)` as the projected pooled tokens `(N, P, d)`."""
+        return self.tokenizer(images)
+
+    def projection_embed(self, images: torch.Tensor) -> torch.Tensor:
+        """Compute the SimCLR embeddings for the NT-Xent loss.
+
+        Args:
+            images: `(N, 3, S, S)`.
+
+        Returns:
+            `(N, projection_dim)` (not normalised; `nt_xent_loss` normalises).
+        """
+        return self.projection_head(self.forward(images).mean(dim=1))
+
+
+def nt_xent_loss(embeddings: torch.Tensor, temperature: float) -> torch.Tensor:
+    """NT-Xent (normalised temperature-scaled cross entropy), paper eq. 2-3 / SimCLR.
+
+    Row i and row i+B of `embeddings` are positives (the B visual embeddings, then the B tactile
+    embeddings of the same samples). Similarity is cosine / temperature, self-similarity is
+    masked with -inf, and the loss is the mean over the 2B anchors of
+    `-log(exp(S[i, pos(i)]) / sum_{j != i} exp(S[i, j]))`. (Eq. 2 writes a sum; the mean only
+    rescales it and keeps the learning rate independent of the batch size.)
+
+    Args:
+        embeddings: `(2B, D)` with B >= 1.
+        temperature: tau > 0.
+
+    Returns:
+        Scalar loss.
+
+    Raises:
+        ValueError: on a non-positive or non-finite temperature or a badly shaped tensor.
+    """
+    if not isinstance(temperature, (int, float)) or not math.isfinite(temperature) \
+            or temperature <= 0:
+        raise ValueError(f'temperature must be a finite number > 0, got {temperature!r}')
+    if embeddings.ndim != 2 or embeddings.shape[0] < 2 or embeddings.shape[0] % 2:
+        raise ValueError('embeddings must be (2B, D) with an even number of rows >= 2, got '
+                         f'{tuple(embeddings.shape)}')
+    num_rows = embeddings.shape[0]
+    half = num_rows // 2
+    unit = F.normalize(embeddings.float(), dim=1)
+    similarity = unit @ unit.T / temperature  # (2B, 2B)
+    eye = torch.eye(num_rows, dtype=torch.bool, device=embeddings.device)
+    similarity = similarity.masked_fill(eye, float('-inf'))
+    positives = (torch.arange(num_rows, device=embeddings.device) + half) % num_rows  # (2B,)
+    return F.cross_entropy(similarity, positives)

@@ -1,0 +1,103 @@
+"""Image backbones that turn frames into a small grid of d-wide tokens.
+
+Both E^c and the two fusion encoders use the same path: a timm backbone (never with pretrained
+weights from a hub), its spatial feature map, an adaptive average pool to a k x k grid, and a
+linear projection to the fusion width d.
+"""
+
+from __future__ import annotations
+
+import timm
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from convitac_ros.model.config import BackboneKwargs
+
+
+def create_backbone(arch: str, kwargs: BackboneKwargs, image_size: int) -> nn.Module:
+    """Create a randomly initialised timm backbone without classifier.
+
+    Models with a fixed input size (ViTs) get `img_size=image_size` so that their position
+    embedding matches the frames; convolutional ones take any size.
+    """
+    options = dict(kwargs)
+    pretrained_cfg = timm.models.get_pretrained_cfg(arch)
+    if pretrained_cfg is not None and pretrained_cfg.fixed_input_size:
+        options.setdefault('img_size', image_size)
+    return timm.create_model(arch, pretrained=False, num_classes=0, **options)
+
+
+def backbone_width(backbone: nn.Module) -> int:
+    """Return the channels of the backbone's `forward_features` output."""
+    return int(backbone.num_features)
+
+
+def spatial_feature_map(backbone: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """Return the spatial features of a batch of images as a channels-first map.
+
+    Args:
+        backbone: a timm model (CNN giving (N, C, h, w) or ViT giving (N, prefix + h*w, C)).
+        images: `(N, 3, S, S)`.
+
+    Returns:
+        `(N, C, h, w)`.
+    """
+    features = backbone.forward_features(images)
+    if features.ndim == 4:
+        return features  # (N, C, h, w)
+    tokens = features[:, getattr(backbone, 'num_prefix_tokens', 0):]  # (N, h*w, C)
+    height, width = backbone.patch_embed.dynamic_feat_size(images.shape[-2:])
+    return tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], height, width)
+
+
+class GridTokenizer(nn.Module):
+    """Backbone -> k x k pooled grid -> linear projection to d: `(N, 3, S, S) -> (N, k*k, d)`."""
+
+    def __init__(self, arch: str, kwargs: BackboneKwargs, image_size: int, grid: int,
+                 dim: int) -> None:
+        super().__init__()
+        self.backbone = backbone = create_backbone(arch, kwargs, image_size)
+        self.grid = grid
+        self.proj = nn.Linear(backbone_width(backbone), dim)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Args: images `(N, 3, S, S)`. Returns: tokens `(N, grid*grid, d)`, row-major."""
+        feature_map = spatial_feature_map(self.backbone, images)  # (N, C, h, w)
+        pooled = F.adaptive_avg_pool2d(feature_map, self.grid)  # (N, C, k, k)
+        return self.proj(pooled.flatten(2).transpose(1, 2))  # (N, k*k, d)
+
+
+class FusionEncoder(nn.Module):
+    """A trainable frame-sequence encoder (visual or tactile) producing feature tokens.
+
+    Every frame becomes `grid^2` tokens; learned spatial, time and stream (modality / sensor)
+    embeddings are added so the CEC attention knows where and when each token comes from.
+    """
+
+    def __init__(self, arch: str, kwargs: BackboneKwargs, image_size: int, grid: int, dim: int,
+                 seq_len: int, num_streams: int) -> None:
+        super().__init__()
+        self.tokenizer = GridTokenizer(arch, kwargs, image_size, grid, dim)
+        self.seq_len = seq_len
+        self.num_streams = num_streams
+        self.pos_embed = nn.Parameter(torch.zeros(grid * grid, dim))
+        self.time_embed = nn.Parameter(torch.zeros(seq_len, dim))
+        self.stream_embed = nn.Parameter(torch.zeros(num_streams, dim))
+        for parameter in (self.pos_embed, self.time_embed, self.stream_embed):
+            nn.init.trunc_normal_(parameter, std=0.02)
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        """Encode stream-major frame sequences.
+
+        Args:
+            frames: `(B, streams*T, 3, S, S)`: stream 0 frames 0..T-1, then stream 1, ...
+
+        Returns:
+            tokens `(B, streams, T, k*k, d)`.
+        """
+        batch = frames.shape[0]
+        tokens = self.tokenizer(frames.flatten(0, 1))  # (B*streams*T, k*k, d)
+        tokens = tokens.reshape(batch, self.num_streams, self.seq_len, *tokens.shape[1:])
+        return (tokens + self.pos_embed + self.time_embed[:, None]
+                + self.stream_embed[:, None, None])

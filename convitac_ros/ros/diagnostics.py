@@ -1,0 +1,131 @@
+"""The node's health as a diagnostic_msgs/DiagnosticStatus (published on /diagnostics).
+
+:class:`Health` is a plain snapshot the node fills each period; :func:`health_status` turns it
+into a status with a level and a message, so the rules (WARN for a silent input, zero stamps,
+latency over budget; ERROR for a recent inference failure) are tested without a ROS graph.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
+
+OK, WARN, ERROR, STALE = (DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR,
+                          DiagnosticStatus.STALE)
+
+
+@dataclass
+class InputHealth:
+    """One input topic over the last period."""
+
+    topic: str
+    rate_hz: float
+    received: int
+    silent_s: float | None  # seconds since the last message; None: none since activation
+    zero_stamps: int
+    recent_zero_stamps: bool
+    backwards: int
+
+
+@dataclass
+class Health:
+    """Everything /diagnostics reports, gathered by the node once per period."""
+
+    node_name: str
+    state: str
+    model: str = ''
+    device: str = ''
+    checkpoint: str = ''
+    inputs: list[InputHealth] = field(default_factory=list)
+    pairing_rate_hz: float = 0.0
+    inference_rate_hz: float = 0.0
+    latency_ms: dict[float, float] | None = None  # receive of the set -> outputs published
+    age_ms: dict[float, float] | None = None  # header stamp -> outputs published
+    drops: dict[str, int] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+    queue_length: int = 0
+    silent_timeout_s: float = 2.0
+    latency_budget_ms: float = 0.0
+    recent_inference_error: str | None = None
+    last_conversion_error: str | None = None
+    configure_error: str | None = None
+
+
+def _fmt(value: float) -> str:
+    return f'{value:.3f}'
+
+
+def _percentile_values(prefix: str, percentiles: dict[float, float] | None) -> list[KeyValue]:
+    if percentiles is None:
+        return [KeyValue(key=f'{prefix} p{q:g} (ms)', value='n/a') for q in (50, 95, 99)]
+    return [KeyValue(key=f'{prefix} p{q:g} (ms)', value=_fmt(v)) for q, v in percentiles.items()]
+
+
+def _problems(health: Health) -> tuple[int, list[str]]:
+    level, problems = OK, []
+    if health.configure_error:
+        level = ERROR
+        problems.append(f'configure failed: {health.configure_error}')
+    if health.recent_inference_error:
+        level = ERROR
+        problems.append(f'inference failed: {health.recent_inference_error}')
+    if health.state != 'active':
+        return level, problems
+    for item in health.inputs:
+        if item.silent_s is None or item.silent_s > health.silent_timeout_s:
+            level = max(level, WARN)
+            since = 'since activation' if item.silent_s is None else f'for {item.silent_s:.1f} s'
+            problems.append(f'{item.topic} silent {since}')
+        if item.recent_zero_stamps:
+            level = max(level, WARN)
+            problems.append(f'{item.topic} has zero stamps ({item.zero_stamps})')
+    budget = health.latency_budget_ms
+    if budget > 0 and health.latency_ms is not None and health.latency_ms[95] > budget:
+        level = max(level, WARN)
+        problems.append(f'p95 latency {health.latency_ms[95]:.1f} ms over budget {budget:g} ms')
+    return level, problems
+
+
+def health_status(health: Health) -> DiagnosticStatus:
+    """Build the DiagnosticStatus ``"<node name>: inference"`` for a snapshot.
+
+    The level is ERROR for a configure or recent inference failure; WARN (while active) for a
+    silent input, zero stamps, or p95 latency over budget; else OK. The message lists the
+    problems, or summarises the state.
+    """
+    level, problems = _problems(health)
+    if problems:
+        message = '; '.join(problems)
+    elif health.state == 'active':
+        message = f'running {health.model} on {health.device}'
+    else:
+        message = health.state
+    values = [
+        KeyValue(key='state', value=health.state),
+        KeyValue(key='model', value=health.model),
+        KeyValue(key='device', value=health.device),
+        KeyValue(key='checkpoint', value=health.checkpoint),
+    ]
+    for item in health.inputs:
+        values += [
+            KeyValue(key=f'{item.topic} rate (Hz)', value=_fmt(item.rate_hz)),
+            KeyValue(key=f'{item.topic} received', value=str(item.received)),
+            KeyValue(key=f'{item.topic} zero stamps', value=str(item.zero_stamps)),
+            KeyValue(key=f'{item.topic} stamps backwards', value=str(item.backwards)),
+        ]
+    values += [
+        KeyValue(key='pairing rate (Hz)', value=_fmt(health.pairing_rate_hz)),
+        KeyValue(key='inference rate (Hz)', value=_fmt(health.inference_rate_hz)),
+        *_percentile_values('latency', health.latency_ms),
+        *_percentile_values('age', health.age_ms),
+        KeyValue(key='queue length', value=str(health.queue_length)),
+    ]
+    values += [KeyValue(key=f'{name}', value=str(n)) for name, n in sorted(health.counts.items())]
+    values += [KeyValue(key=f'dropped {reason}', value=str(n))
+               for reason, n in sorted(health.drops.items())]
+    values.append(KeyValue(key='dropped total', value=str(sum(health.drops.values()))))
+    if health.last_conversion_error:
+        values.append(KeyValue(key='last conversion error', value=health.last_conversion_error))
+    return DiagnosticStatus(level=level, name=f'{health.node_name}: inference', message=message,
+                            hardware_id=health.device or 'none', values=values)

@@ -1,0 +1,141 @@
+"""The node's inference thread: windows from the queue -> RGB -> Predictor -> outputs.
+
+Kept off the executor thread so that subscription callbacks never wait for the model. Every
+failure is counted and logged (throttled), never raised: a bad image drops its window
+(``dropped conversion_error``), a failing model drops the batch (``dropped inference_error``)
+and turns /diagnostics to ERROR for a while.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from builtin_interfaces.msg import Time
+import numpy as np
+from sensor_msgs.msg import Image
+from std_msgs.msg import Header
+
+from convitac_ros.ros.debug_image import render_debug_image
+from convitac_ros.ros.image_conversion import ImageConversionError
+from convitac_ros.ros.pipeline import DropOldestQueue, FrameSet, LatencyWindow
+
+LOG_THROTTLE_S = 5.0
+
+Window = tuple[FrameSet, ...]
+
+
+def header_of(frame_set: FrameSet) -> Header:
+    """The output header of a set: its (possibly receive-time) stamp, the camera frame_id."""
+    stamp = frame_set.stamp_ns
+    return Header(stamp=Time(sec=stamp // 1_000_000_000, nanosec=stamp % 1_000_000_000),
+                  frame_id=frame_set.msgs[0].header.frame_id)
+
+
+class InferenceThread(threading.Thread):
+    """Consumes windows until the queue is closed. Started by activate, joined by deactivate."""
+
+    def __init__(self, node: Any, queue: DropOldestQueue) -> None:
+        """Bind to the node's predictor, outputs, parameters and counters."""
+        super().__init__(name='convitac_inference', daemon=True)
+        self._node = node
+        self._queue = queue
+        self._predictor = node.predictor
+        self._outputs = node.outputs
+        self._counters = node.counters
+        self._logger = node.get_logger()
+        self.latency = LatencyWindow()
+        self.age = LatencyWindow()
+        self.last_conversion_error: str | None = None
+        self._last_error: tuple[float, str] | None = None
+        self._sequence = 0
+
+    def recent_error(self, within_s: float) -> str | None:
+        """The last inference error if it happened less than ``within_s`` seconds ago."""
+        last = self._last_error
+        if last is None or time.monotonic() - last[0] > within_s:
+            return None
+        return last[1]
+
+    def run(self) -> None:
+        """Take windows (batches of them in process_every_pair mode) until closed."""
+        while True:
+            window = self._queue.get()
+            if window is None:
+                return
+            batch = [window]
+            params = self._node.params
+            if params.process_every_pair:
+                while len(batch) < params.max_batch:
+                    more = self._queue.get(timeout=0)
+                    if more is None:
+                        break
+                    batch.append(more)
+            self._process(batch)
+
+    def _sample(self, window: Window) -> tuple[list[np.ndarray], list[list[np.ndarray]]] | None:
+        """The model inputs of a window, or None (counted) when an image does not convert."""
+        predictor = self._predictor
+        try:
+            frames = [frame_set.rgb() for frame_set in window]
+        except ImageConversionError as exc:
+            self._counters.add('dropped conversion_error')
+            self.last_conversion_error = str(exc)
+            self._logger.warning(f'dropped a window: {exc}',
+                                 throttle_duration_sec=LOG_THROTTLE_S)
+            return None
+        visual = [f[0] for f in frames[-predictor.visual_len:]]
+        tactile = [[f[1 + sensor] for f in frames[-predictor.tactile_len:]]
+                   for sensor in range(predictor.num_tactile)]
+        return visual, tactile
+
+    def _process(self, batch: list[Window]) -> None:
+        pairs = [(w, s) for w in batch if (s := self._sample(w)) is not None]
+        if not pairs:
+            return
+        debug = self._node.params.publish_debug_image
+        attention = None
+        try:
+            if debug and len(pairs) == 1:
+                probabilities, attention = self._predictor.predict_with_attention(*pairs[0][1])
+                results = [probabilities]
+            elif len(pairs) == 1:
+                results = [self._predictor.predict(*pairs[0][1])]
+            else:
+                results = self._predictor.predict_batch([s for _, s in pairs])
+        except Exception as exc:  # noqa: BLE001 - counted, logged and reported as ERROR
+            self._counters.add('inference errors')
+            self._counters.add('dropped inference_error', len(pairs))
+            self._last_error = (time.monotonic(), f'{type(exc).__name__}: {exc}')
+            self._logger.error(f'inference failed: {exc}', throttle_duration_sec=LOG_THROTTLE_S)
+            return
+        for (window, sample), probabilities in zip(pairs, results):
+            self._publish(window, probabilities)
+            if debug:
+                self._publish_debug(window, sample, probabilities, attention)
+
+    def _publish(self, window: Window, probabilities: dict[str, np.ndarray]) -> None:
+        newest = window[-1]
+        self._sequence += 1
+        latency_ms = (time.perf_counter_ns() - newest.received_ns) / 1e6
+        self._outputs.publish(header_of(newest), probabilities,
+                              {'latency_ms': round(latency_ms, 3), 'sequence': self._sequence})
+        self.latency.add((time.perf_counter_ns() - newest.received_ns) / 1e6)
+        self.age.add((self._node.get_clock().now().nanoseconds - newest.stamp_ns) / 1e6)
+        self._counters.add('inferences')
+
+    def _publish_debug(self, window: Window, sample: tuple, probabilities: dict,
+                       attention: Any) -> None:
+        visual, tactile = sample
+        frames = [visual[-1], *(sensor[-1] for sensor in tactile)]
+        maps = None
+        if attention is not None:
+            tactile_maps = [sensor[-1] if sensor else None for sensor in attention.tactile]
+            maps = [attention.visual[-1] if attention.visual else None,
+                    *(tactile_maps or [None] * len(tactile))]
+        picture = render_debug_image(frames, self._predictor.heads, probabilities, maps)
+        height, width = picture.shape[:2]
+        self._outputs.debug_image.publish(Image(
+            header=header_of(window[-1]), height=height, width=width, encoding='rgb8',
+            is_bigendian=0, step=width * 3, data=picture.tobytes()))

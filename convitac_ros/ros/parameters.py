@@ -1,0 +1,215 @@
+"""The node's parameters: one table of specs, a typed snapshot, and validation with reasons.
+
+Every parameter is declared from :data:`SPECS` with a ``ParameterDescriptor`` (description and
+range); the defaults here equal ``config/convitac.yaml`` (a test checks it). The node reads them
+once into a frozen :class:`NodeParameters`; changes go through :func:`validate`, which refuses
+bad values with a reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+
+PACKAGE = 'convitac_ros'
+DEMO_CHECKPOINT = 'convitac_demo.safetensors'
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One parameter: default, description and the allowed values."""
+
+    default: Any
+    description: str
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[str, ...] = ()
+    live: bool = False  # takes effect at once; otherwise at the next configure / activate
+
+    def descriptor(self, name: str) -> ParameterDescriptor:
+        """Build the ParameterDescriptor: description, range, choices, when it applies."""
+        when = 'at once' if self.live else 'at the next configure/activate'
+        text = f'{self.description} Takes effect {when}.'
+        if self.choices:
+            text += f' One of: {", ".join(self.choices)}.'
+        descriptor = ParameterDescriptor(name=name, description=text)
+        if self.low is not None and isinstance(self.default, bool):
+            raise TypeError(f'{name}: a bool parameter has no range')
+        if self.low is not None and isinstance(self.default, int):
+            descriptor.integer_range = [
+                IntegerRange(from_value=int(self.low), to_value=int(self.high), step=1)]
+        elif self.low is not None:
+            descriptor.floating_point_range = [
+                FloatingPointRange(from_value=float(self.low), to_value=float(self.high))]
+        return descriptor
+
+
+SPECS: dict[str, Spec] = {
+    'autostart': Spec(True, 'Configure and activate by itself at start-up.'),
+    'checkpoint': Spec(
+        '', 'Path of the .safetensors checkpoint; empty: the demo checkpoint installed with '
+        'the package.'),
+    'device': Spec('auto', 'Inference device: auto (CUDA if present), cpu, cuda or cuda:N.'),
+    'precision': Spec(
+        'auto', 'Inference precision: auto (bf16/fp16 autocast on CUDA, fp32 on CPU), fp32, '
+        'bf16 or fp16.', choices=('auto', 'fp32', 'bf16', 'fp16')),
+    'torch_compile': Spec(
+        False, 'Compile the model with torch.compile at configure (slow start).'),
+    'cuda_graph': Spec(False, 'Replay a captured CUDA graph for single predictions (CUDA only).'),
+    'warmup_iterations': Spec(
+        3, 'Dummy predictions at configure so that the first message is not slow.', 0, 100),
+    'image_transport': Spec(
+        'raw', 'raw: sensor_msgs/Image on <topic>; compressed: sensor_msgs/CompressedImage on '
+        '<topic>/compressed.', choices=('raw', 'compressed')),
+    'qos_reliability': Spec(
+        'best_effort', 'Reliability of the image subscriptions (sensor data QoS by default).',
+        choices=('best_effort', 'reliable')),
+    'qos_depth': Spec(5, 'History depth of the image subscriptions.', 1, 1000),
+    'sync_queue_size': Spec(
+        10, 'Approximate-time synchronizer: distinct stamps kept per input.', 1, 1000),
+    'sync_slop': Spec(
+        0.05, 'Approximate-time synchronizer: a set is narrower than this, in seconds.',
+        0.0, 10.0),
+    'sync_purge_older': Spec(
+        False, 'After each synchronized set, drop queued messages older than it (message_'
+        'filters keeps them until they overflow).'),
+    'queue_depth': Spec(
+        1, 'Inference queue depth: when full, the oldest waiting window is dropped.', 1, 100,
+        live=True),
+    'process_every_pair': Spec(
+        False, 'Evaluation mode: infer on every synchronized set, up to backlog_limit waiting '
+        '(oldest dropped beyond it), instead of only the newest.', live=True),
+    'backlog_limit': Spec(
+        1000, 'Most windows waiting in process_every_pair mode.', 1, 100000, live=True),
+    'max_batch': Spec(
+        1, 'In process_every_pair mode, windows waiting together are inferred in batches of up '
+        'to this many.', 1, 256, live=True),
+    'zero_stamp_policy': Spec(
+        'receive_time', 'What to do with images whose header.stamp is zero: stamp them with '
+        'the receive time, or drop them. Both are counted and reported.',
+        choices=('receive_time', 'drop')),
+    'publish_debug_image': Spec(
+        False, 'Publish ~/debug_image (camera and tactile side by side with predictions).',
+        live=True),
+    'diagnostics_period': Spec(
+        1.0, 'Period of /diagnostics in seconds.', 0.1, 60.0, live=True),
+    'silent_input_timeout': Spec(
+        2.0, 'An input without messages for this long (seconds) is reported (WARN).', 0.1,
+        3600.0, live=True),
+    'latency_budget_ms': Spec(
+        500.0, 'WARN when the p95 processing latency exceeds this (ms); 0 disables.', 0.0,
+        1e6, live=True),
+}
+
+
+@dataclass(frozen=True)
+class NodeParameters:
+    """Typed snapshot of the parameters (see :data:`SPECS` for their meaning)."""
+
+    autostart: bool
+    checkpoint: str
+    device: str
+    precision: str
+    torch_compile: bool
+    cuda_graph: bool
+    warmup_iterations: int
+    image_transport: str
+    qos_reliability: str
+    qos_depth: int
+    sync_queue_size: int
+    sync_slop: float
+    sync_purge_older: bool
+    queue_depth: int
+    process_every_pair: bool
+    backlog_limit: int
+    max_batch: int
+    zero_stamp_policy: str
+    publish_debug_image: bool
+    diagnostics_period: float
+    silent_input_timeout: float
+    latency_budget_ms: float
+
+    @classmethod
+    def from_values(cls, values: dict[str, Any]) -> NodeParameters:
+        """Build from ``{name: value}``; missing names take the defaults of :data:`SPECS`."""
+        merged = {name: spec.default for name, spec in SPECS.items()} | values
+        return cls(**{f.name: _coerce(SPECS[f.name].default, merged[f.name])
+                      for f in fields(cls)})
+
+    def with_changes(self, changes: dict[str, Any]) -> NodeParameters:
+        """Return a copy with some values changed (already validated)."""
+        return replace(self, **{k: _coerce(SPECS[k].default, v) for k, v in changes.items()})
+
+    def resolved_checkpoint(self) -> Path:
+        """The checkpoint to load: the parameter, or the installed demo checkpoint."""
+        return Path(self.checkpoint).expanduser() if self.checkpoint else demo_checkpoint()
+
+
+def _coerce(default: Any, value: Any) -> Any:
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def _valid_device(value: str) -> bool:
+    if value in ('auto', 'cpu', 'cuda'):
+        return True
+    prefix, _, index = value.partition(':')
+    return prefix == 'cuda' and index.isdigit()
+
+
+def validate(name: str, value: Any) -> str | None:
+    """Check one value; return the reason it is refused, or None when it is fine.
+
+    Ranges are also enforced by rclpy from the descriptor; they are checked here as well so
+    that the reason names the parameter and the allowed values.
+    """
+    spec = SPECS.get(name)
+    if spec is None:
+        return None
+    expected = type(spec.default)
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if type(value) is not expected:
+        return f'{name} must be a {expected.__name__}, got {type(value).__name__} {value!r}'
+    if spec.choices and value not in spec.choices:
+        return f'{name} must be one of {", ".join(spec.choices)}; got {value!r}'
+    if spec.low is not None and not spec.low <= value <= spec.high:
+        return f'{name} must be within [{spec.low}, {spec.high}]; got {value!r}'
+    if name == 'device' and not _valid_device(value):
+        return f'device must be auto, cpu, cuda or cuda:N; got {value!r}'
+    if name == 'checkpoint' and value and not value.endswith('.safetensors'):
+        return f'checkpoint must be a .safetensors file; got {value!r}'
+    return None
+
+
+def demo_checkpoint() -> Path:
+    """Locate the demo checkpoint: the ament share directory, else the source tree.
+
+    Returns:
+        ``<share>/convitac_ros/models/convitac_demo.safetensors`` when the package is
+        installed with colcon, otherwise ``models/`` next to the package sources (pip editable
+        install or a source checkout).
+    """
+    candidates = []
+    try:
+        from ament_index_python.packages import (
+            get_package_share_directory,
+            PackageNotFoundError,
+        )
+        try:
+            share = get_package_share_directory(PACKAGE)
+            candidates.append(Path(share) / 'models' / DEMO_CHECKPOINT)
+        except (PackageNotFoundError, ValueError):
+            pass
+    except ImportError:
+        pass
+    source_root = Path(__file__).resolve().parents[2]
+    candidates.append(source_root / 'models' / DEMO_CHECKPOINT)
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    return candidates[-1]

@@ -1,0 +1,227 @@
+"""The node's data path between the synchronizer and the model, free of rclpy.
+
+- :class:`FrameSet`: one synchronized set of messages, converted to RGB once, on demand.
+- :class:`SlidingWindow`: the last ``length`` sets in stamp order; each new set yields the
+  window that ends with it (the model's visual and tactile sequences).
+- :class:`DropOldestQueue`: the bounded hand-over to the inference thread.
+- :class:`Counters` and :class:`LatencyWindow`: thread-safe statistics for diagnostics.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+import threading
+from typing import Any
+
+import numpy as np
+
+from convitac_ros.ros.image_conversion import ImageConversionError
+
+
+@dataclass
+class FrameSet:
+    """A synchronized set: ``msgs[0]`` is the camera, then the tactile sensors in order.
+
+    Attributes:
+        msgs: The messages as received.
+        stamp_ns: The camera stamp in nanoseconds (after the zero-stamp policy).
+        received_ns: ``time.perf_counter_ns()`` when the set was completed.
+        convert: Turns one message into uint8 (H, W, 3) RGB; raises ImageConversionError.
+    """
+
+    msgs: tuple[Any, ...]
+    stamp_ns: int
+    received_ns: int
+    convert: Callable[[Any], np.ndarray]
+    _rgb: list[np.ndarray] | None = field(default=None, repr=False)
+    _error: str | None = field(default=None, repr=False)
+
+    def rgb(self) -> list[np.ndarray]:
+        """The RGB frames, converted on first use (only by the inference thread).
+
+        Raises:
+            ImageConversionError: With the input index in the text; the failure is cached so
+                a bad set in several windows is converted only once.
+        """
+        if self._error is not None:
+            raise ImageConversionError(self._error)
+        if self._rgb is None:
+            frames = []
+            for index, msg in enumerate(self.msgs):
+                try:
+                    frames.append(self.convert(msg))
+                except ImageConversionError as exc:
+                    self._error = f'input {index}: {exc}'
+                    raise ImageConversionError(self._error) from None
+            self._rgb = frames
+        return self._rgb
+
+
+class SlidingWindow:
+    """The newest ``length`` synchronized sets, ordered by stamp.
+
+    The synchronizer may emit sets slightly out of order; such a set is inserted at its place.
+    """
+
+    FILLING = 'window_filling'
+    OUT_OF_ORDER = 'out_of_order'
+
+    def __init__(self, length: int) -> None:
+        """Create an empty window of ``length`` (>= 1) sets."""
+        if length < 1:
+            raise ValueError(f'window length must be at least 1, got {length}')
+        self.length = length
+        self._sets: list[FrameSet] = []
+        self._stamps: list[int] = []
+
+    def __len__(self) -> int:
+        """Number of sets held."""
+        return len(self._sets)
+
+    def clear(self) -> None:
+        """Forget every set (time went backwards, or the node was deactivated)."""
+        self._sets.clear()
+        self._stamps.clear()
+
+    def push(self, frame_set: FrameSet) -> tuple[FrameSet, ...] | str:
+        """Insert a set; return the full window that ends with it, or why there is none.
+
+        Returns:
+            ``length`` sets oldest first with ``frame_set`` last; or :attr:`FILLING` while
+            fewer than ``length`` sets precede it; or :attr:`OUT_OF_ORDER` for a set older
+            than every set of a full window (it is not kept).
+        """
+        stamp = frame_set.stamp_ns
+        full = len(self._sets) == self.length
+        if full and stamp <= self._stamps[0]:
+            return self.OUT_OF_ORDER
+        position = bisect.bisect_right(self._stamps, stamp)
+        self._stamps.insert(position, stamp)
+        self._sets.insert(position, frame_set)
+        if len(self._sets) > self.length:
+            del self._sets[0], self._stamps[0]
+            position -= 1
+        if position + 1 < self.length:
+            return self.FILLING
+        return tuple(self._sets[position + 1 - self.length:position + 1])
+
+
+class DropOldestQueue:
+    """A bounded FIFO between threads: putting into a full queue drops the oldest item."""
+
+    def __init__(self, capacity: int) -> None:
+        """Create a queue holding at most ``capacity`` (>= 1) items."""
+        self._items: deque[Any] = deque()
+        self._capacity = 1
+        self._closed = False
+        self._cond = threading.Condition()
+        self.set_capacity(capacity)
+
+    def set_capacity(self, capacity: int) -> int:
+        """Change the capacity; return how many of the oldest items were dropped to fit."""
+        if capacity < 1:
+            raise ValueError(f'capacity must be at least 1, got {capacity}')
+        with self._cond:
+            self._capacity = capacity
+            dropped = 0
+            while len(self._items) > capacity:
+                self._items.popleft()
+                dropped += 1
+            return dropped
+
+    def __len__(self) -> int:
+        """Items waiting."""
+        with self._cond:
+            return len(self._items)
+
+    def put(self, item: Any) -> bool:
+        """Append ``item``; return True when the oldest waiting item had to be dropped."""
+        with self._cond:
+            dropped = len(self._items) >= self._capacity
+            if dropped:
+                self._items.popleft()
+            self._items.append(item)
+            self._cond.notify()
+            return dropped
+
+    def get(self, timeout: float | None = None) -> Any | None:
+        """Take the oldest item, waiting up to ``timeout`` s; None when closed or timed out."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._items or self._closed, timeout):
+                return None
+            if self._closed:
+                return None
+            return self._items.popleft()
+
+    def clear(self) -> int:
+        """Drop every waiting item; return how many."""
+        with self._cond:
+            count = len(self._items)
+            self._items.clear()
+            return count
+
+    def close(self) -> None:
+        """Wake every waiter; later :meth:`get` calls return None at once."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def reopen(self) -> None:
+        """Accept and hand out items again after :meth:`close`."""
+        with self._cond:
+            self._closed = False
+
+
+class Counters:
+    """Named event counters shared by threads (drops by reason, errors, ...)."""
+
+    def __init__(self) -> None:
+        """Start with every count at zero."""
+        self._lock = threading.Lock()
+        self._counts: Counter[str] = Counter()
+
+    def add(self, name: str, amount: int = 1) -> None:
+        """Count ``amount`` events named ``name``."""
+        if amount:
+            with self._lock:
+                self._counts[name] += amount
+
+    def snapshot(self) -> dict[str, int]:
+        """A copy of every count."""
+        with self._lock:
+            return dict(self._counts)
+
+    def __getitem__(self, name: str) -> int:
+        """The count of ``name`` (0 when never counted)."""
+        with self._lock:
+            return self._counts[name]
+
+
+class LatencyWindow:
+    """The most recent ``size`` latency samples (ms) and their percentiles."""
+
+    def __init__(self, size: int = 1000) -> None:
+        """Keep at most ``size`` samples."""
+        self._lock = threading.Lock()
+        self._samples: deque[float] = deque(maxlen=size)
+
+    def add(self, milliseconds: float) -> None:
+        """Record one sample."""
+        with self._lock:
+            self._samples.append(milliseconds)
+
+    def clear(self) -> None:
+        """Forget every sample."""
+        with self._lock:
+            self._samples.clear()
+
+    def percentiles(self, qs: Sequence[float] = (50, 95, 99)) -> dict[float, float] | None:
+        """``{q: value}`` over the window, or None when it is empty."""
+        with self._lock:
+            if not self._samples:
+                return None
+            values = np.percentile(np.fromiter(self._samples, float), qs)
+        return dict(zip(qs, (float(v) for v in values)))

@@ -1,0 +1,1 @@
+"""convitac_ros.tools."""

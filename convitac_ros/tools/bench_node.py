@@ -1,0 +1,241 @@
+"""Benchmark part `node`: end-to-end latency, sustainable rate and overload of `convitac_node`.
+
+The node runs as a subprocess (loopback DDS, private domain); this process publishes
+camera/tactile pairs and receives ``~/result``. Three runs:
+
+1. latency at ``--rate``: publish -> result (p50/p95/p99). In the idle gap after each result
+   this process times the model forward (and ``Predictor.predict``) on the same checkpoint and
+   device, so the node/model ratio compares numbers taken under the same load;
+2. rate steps: the rate doubles until the node stops answering every pair (then one bisection
+   step); the highest rate answered in full with no latency growth is the sustainable rate;
+3. overload at ``--overload-factor`` x that rate for ``--overload-s``: latency, node RSS and the
+   node's drop counters per time window.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+import tempfile
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from convitac_ros.inference import Predictor
+from convitac_ros.tools.bench_model import camera_frames, predictor_pieces
+from convitac_ros.tools.bench_report import Check, Report, summarize, Table, time_calls
+from convitac_ros.tools.bench_ros import Client, ensure_local_dds, NodeProcess, Sent
+
+LATENCY_BAR = 1.25  # node p50 / model forward p50 (issue 7, tiny config)
+ANSWERED = 0.98  # fraction of pairs that must get a result for a rate to count as sustained
+GROWTH = 1.5  # latency growth allowed over a run (last window p50 / first window p50)
+RSS_SLACK_MIB = 20.0
+
+
+def run_node(args: argparse.Namespace, checkpoint: Path | None, device: torch.device
+             ) -> Report:
+    """Part `node`: see the module docstring."""
+    dds = ensure_local_dds()
+    report = Report('node', settings={
+        'rate_hz': args.rate, 'duration_s': args.duration_s, 'step_s': args.step_s,
+        'overload_factor': args.overload_factor, 'overload_s': args.overload_s,
+        'device': str(device), 'dds': dds, 'camera_size': args.camera_size,
+        'tactile_size': args.tactile_size})
+    with tempfile.TemporaryDirectory(prefix='convitac_bench_') as tmp:
+        checkpoint = checkpoint or _tiny_checkpoint(Path(tmp))
+        report.settings['checkpoint'] = str(checkpoint)
+        predictor = Predictor.from_checkpoint(checkpoint, device=device)
+        pieces = _pieces(predictor, args)
+        parameters = {'checkpoint': str(checkpoint.resolve()), 'device': str(device)}
+        sizes = [args.camera_size] + [args.tactile_size] * predictor.num_tactile
+        with NodeProcess(parameters, Path(tmp) / 'node.log') as process:
+            client = Client(sizes)
+            try:
+                client.wait_ready(process, timeout_s=180.0)
+                client.run_rate(args.rate, 2.0)  # warm the path up; not measured
+                _latency_run(client, pieces, args, report)
+                sustained = _rate_steps(client, process, args, report)
+                _overload_run(client, process, args, sustained, report)
+            finally:
+                client.close()
+    return report
+
+
+def _tiny_checkpoint(folder: Path) -> Path:
+    from convitac_ros.checkpoint import save_checkpoint
+    from convitac_ros.model import ConViTac, ModelConfig
+
+    return save_checkpoint(folder / 'tiny_random.safetensors', ConViTac(ModelConfig.tiny()))
+
+
+def _pieces(predictor: Predictor, args: argparse.Namespace) -> dict[str, Any]:
+    (cam_h, cam_w), (tac_h, tac_w) = args.camera_size, args.tactile_size
+    visual = camera_frames(predictor.visual_len, cam_h, cam_w)
+    tactile = [camera_frames(predictor.tactile_len, tac_h, tac_w, seed=1 + sensor)
+               for sensor in range(predictor.num_tactile)]
+    predictor.warmup()
+    return predictor_pieces(predictor, visual, tactile)
+
+
+def _latencies(client: Client, sent: list[Sent]) -> tuple[list[float], list[float]]:
+    """End-to-end (publish -> result) and node-internal latencies, in seconds."""
+    matched = client.matched(sent)
+    e2e = [(received - item.sent_ns) / 1e9 for item, received, _ in matched]
+    internal = [payload.get('latency_ms', float('nan')) / 1e3 for _, _, payload in matched]
+    return e2e, internal
+
+
+def _latency_run(client: Client, pieces: dict[str, Any], args: argparse.Namespace,
+                 report: Report) -> None:
+    # Seeded with a few calls so that the gap test below has an estimate from the start.
+    model_times = {name: time_calls(pieces[name], 3, 3) for name in ('forward', 'predict')}
+
+    def between(item: Sent, next_time: float) -> None:
+        # Wait for this pair's result, then time the model in the idle gap before the next.
+        while item.stamp_ns not in client.results and time.perf_counter() < next_time - 1e-3:
+            time.sleep(5e-5)
+        for name, times in model_times.items():
+            if next_time - time.perf_counter() > 3 * np.median(times):
+                times.extend(time_calls(pieces[name], 1, 0))
+
+    sent = client.run_rate(args.rate, args.duration_s, between)
+    client.settle(0.5)
+    e2e, internal = _latencies(client, sent)
+    stats = {'end_to_end': summarize(e2e), 'node_internal': summarize(internal),
+             'model_forward': summarize(model_times['forward']),
+             'predictor_predict': summarize(model_times['predict'])}
+    ratio = stats['end_to_end']['p50_ms'] / stats['model_forward']['p50_ms']
+    report.results['latency'] = {'rate_hz': args.rate, 'sent': len(sent), 'answered': len(e2e),
+                                 'stats': stats, 'node_over_forward_p50': ratio}
+    table = Table(f'Node latency at {args.rate:g} pairs/s ({len(e2e)} of {len(sent)} answered)',
+                  ['measurement', 'p50 ms', 'p95 ms', 'p99 ms', 'max ms', 'p50 / forward p50'])
+    labels = {'end_to_end': 'node end to end (publish -> ~/result)',
+              'node_internal': 'inside the node (pair complete -> published)',
+              'predictor_predict': 'Predictor.predict alone (same run)',
+              'model_forward': 'model forward alone (same run)'}
+    forward = stats['model_forward']['p50_ms']
+    for key, label in labels.items():
+        row = stats[key]
+        table.add(label, row['p50_ms'], row['p95_ms'], row['p99_ms'], row['max_ms'],
+                  f"{row['p50_ms'] / forward:.2f}x")
+    (cam_h, cam_w), (tac_h, tac_w) = args.camera_size, args.tactile_size
+    table.notes.append(f'inputs: camera {cam_w}x{cam_h} and tactile {tac_w}x{tac_h} rgb8 '
+                       'sensor_msgs/Image, one shared stamp per pair; forward and predict are '
+                       'timed in this process in the idle gap after each result.')
+    report.tables.append(table)
+    report.checks.append(Check(
+        f'node p50 within {LATENCY_BAR}x of the model forward p50', ratio <= LATENCY_BAR,
+        f'{stats["end_to_end"]["p50_ms"]:.2f} ms / {forward:.2f} ms = {ratio:.2f}x'))
+
+
+def _step(client: Client, process: NodeProcess, rate: float, seconds: float) -> dict[str, Any]:
+    """Publish at one rate and judge whether the node kept up."""
+    cpu_before, wall_before = process.cpu_times(), time.perf_counter()
+    sent = client.run_rate(rate, seconds)
+    wall = time.perf_counter() - wall_before
+    client.settle(0.3)
+    cpu = (process.cpu_times() - cpu_before) / wall
+    e2e, _ = _latencies(client, sent)
+    half = len(sent) // 2
+    first, second = (_latencies(client, part)[0] for part in (sent[:half], sent[half:]))
+    p50 = [summarize(part)['p50_ms'] for part in (first, second)]
+    answered = len(e2e) / max(len(sent), 1)
+    growth = p50[1] / p50[0] if p50[0] > 0 else float('inf')
+    return {'rate_hz': rate, 'achieved_hz': len(sent) / wall, 'sent': len(sent),
+            'answered': answered, 'latency': summarize(e2e), 'growth': growth,
+            'node_cpu_cores': cpu,
+            'sustained': answered >= ANSWERED and growth <= GROWTH
+            and len(sent) / wall >= 0.9 * rate}
+
+
+def _rate_steps(client: Client, process: NodeProcess, args: argparse.Namespace,
+                report: Report) -> float:
+    rates = list(args.rates or [args.rate * 2**i for i in range(12)])
+    steps, best, failed = [], 0.0, None
+    for rate in rates:
+        step = _step(client, process, rate, args.step_s)
+        steps.append(step)
+        if not step['sustained']:
+            failed = rate
+            break
+        best = rate
+    if failed is not None and best > 0 and not args.rates:
+        step = _step(client, process, (best + failed) / 2, args.step_s)
+        steps.append(step)
+        best = step['rate_hz'] if step['sustained'] else best
+    report.results['rate_steps'] = steps
+    report.results['sustainable_hz'] = best
+    table = Table(f'Input rate steps ({args.step_s:g} s each): sustainable {best:g} pairs/s',
+                  ['target /s', 'achieved /s', 'answered', 'p50 ms', 'p99 ms',
+                   'p50 growth', 'node CPU cores', 'sustained'])
+    for step in steps:
+        table.add(step['rate_hz'], step['achieved_hz'], f"{step['answered']:.1%}",
+                  step['latency']['p50_ms'], step['latency']['p99_ms'],
+                  f"{step['growth']:.2f}x", step['node_cpu_cores'], step['sustained'])
+    table.notes.append(f'sustained: >= {ANSWERED:.0%} of pairs answered, p50 of the second half '
+                       f'<= {GROWTH}x the first half, publisher within 90% of the target rate.')
+    report.tables.append(table)
+    return best
+
+
+def _overload_run(client: Client, process: NodeProcess, args: argparse.Namespace,
+                  sustained: float, report: Report) -> None:
+    if sustained <= 0:
+        report.checks.append(Check('overload run', False, 'no sustainable rate was found'))
+        return
+    rate = args.overload_factor * sustained
+    windows = 6
+    samples: list[dict[str, Any]] = []
+    start = time.perf_counter()
+
+    def sample(_: Sent, __: float) -> None:
+        elapsed = time.perf_counter() - start
+        if not samples or elapsed - samples[-1]['t_s'] >= 1.0:
+            samples.append({'t_s': elapsed, 'rss_mib': process.rss_mib(),
+                            'dropped': client.counter('dropped total'),
+                            'queue': client.counter('queue length')})
+
+    sent = client.run_rate(rate, args.overload_s, sample)
+    client.settle(1.5)  # let /diagnostics catch up
+    rows = []
+    bounds = np.linspace(0, len(sent), windows + 1).astype(int)
+    times = np.array([s['t_s'] for s in samples])
+    for index in range(windows):
+        part = sent[bounds[index]:bounds[index + 1]]
+        e2e, _ = _latencies(client, part)
+        end = (index + 1) * args.overload_s / windows
+        last = samples[max(0, int(np.searchsorted(times, end)) - 1)]
+        rows.append({'until_s': end, 'sent': len(part), 'answered': len(e2e),
+                     'latency': summarize(e2e), 'rss_mib': last['rss_mib'],
+                     'dropped_total': last['dropped'], 'queue': last['queue']})
+    counters = dict(client.diagnostics)
+    report.results['overload'] = {'rate_hz': rate, 'achieved_hz': len(sent) / args.overload_s,
+                                  'windows': rows, 'samples': samples,
+                                  'final_diagnostics': counters}
+    table = Table(f'Overload: {rate:g} pairs/s ({args.overload_factor:g}x sustainable) for '
+                  f'{args.overload_s:g} s, achieved {len(sent) / args.overload_s:.1f}/s',
+                  ['until s', 'sent', 'answered', 'p50 ms', 'p95 ms', 'node RSS MiB',
+                   'node drops (cumulative)', 'queue'])
+    for row in rows:
+        table.add(round(row['until_s'], 1), row['sent'], row['answered'],
+                  row['latency']['p50_ms'], row['latency']['p95_ms'], row['rss_mib'],
+                  row['dropped_total'], row['queue'])
+    drops = {k: v for k, v in counters.items() if k.startswith('dropped')}
+    table.notes.append(f'node counters at the end: {drops}; received by the node: '
+                       + ', '.join(f'{k}={v}' for k, v in counters.items()
+                                   if k.endswith(' received')))
+    report.tables.append(table)
+    first, last = rows[0], rows[-1]
+    growth = last['latency']['p50_ms'] / first['latency']['p50_ms']
+    rss_growth = last['rss_mib'] - first['rss_mib']
+    report.checks += [
+        Check(f'no latency growth under overload (p50 last/first window <= {GROWTH}x)',
+              growth <= GROWTH, f'{growth:.2f}x'),
+        Check(f'no memory growth under overload (RSS last - first window <= '
+              f'{RSS_SLACK_MIB:g} MiB)', rss_growth <= RSS_SLACK_MIB, f'{rss_growth:+.1f} MiB'),
+        Check('overload drops are counted and reported', int(counters.get('dropped total', 0))
+              > 0 or len(sent) == sum(r['answered'] for r in rows),
+              f"dropped total = {counters.get('dropped total')}"),
+    ]

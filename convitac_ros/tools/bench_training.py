@@ -1,0 +1,140 @@
+"""Benchmark part `training`: samples/s of stage 1 and stage 2, and whether loading keeps up.
+
+It drives the project's own :class:`training.engine.Trainer` (same loader, collation,
+augmentation, optimiser, AMP and loss as ``training/train.py``) on a small synthetic
+Touch-and-Go-layout dataset written to a temporary folder, and splits every step into the time
+spent waiting for the DataLoader and the time spent computing (forward, backward, step). The
+``training`` package is not installed with the node, so this part needs a source checkout.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+import sys
+import tempfile
+import time
+from typing import Any
+
+import torch
+
+from convitac_ros.tools.bench_report import device_sync, Report, Table
+
+KEEPS_UP = 0.10  # loading keeps up when the step waits for data less than this share
+
+
+def _import_training() -> None:
+    """Make the source checkout's ``training`` package importable."""
+    root = Path(__file__).resolve().parents[2]
+    if not (root / 'training' / 'engine.py').is_file():
+        raise SystemExit('convitac_benchmark training: needs a source checkout of convitac_ros '
+                         f'(no training/ next to {root / "convitac_ros"})')
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+
+
+def run_training(args: argparse.Namespace, device: torch.device) -> Report:
+    """Part `training`: see the module docstring."""
+    _import_training()
+    from convitac_ros.data.synthetic import make_synthetic
+    from training.config import load_config
+    from training.data import train_and_val
+    from training.distributed import DistContext
+    from training.runs import build_model_config
+
+    workers = sorted({0, args.num_workers})
+    report = Report('training', settings={'steps': args.steps, 'batch_size': args.batch_size,
+                                          'num_workers': workers, 'device': str(device)})
+    table = Table(f'Training steps, tiny config, batch {args.batch_size} ({device})',
+                  ['stage', 'loader workers', 'samples/s', 'step ms', 'waiting for data ms',
+                   'compute ms', 'data wait share', 'loading keeps up'])
+    with tempfile.TemporaryDirectory(prefix='convitac_bench_train_') as tmp:
+        samples = int(args.batch_size * (args.steps + 3) * 1.2) + 20
+        make_synthetic(Path(tmp) / 'data', 'touch_and_go', samples, 0)
+        for num_workers in workers:
+            config = load_config('demo', [
+                f'data.root={tmp}/data', f'data.num_workers={num_workers}',
+                f'stage1.batch_size={args.batch_size}', f'stage2.batch_size={args.batch_size}',
+                f'runtime.device={device.type}', 'runtime.progress=false'])
+            train_set, _ = train_and_val(config.data, config.runtime.seed)
+            model_config = build_model_config(config, train_set)
+            context = DistContext(device=device)
+            for stage in ('stage1', 'stage2'):
+                trainer = _trainer(stage, config, model_config, train_set, context,
+                                   Path(tmp) / f'{stage}_{num_workers}', num_workers)
+                result = _time_steps(trainer, args.steps, device)
+                result.update(stage=stage, num_workers=num_workers)
+                report.results.setdefault('rows', []).append(result)
+                share = result['wait_s'] / result['total_s']
+                table.add(stage, num_workers, result['samples_per_s'],
+                          1e3 * result['total_s'] / result['steps'],
+                          1e3 * result['wait_s'] / result['steps'],
+                          1e3 * result['compute_s'] / result['steps'], f'{share:.0%}',
+                          share < KEEPS_UP)
+    table.notes += [
+        'stage 1: SimCLR on (camera, tactile) image pairs with augmentation, E^c trainable; '
+        'stage 2: full sequences, E^c frozen, fusion + heads trainable (demo config).',
+        f'waiting for data = time blocked in next(loader); loading keeps up when that is < '
+        f'{KEEPS_UP:.0%} of the step. With 0 workers the main process decodes, augments and '
+        'collates, so the wait is the whole loading cost.',
+    ]
+    report.tables.append(table)
+    return report
+
+
+def _trainer(stage: str, config: Any, model_config: Any, train_set: Any, context: Any,
+             run_dir: Path, num_workers: int) -> Any:
+    """A Trainer for one stage, built the way ``training/pretrain.py`` and ``train.py`` do."""
+    from convitac_ros.checkpoint import default_preprocess
+    from convitac_ros.data.transforms import FrameAugmentation
+    from convitac_ros.model import ContrastiveEncoder, ConViTac
+    from training.data import BatchCollator
+    from training.engine import Trainer
+    from training.pretrain import ContrastiveTask, SimCLRModel
+    from training.train import SupervisedTask
+
+    preprocess = default_preprocess(model_config)
+    geometry = (model_config.image_size, preprocess['mean'], preprocess['std'])
+    if stage == 'stage1':
+        model = SimCLRModel(ContrastiveEncoder(model_config))
+        task = ContrastiveTask(config, None, context)
+        collate = BatchCollator(*geometry, FrameAugmentation.simclr(), pairs=True)
+        settings = config.stage1
+    else:
+        model = ConViTac(model_config)
+        task = SupervisedTask(config, None, context, dict(train_set.heads), preprocess)
+        collate = BatchCollator(*geometry, FrameAugmentation.light())
+        settings = config.stage2
+    return Trainer(run_dir, model, task, train_set, collate, settings, config.runtime, context,
+                   num_workers=num_workers)
+
+
+def _time_steps(trainer: Any, steps: int, device: torch.device, warmup: int = 3
+                ) -> dict[str, Any]:
+    """Run ``warmup + steps`` training steps; split the timed ones into wait and compute."""
+    sync = device_sync(device) or (lambda: None)
+    epoch = 0
+    trainer.sampler.set_epoch(epoch)
+    batches = iter(trainer.loader)
+    wait = compute = 0.0
+    samples = 0
+    for step in range(warmup + steps):
+        start = time.perf_counter()
+        try:
+            batch = next(batches)
+        except StopIteration:
+            epoch += 1
+            trainer.sampler.set_epoch(epoch)
+            batches = iter(trainer.loader)
+            batch = next(batches)
+        loaded = time.perf_counter()
+        trainer._train_step(batch)  # noqa: SLF001 - the exact step that fit() runs
+        sync()
+        done = time.perf_counter()
+        if step >= warmup:
+            wait += loaded - start
+            compute += done - loaded
+            samples += len(batch[0])
+    total = wait + compute
+    return {'steps': steps, 'samples': samples, 'wait_s': wait, 'compute_s': compute,
+            'total_s': total, 'samples_per_s': samples / total}

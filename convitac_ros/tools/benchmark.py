@@ -1,0 +1,160 @@
+"""`convitac_benchmark`: measure the model, the Predictor, the live node and training.
+
+Each part prints markdown tables and, with ``--output DIR``, writes ``DIR/<part>-<tag>.json``
+and ``.md`` holding the date, the machine and the exact command. Examples::
+
+    convitac_benchmark model --configs tiny,paper --device all
+    convitac_benchmark predictor --checkpoint models/convitac_demo.safetensors
+    convitac_benchmark node --checkpoint models/convitac_demo.safetensors --rate 30
+    convitac_benchmark training --steps 20
+    convitac_benchmark all --output docs/benchmarks
+
+Benchmarks are not tests: on a shared machine the absolute numbers move with the load, so
+every table also reports ratios measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Sequence
+import os
+from pathlib import Path
+import sys
+
+import torch
+
+from convitac_ros.tools.bench_report import command_line, machine_info, Report, write_report
+
+PARTS = ('model', 'predictor', 'node', 'training')
+DEFAULT_CHECKPOINT = Path('models/convitac_demo.safetensors')
+
+
+def _csv(kind: Callable[[str], object]) -> Callable[[str], list]:
+    return lambda text: [kind(item) for item in text.split(',') if item]
+
+
+def _size(text: str) -> tuple[int, int]:
+    """'WIDTHxHEIGHT' -> (height, width)."""
+    width, height = (int(value) for value in text.lower().split('x'))
+    return height, width
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface (one option set shared by every part)."""
+    parser = argparse.ArgumentParser(
+        prog='convitac_benchmark', description=__doc__.split('\n\n')[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument('part', choices=(*PARTS, 'all'), help='what to measure')
+    parser.add_argument('--checkpoint', type=Path, default=None,
+                        help='convitac checkpoint for the tiny config, the predictor and the node '
+                             f'(default: {DEFAULT_CHECKPOINT} when it exists)')
+    parser.add_argument('--device', default='all', choices=('all', 'cpu', 'cuda', 'auto'),
+                        help='all = the CPU and, when present, CUDA; auto = CUDA if present')
+    parser.add_argument('--output', type=Path, default=None,
+                        help='folder for <part>-<tag>.json/.md (nothing written without it)')
+    parser.add_argument('--tag', default=None, help='file-name tag (default: cpu or gpu)')
+    parser.add_argument('--runs', type=int, default=50, help='timed calls per measurement')
+    parser.add_argument('--warmup', type=int, default=5, help='untimed calls first')
+    parser.add_argument('--budget-s', type=float, default=8.0,
+                        help='time budget per measurement; slow calls get fewer runs (min 3)')
+    group = parser.add_argument_group('model / predictor')
+    group.add_argument('--configs', type=_csv(str), default=['tiny', 'paper'],
+                       help="model configs: tiny (the checkpoint's), paper (random weights)")
+    group.add_argument('--variants', type=_csv(str), default=['all'],
+                       help='model variants: eager, channels_last, autocast, compile, '
+                            'cuda_graph (CUDA) or all; predictor: eager (its defaults), '
+                            'compile, cuda_graph, fp32 (CUDA) or all')
+    group.add_argument('--batch-sizes', type=_csv(int), default=[8, 32],
+                       help='batch sizes for throughput')
+    group.add_argument('--camera-size', type=_size, default=(480, 640), help='WxH')
+    group.add_argument('--tactile-size', type=_size, default=(240, 320), help='WxH')
+    group = parser.add_argument_group('node')
+    group.add_argument('--rate', type=float, default=30.0,
+                       help='input rate (pairs/s) of the latency run')
+    group.add_argument('--duration-s', type=float, default=20.0, help='latency run length')
+    group.add_argument('--rates', type=_csv(float), default=None,
+                       help='rates to step through for the sustainable rate (default: doubling)')
+    group.add_argument('--step-s', type=float, default=6.0, help='length of each rate step')
+    group.add_argument('--overload-factor', type=float, default=3.0,
+                       help='overload rate = factor x the highest sustained rate')
+    group.add_argument('--overload-s', type=float, default=60.0, help='overload run length')
+    group = parser.add_argument_group('training')
+    group.add_argument('--steps', type=int, default=30, help='timed steps per stage')
+    group.add_argument('--batch-size', type=int, default=16, help='training batch size')
+    group.add_argument('--num-workers', type=int, default=0, help='DataLoader workers')
+    return parser
+
+
+def devices_for(choice: str) -> list[torch.device]:
+    """The devices to measure on."""
+    cuda = torch.cuda.is_available()
+    if choice == 'cuda' and not cuda:
+        raise SystemExit('convitac_benchmark: --device cuda but CUDA is not available')
+    if choice == 'all':
+        return [torch.device('cpu')] + ([torch.device('cuda')] if cuda else [])
+    if choice == 'auto':
+        return [torch.device('cuda' if cuda else 'cpu')]
+    return [torch.device(choice)]
+
+
+def resolve_checkpoint(path: Path | None) -> Path | None:
+    """The checkpoint to use: the given one (must exist) or the demo checkpoint if present."""
+    if path is not None:
+        if not path.is_file():
+            raise SystemExit(f'convitac_benchmark: checkpoint {path} does not exist')
+        return path
+    return DEFAULT_CHECKPOINT if DEFAULT_CHECKPOINT.is_file() else None
+
+
+def predictor_settings(wanted: list[str]) -> list[dict[str, object]]:
+    """Predictor options to compare: its defaults, then the optional speed-ups asked for."""
+    choices: dict[str, dict[str, object]] = {'eager': {}, 'compile': {'compile': True}}
+    if torch.cuda.is_available():
+        choices.update(cuda_graph={'cuda_graph': True}, fp32={'precision': 'fp32'})
+    if 'all' in wanted:
+        return list(choices.values())
+    return [choices[name] for name in choices if name in wanted] or [{}]
+
+
+def run_part(part: str, args: argparse.Namespace) -> Report:
+    """Run one part with the parsed options."""
+    options = {'runs': args.runs, 'warmup': args.warmup, 'budget_s': args.budget_s}
+    devices = devices_for(args.device)
+    checkpoint = resolve_checkpoint(args.checkpoint)
+    if part in ('model', 'predictor'):
+        from convitac_ros.tools import bench_model
+
+        subjects = bench_model.load_subjects(args.configs, checkpoint)
+        if part == 'model':
+            return bench_model.run_model(subjects, devices, args.variants, args.batch_sizes,
+                                         options)
+        settings = predictor_settings(args.variants)
+        sizes = {'camera': args.camera_size, 'tactile': args.tactile_size}
+        return bench_model.run_predictor(subjects, devices, settings, sizes, options)
+    if part == 'node':
+        from convitac_ros.tools import bench_node
+
+        return bench_node.run_node(args, checkpoint, devices[-1])
+    from convitac_ros.tools import bench_training
+
+    return bench_training.run_training(args, devices[-1])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `convitac_benchmark`."""
+    args = build_parser().parse_args(argv)
+    command = command_line(argv)
+    tag = args.tag or ('gpu' if torch.cuda.is_available() and args.device != 'cpu' else 'cpu')
+    failed = False
+    for part in PARTS if args.part == 'all' else (args.part,):
+        report = run_part(part, args)
+        text = write_report(report, args.output, f'{part}-{tag}', command, machine_info())
+        print(text, flush=True)
+        failed |= not all(check.passed for check in report.checks)
+    if args.output is not None:
+        print(f'wrote {os.fspath(args.output)}/<part>-{tag}.json and .md', file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,174 @@
+"""`convitac_evaluate`: score a model on a bag, offline or through a running node.
+
+- `offline`: pairs the bag's images as the node would (`bag_samples`), runs the `Predictor` on
+  the window ending at each evaluation point. No ROS graph needed.
+- `online`: replays the bag into a running `convitac_node` at the recorded pace and scores the
+  answers it publishes (latency, drops and pairing under real timing).
+- `online --lock-step`: publishes one synchronized set at a time and, at each evaluation point,
+  waits for the node's answer before going on, so nothing is dropped and the accuracy is exactly
+  the offline accuracy of the node's model.
+
+Both print a table and write `report.json` and `confusion_<head>.png` into `--output-dir`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+import sys
+import time
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from convitac_ros.tools.bag_samples import (
+    BagSamples,
+    DEFAULT_QUEUE_SIZE,
+    DEFAULT_SLOP_S,
+    load_bag_samples,
+)
+from convitac_ros.tools.bagio import BagError, BagReader
+from convitac_ros.tools.metrics import EvaluationRecorder, format_table, save_report
+
+
+def split_window(window: Sequence[Any], visual_len: int, tactile_len: int
+                 ) -> tuple[list[np.ndarray], list[list[np.ndarray]]]:
+    """Split a window of sets into the Predictor's inputs.
+
+    Returns:
+        The last T_v camera frames and, per sensor, the last T_t tactile frames, oldest first.
+    """
+    frames = [s.rgb() for s in window]
+    visual = [f[0] for f in frames[len(frames) - visual_len:]]
+    tactile = [[f[k] for f in frames[len(frames) - tactile_len:]]
+               for k in range(1, len(frames[0]))]
+    return visual, tactile
+
+
+def evaluate_offline(samples: BagSamples, predictor: Any, batch_size: int = 8,
+                     progress: bool = True) -> EvaluationRecorder:
+    """Run a `Predictor` on the node's window at every evaluation point of a bag.
+
+    Args:
+        samples: The bag, paired (its tactile topics must match `predictor.num_tactile`).
+        predictor: A `convitac_ros.inference.Predictor`.
+        batch_size: Windows per `predict_batch` call.
+        progress: Show a progress bar.
+
+    Returns:
+        The filled recorder; latency is the Predictor's wall time per window (batch time
+        divided by the batch size).
+    """
+    classes = {h: list(names) for h, names in predictor.heads.items()}
+    recorder = EvaluationRecorder(classes, mode='offline')
+    length = max(predictor.visual_len, predictor.tactile_len)
+    windows = samples.windows(length)
+    recorder.published_sets = samples.camera_messages
+    recorder.paired_sets = len(samples.sets)
+    recorder.truths = {p.stamp_ns: p.labels for p in samples.points}
+    scored = [p for p in samples.points if p.set_index in windows]
+    with tqdm(total=len(scored), desc='offline', unit='sample', disable=not progress) as bar:
+        for first in range(0, len(scored), batch_size):
+            batch = scored[first:first + batch_size]
+            inputs = [split_window(windows[p.set_index], predictor.visual_len,
+                                   predictor.tactile_len) for p in batch]
+            started = time.perf_counter()
+            outputs = predictor.predict_batch(inputs)
+            elapsed = (time.perf_counter() - started) / len(batch)
+            for point, probabilities in zip(batch, outputs):
+                recorder.latencies_s.append(elapsed)
+                recorder.predictions[point.stamp_ns] = {
+                    head: classes[head][int(np.argmax(p))] for head, p in probabilities.items()}
+            bar.update(len(batch))
+    return recorder
+
+
+def bag_facts(samples: BagSamples) -> dict[str, Any]:
+    """What the report says about the bag itself."""
+    return {'bag': str(samples.path), 'image_topics': samples.image_topics,
+            'sets': len(samples.sets), 'unpaired_messages': samples.unpaired,
+            'unmatched_ground_truth': samples.unmatched_truth}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Command-line interface of `convitac_evaluate`."""
+    parser = argparse.ArgumentParser(
+        prog='convitac_evaluate', description=__doc__.split('\n\n')[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument('bag', help='rosbag2 directory with images and ground_truth/<head>')
+    parser.add_argument('--mode', choices=('offline', 'online'), default='offline')
+    parser.add_argument('--checkpoint', help='model checkpoint (offline; online: class names '
+                        'and window length of the model the node runs)')
+    parser.add_argument('--device', default='auto', help='offline inference device')
+    parser.add_argument('--lock-step', action='store_true',
+                        help='online: one set at a time, wait for each answer (exact accuracy)')
+    parser.add_argument('--node', default='/convitac_node',
+                        help='online: fully qualified name of the running node')
+    parser.add_argument('--rate', type=float, default=1.0, help='online: replay speed factor')
+    parser.add_argument('--timeout', type=float, default=10.0,
+                        help='online: seconds to wait for an answer (lock-step) or the last ones')
+    parser.add_argument('--slop', type=float, default=DEFAULT_SLOP_S,
+                        help="pairing slop in seconds (the node's slop parameter)")
+    parser.add_argument('--queue-size', type=int, default=DEFAULT_QUEUE_SIZE,
+                        help="pairing queue size (the node's queue_size parameter)")
+    parser.add_argument('--output-dir', default='evaluation',
+                        help='folder for report.json and the confusion matrices')
+    parser.add_argument('--print-predictions', action='store_true',
+                        help='online: print every answer as it arrives')
+    parser.add_argument('--quiet', action='store_true', help='no progress bars')
+    return parser
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Evaluate as the parsed arguments say; return the report (also printed and saved)."""
+    with BagReader(args.bag) as bag:  # a missing or corrupt bag is reported before anything else
+        bag.info()
+    predictor = None
+    if args.checkpoint:
+        from convitac_ros.inference import Predictor
+
+        predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device)
+    elif args.mode == 'offline':
+        raise ValueError('offline evaluation needs --checkpoint')
+    samples = load_bag_samples(args.bag, predictor.num_tactile if predictor else None,
+                               args.slop, args.queue_size)
+    if not samples.points:
+        raise BagError(f'bag {args.bag} has no ground truth matching its images '
+                       f'(ground_truth/<head> at the stamps of the image sets)')
+    if args.mode == 'offline':
+        recorder = evaluate_offline(samples, predictor, progress=not args.quiet)
+    else:
+        from convitac_ros.tools.online import evaluate_online
+
+        recorder = evaluate_online(
+            samples, node=args.node, rate=args.rate, lock_step=args.lock_step,
+            timeout=args.timeout, predictor=predictor, live=args.print_predictions,
+            progress=not args.quiet, ros_args=getattr(args, 'ros_args', None))
+    recorder.extra.update(bag_facts(samples))
+    report = recorder.report()
+    print(format_table(report))
+    paths = save_report(report, args.output_dir)
+    print(f'report: {paths[0]} (+ {len(paths) - 1} confusion matrices)')
+    return report
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `convitac_evaluate`."""
+    from rclpy.utilities import remove_ros_args
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(remove_ros_args(argv))
+    args.ros_args = argv
+    try:
+        run(args)
+    except (BagError, ValueError, FileNotFoundError) as exc:
+        print(f'convitac_evaluate: error: {exc}', file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

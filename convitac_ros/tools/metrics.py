@@ -1,0 +1,154 @@
+"""Scores of an evaluation: accuracy and confusion per head, latency, drops, pairing.
+
+Pure bookkeeping (NumPy and, for the PNGs, matplotlib): the offline and the online evaluator
+fill one `EvaluationRecorder` and get the same report, table and files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+PERCENTILES = (50, 90, 95, 99)
+
+
+@dataclass
+class EvaluationRecorder:
+    """Collects ground truth, predictions and timings; `report()` turns them into numbers.
+
+    Attributes:
+        classes: Head -> ordered class names of the model.
+        mode: `offline`, `online` or `online-lockstep`.
+        truths: Evaluation stamp -> head -> true class name.
+        predictions: Evaluation stamp -> head -> predicted class name.
+        latencies_s: Per answered message: seconds from the last input published to the answer.
+        published_sets: Camera frames offered (each could start a synchronized set).
+        paired_sets: Synchronized sets formed from them (by the node, online).
+        extra: Anything else worth reporting (node diagnostics, bag facts).
+    """
+
+    classes: dict[str, list[str]]
+    mode: str = 'offline'
+    truths: dict[int, dict[str, str]] = field(default_factory=dict)
+    predictions: dict[int, dict[str, str]] = field(default_factory=dict)
+    latencies_s: list[float] = field(default_factory=list)
+    published_sets: int = 0
+    paired_sets: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def report(self) -> dict[str, Any]:
+        """The JSON-serializable report.
+
+        Returns:
+            `mode`, `samples`, `answered`, `drops` (evaluation points without an answer),
+            `pairing_rate` (paired / published sets), `heads` (per head: `accuracy`,
+            `correct`, `total`, `classes`, `confusion` rows = truth, columns = prediction,
+            `unknown_truth` labels the model does not know), `latency_ms` percentiles and
+            `extra`.
+        """
+        answered = [s for s in self.truths if s in self.predictions]
+        heads = {}
+        for head, names in self.classes.items():
+            index = {name: k for k, name in enumerate(names)}
+            confusion = np.zeros((len(names), len(names)), dtype=np.int64)
+            correct = total = unknown = 0
+            for stamp, labels in self.truths.items():
+                truth = labels.get(head)
+                if truth is None:
+                    continue
+                total += 1
+                predicted = self.predictions.get(stamp, {}).get(head)
+                correct += int(predicted == truth)
+                if truth not in index:
+                    unknown += 1
+                elif predicted in index:
+                    confusion[index[truth], index[predicted]] += 1
+            if total:
+                heads[head] = {'accuracy': correct / total, 'correct': correct, 'total': total,
+                               'unknown_truth': unknown, 'classes': names,
+                               'confusion': confusion.tolist()}
+        return {
+            'mode': self.mode,
+            'samples': len(self.truths),
+            'answered': len(answered),
+            'drops': len(self.truths) - len(answered),
+            'pairing_rate': (self.paired_sets / self.published_sets
+                             if self.published_sets else None),
+            'heads': heads,
+            'latency_ms': latency_summary(self.latencies_s),
+            'extra': self.extra,
+        }
+
+
+def latency_summary(latencies_s: list[float]) -> dict[str, float] | None:
+    """Count, mean, p50/p90/p95/p99 and max in milliseconds (None without samples)."""
+    if not latencies_s:
+        return None
+    ms = np.asarray(latencies_s, dtype=np.float64) * 1e3
+    summary = {'count': int(ms.size), 'mean': float(ms.mean())}
+    summary.update({f'p{p}': float(np.percentile(ms, p)) for p in PERCENTILES})
+    summary['max'] = float(ms.max())
+    return summary
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """A fixed-width text table of a report (per-head accuracy, then latency and drops)."""
+    lines = [f'{"head":<16}{"accuracy":>10}{"correct":>10}{"total":>8}']
+    for head, scores in report['heads'].items():
+        lines.append(f'{head:<16}{scores["accuracy"] * 100:>9.1f}%{scores["correct"]:>10}'
+                     f'{scores["total"]:>8}')
+    latency = report['latency_ms']
+    if latency:
+        lines.append('latency ms: ' + '  '.join(
+            f'{k} {latency[k]:.1f}' for k in ('mean', 'p50', 'p90', 'p99', 'max')))
+    rate = report['pairing_rate']
+    lines.append(f'mode {report["mode"]}: {report["answered"]}/{report["samples"]} samples '
+                 f'answered, {report["drops"]} dropped'
+                 + ('' if rate is None else f', pairing rate {rate * 100:.1f}%'))
+    return '\n'.join(lines)
+
+
+def save_report(report: dict[str, Any], output_dir: str | Path) -> list[Path]:
+    """Write `report.json` and one `confusion_<head>.png` per head; return the paths."""
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / 'report.json']
+    paths[0].write_text(json.dumps(report, indent=2) + '\n')
+    for head, scores in report['heads'].items():
+        paths.append(plot_confusion(scores['confusion'], scores['classes'],
+                                    f'{head}: {scores["accuracy"] * 100:.1f}% '
+                                    f'({report["mode"]})', out / f'confusion_{head}.png'))
+    return paths
+
+
+def plot_confusion(confusion: list[list[int]], classes: list[str], title: str,
+                   path: Path) -> Path:
+    """Draw a confusion matrix (rows truth, columns prediction) with counts to a PNG."""
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    matrix = np.asarray(confusion)
+    size = 1.2 + 0.45 * len(classes)
+    fig, ax = plt.subplots(figsize=(size + 1.5, size))
+    image = ax.imshow(matrix, cmap='Blues')
+    ax.set_xticks(range(len(classes)), classes, rotation=60, ha='right', fontsize=7)
+    ax.set_yticks(range(len(classes)), classes, fontsize=7)
+    ax.set_xlabel('predicted')
+    ax.set_ylabel('true')
+    ax.set_title(title, fontsize=9)
+    threshold = matrix.max() / 2 if matrix.size else 0
+    for (row, col), count in np.ndenumerate(matrix):
+        if count:
+            ax.text(col, row, str(count), ha='center', va='center', fontsize=6,
+                    color='white' if count > threshold else 'black')
+    fig.colorbar(image, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -1,0 +1,37 @@
+"""Setup for the convitac_ros ament_python package (also installs with plain pip)."""
+
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = 'convitac_ros'
+
+setup(
+    name=PACKAGE,
+    version='0.1.0',
+    packages=find_packages(include=[PACKAGE, PACKAGE + '.*']),
+    data_files=[
+        ('share/ament_index/resource_index/packages', ['resource/' + PACKAGE]),
+        ('share/' + PACKAGE, ['package.xml']),
+        ('share/' + PACKAGE + '/launch', glob('launch/*.launch.py')),
+        ('share/' + PACKAGE + '/config', glob('config/*.yaml')),
+        ('share/' + PACKAGE + '/models', glob('models/*.safetensors') + glob('models/*.md')),
+    ],
+    package_data={PACKAGE: ['py.typed']},
+    install_requires=['setuptools'],
+    zip_safe=True,
+    maintainer='convitac_ros maintainers',
+    maintainer_email='convitac-ros@example.com',
+    description='ConViTac visual-tactile perception for ROS 2.',
+    license='MIT',
+    extras_require={'test': ['pytest', 'hypothesis']},
+    entry_points={
+        'console_scripts': [
+            'convitac_node = convitac_ros.ros.node:main',
+            'convitac_make_bag = convitac_ros.tools.make_bag:main',
+            'convitac_replay = convitac_ros.tools.replay:main',
+            'convitac_evaluate = convitac_ros.tools.evaluate:main',
+            'convitac_benchmark = convitac_ros.tools.benchmark:main',
+        ],
+    },
+)

@@ -1,0 +1,97 @@
+"""Smoke tests of `convitac_benchmark`: every part runs on tiny settings and writes a
+well-formed report. Nothing here is timed: the acceptance checks are computed and reported by
+the benchmark itself, and these tests only check that they are present and well-formed.
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from convitac_ros.tools import benchmark
+from convitac_ros.tools.bench_report import Table, format_cell, summarize, time_interleaved
+
+QUICK = ['--device', 'cpu', '--runs', '3', '--warmup', '1', '--budget-s', '0.2']
+
+
+def run_part(part: str, tmp_path: Path, *extra: str) -> dict:
+    benchmark.main([part, *QUICK, '--output', str(tmp_path), '--tag', 'test', *extra])
+    document = json.loads((tmp_path / f'{part}-test.json').read_text())
+    markdown = (tmp_path / f'{part}-test.md').read_text()
+    assert document['part'] == part
+    assert document['command'].startswith(f'convitac_benchmark {part} ')
+    assert document['date'] and document['machine']['cpu_logical_cores'] >= 1
+    assert document['command'] in markdown
+    for table in document['tables']:
+        assert table['rows'], table['title']
+        assert all(len(row) == len(table['columns']) for row in table['rows'])
+        assert table['title'] in markdown
+    for check in document['checks']:
+        assert isinstance(check['passed'], bool) and check['detail']
+    return document
+
+
+def test_summarize_reports_percentiles_in_milliseconds():
+    stats = summarize([0.001 * i for i in range(1, 101)])
+    assert stats['count'] == 100
+    assert stats['p50_ms'] == pytest.approx(50.5)
+    assert stats['p99_ms'] == pytest.approx(99.01)
+    assert summarize([])['count'] == 0
+
+
+def test_time_interleaved_times_every_candidate_each_round():
+    calls = []
+    durations = time_interleaved({'a': lambda: calls.append('a'),
+                                  'b': lambda: calls.append('b')}, runs=4, warmup=1,
+                                 budget_s=10.0)
+    assert [len(durations['a']), len(durations['b'])] == [4, 4]
+    assert calls[:2] == ['a', 'b'] and calls.count('a') == 5
+
+
+def test_table_renders_markdown_and_refuses_wrong_row_length():
+    table = Table('T', ['name', 'value'])
+    table.add('x', 1.23456)
+    assert '| x | 1.23 |' in table.to_markdown()
+    with pytest.raises(ValueError):
+        table.add('only one cell')
+    assert format_cell(None) == '-' and format_cell(1234.5) == '1234.5'
+
+
+def test_model_part_reports_every_variant(tmp_path):
+    document = run_part('model', tmp_path, '--configs', 'tiny', '--variants',
+                        'eager,channels_last', '--batch-sizes', '2')
+    rows = document['results']['rows']
+    assert [row['variant'] for row in rows] == ['eager', 'channels_last']
+    assert all(row['latency']['p50_ms'] > 0 and row['throughput']['2'] > 0 for row in rows)
+
+
+def test_predictor_part_compares_predict_with_forward(tmp_path, tiny_checkpoint):
+    document = run_part('predictor', tmp_path, '--configs', 'tiny', '--variants', 'eager',
+                        '--checkpoint', str(tiny_checkpoint), '--camera-size', '80x60',
+                        '--tactile-size', '40x30')
+    (row,) = document['results']['rows']
+    assert set(row['stats']) == {'predict', 'forward', 'preprocess'}
+    assert row['overhead_ratio'] > 0
+
+
+@pytest.mark.slow
+def test_node_part_measures_latency_rate_and_overload(tmp_path, tiny_checkpoint):
+    document = run_part('node', tmp_path, '--checkpoint', str(tiny_checkpoint), '--rate', '20',
+                        '--duration-s', '2', '--rates', '10,20', '--step-s', '1',
+                        '--overload-s', '3', '--camera-size', '64x64', '--tactile-size',
+                        '64x64')
+    results = document['results']
+    assert results['latency']['answered'] > 0
+    assert results['latency']['node_over_forward_p50'] > 0
+    assert [step['rate_hz'] for step in results['rate_steps']][0] == 10
+    if results['sustainable_hz'] > 0:
+        assert len(results['overload']['windows']) == 6
+    assert {check['name'].split(' ')[0] for check in document['checks']} >= {'node'}
+
+
+@pytest.mark.slow
+def test_training_part_times_both_stages(tmp_path):
+    document = run_part('training', tmp_path, '--steps', '2', '--batch-size', '4')
+    stages = [row['stage'] for row in document['results']['rows']]
+    assert stages == ['stage1', 'stage2']
+    assert all(row['samples_per_s'] > 0 for row in document['results']['rows'])

@@ -1,0 +1,149 @@
+"""Evaluation offline (Predictor over the bag) and online (a real node over real DDS).
+
+One `convitac_node` process serves the whole module (loopback DDS, the run's private domain).
+"""
+
+import json
+import os
+from pathlib import Path
+import subprocess
+import sys
+import time
+
+from bag_helpers import write_foreign_bag
+import numpy as np
+import pytest
+
+from convitac_ros.data import build_dataset
+from convitac_ros.inference import Predictor
+from convitac_ros.tools import evaluate, make_bag
+from convitac_ros.tools.bag_samples import load_bag_samples
+from convitac_ros.tools.evaluate import evaluate_offline
+
+NODE = '/convitac_eval_test'
+
+
+@pytest.fixture(scope='module')
+def dataset(synthetic_tag_root):
+    return build_dataset('touch_and_go', synthetic_tag_root, 'test')
+
+
+@pytest.fixture(scope='module')
+def predictor(tiny_checkpoint):
+    return Predictor.from_checkpoint(tiny_checkpoint, device='cpu')
+
+
+@pytest.fixture(scope='module')
+def made_bag(synthetic_tag_root, tmp_path_factory):
+    path = tmp_path_factory.mktemp('bags') / 'tag_test'
+    rc = make_bag.main(['--dataset', 'touch_and_go', '--root', str(synthetic_tag_root),
+                        '--split', 'test', '--output', str(path), '--fps', '20', '--quiet'])
+    assert rc == 0
+    return path
+
+
+@pytest.fixture(scope='module')
+def foreign_bag(dataset, tmp_path_factory):
+    path = tmp_path_factory.mktemp('bags') / 'foreign'
+    samples = [dataset[i] for i in range(len(dataset))]
+    write_foreign_bag(path, samples, pad=5, heads=dataset.heads)
+    return path, samples
+
+
+@pytest.fixture(scope='module')
+def node_process(tiny_checkpoint, tmp_path_factory):
+    """A real node with evaluation settings: reliable inputs, every pair processed."""
+    log = (tmp_path_factory.mktemp('node') / 'node.log').open('w')
+    name = NODE.strip('/')
+    process = subprocess.Popen(
+        [sys.executable, '-m', 'convitac_ros.ros.node', '--ros-args', '-r', f'__node:={name}',
+         '-p', f'checkpoint:={tiny_checkpoint}', '-p', 'device:=cpu',
+         '-p', 'qos_reliability:=reliable', '-p', 'qos_depth:=100',
+         '-p', 'process_every_pair:=true'],
+        stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())
+    yield process
+    process.send_signal(2)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    log.close()
+
+
+def run_evaluate(bag: Path, out: Path, *extra: str) -> dict:
+    rc = evaluate.main([str(bag), '--output-dir', str(out), '--quiet', *extra])
+    assert rc == 0
+    return json.loads((out / 'report.json').read_text())
+
+
+def test_offline_on_a_foreign_bag_equals_the_predictor_on_the_original_frames(
+        foreign_bag, predictor):
+    path, samples = foreign_bag
+    recorder = evaluate_offline(load_bag_samples(path, predictor.num_tactile), predictor,
+                                progress=False)
+    stamps = sorted(recorder.truths)
+    assert len(stamps) == len(samples) and len(recorder.predictions) == len(samples)
+    for stamp, sample in zip(stamps, samples):
+        probabilities = predictor.predict(sample.visual, sample.tactile)
+        expected = {h: predictor.heads[h][int(np.argmax(p))] for h, p in probabilities.items()}
+        assert recorder.predictions[stamp] == expected
+    report = recorder.report()
+    for head, scores in report['heads'].items():
+        truth = [predictor.heads[head][s.labels[head]] for s in samples if s.labels[head] >= 0]
+        assert scores['total'] == len(truth)
+        assert np.sum(scores['confusion']) == len(truth)
+
+
+def test_offline_cli_writes_report_and_confusion_pngs(made_bag, tiny_checkpoint, tmp_path,
+                                                      capsys):
+    report = run_evaluate(made_bag, tmp_path, '--checkpoint', str(tiny_checkpoint),
+                          '--device', 'cpu')
+    assert report['mode'] == 'offline' and report['drops'] == 0
+    assert set(report['heads']) == {'material', 'hardness', 'roughness'}
+    assert report['latency_ms']['count'] == report['samples'] > 0
+    for head in report['heads']:
+        png = tmp_path / f'confusion_{head}.png'
+        assert png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    table = capsys.readouterr().out
+    assert 'material' in table and 'latency ms' in table
+
+
+@pytest.mark.parametrize('which', ['made', 'foreign'])
+def test_online_lock_step_accuracy_equals_offline(which, made_bag, foreign_bag, node_process,
+                                                  tiny_checkpoint, tmp_path):
+    bag = made_bag if which == 'made' else foreign_bag[0]
+    common = ['--checkpoint', str(tiny_checkpoint), '--device', 'cpu']
+    offline = run_evaluate(bag, tmp_path / 'offline', *common)
+    online = run_evaluate(bag, tmp_path / 'online', *common, '--mode', 'online', '--lock-step',
+                          '--node', NODE, '--timeout', '60')
+    assert online['mode'] == 'online-lockstep'
+    assert online['drops'] == 0 and online['answered'] == offline['samples']
+    for head, scores in offline['heads'].items():
+        assert online['heads'][head]['correct'] == scores['correct']
+        assert online['heads'][head]['confusion'] == scores['confusion']
+    assert online['latency_ms']['count'] >= online['samples']
+    assert online['extra']['node_latency_ms']['count'] >= online['samples']
+
+
+def test_online_paced_replay_answers_every_sample(made_bag, node_process, tmp_path):
+    started = time.monotonic()
+    report = run_evaluate(made_bag, tmp_path, '--mode', 'online', '--node', NODE,
+                          '--rate', '2', '--timeout', '60')
+    assert report['mode'] == 'online' and report['drops'] == 0
+    assert report['pairing_rate'] == pytest.approx(1.0)
+    assert report['latency_ms']['p50'] < 2000
+    # The bag lasts 2 frames per sample at 20 fps; rate 2 halves that.
+    assert time.monotonic() - started < 60
+
+
+def test_missing_corrupt_and_unlabelled_bags_give_clear_errors(tmp_path, made_bag, capsys):
+    assert evaluate.main([str(tmp_path / 'nope'), '--checkpoint', 'x.safetensors']) == 1
+    assert 'does not exist' in capsys.readouterr().err
+    broken = tmp_path / 'broken'
+    broken.mkdir()
+    (broken / 'metadata.yaml').write_text('not: [a bag')
+    assert evaluate.main([str(broken), '--mode', 'online']) == 1
+    assert 'cannot open bag' in capsys.readouterr().err
+    assert evaluate.main([str(made_bag)]) == 1
+    assert 'needs --checkpoint' in capsys.readouterr().err

@@ -1,0 +1,248 @@
+"""Training configuration: typed sections, YAML files, dotted command-line overrides.
+
+A run is described by one :class:`TrainConfig`. It is read from a YAML file in
+``training/configs/``, changed with ``--set section.key=value`` overrides (values parsed as YAML,
+so ``--set stage2.lr=3e-4`` gives a float and ``--set model.depth=2`` an int), validated (an
+unknown key is an error, not a silent no-op), and saved next to the run as ``config.yaml``.
+
+Architecture numbers do not live here: the ``model`` section only names a ``ModelConfig`` preset
+and the overrides passed to it, so the network is described once, by ``convitac_ros.model``.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from training.state import atomic_write_text
+
+CONFIG_DIR = Path(__file__).resolve().parent / 'configs'
+
+
+class ConfigError(ValueError):
+    """Raised for an unreadable config file, an unknown key or an invalid value."""
+
+
+@dataclass
+class DataConfig:
+    """Which dataset to read and how to load it."""
+
+    dataset: str = 'touch_and_go'
+    root: str = 'data/touch_and_go'
+    train_split: str = 'train'
+    val_split: str = 'holdout'  # a split name, or 'holdout': val_fraction of train (seeded)
+    val_fraction: float = 0.1
+    test_split: str = 'test'
+    num_workers: int = 0
+    options: dict[str, Any] = field(default_factory=dict)  # extra build_dataset keywords
+
+
+@dataclass
+class ModelSection:
+    """A ``ModelConfig`` preset name and the fields that override it."""
+
+    preset: str = 'tiny'
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class StageConfig:
+    """Optimisation knobs of one stage (stage 1 = SimCLR pretraining, stage 2 = supervised)."""
+
+    epochs: int = 30
+    batch_size: int = 16
+    optimizer: str = 'adamw'  # adamw | adam | sgd
+    lr: float = 1e-4
+    weight_decay: float = 0.05
+    betas: tuple[float, float] = (0.9, 0.999)
+    momentum: float = 0.9  # sgd only
+    schedule: str = 'cosine'  # cosine | constant
+    warmup_steps: int = 0
+    min_lr_ratio: float = 0.0  # cosine floor as a fraction of lr
+    grad_clip: float = 1.0  # max global grad norm; 0 disables clipping
+    max_steps: int = 0  # 0 = epochs * steps_per_epoch, else a hard cap on optimizer steps
+    temperature: float = 0.1  # NT-Xent tau (stage 1 only)
+    label_smoothing: float = 0.0  # cross-entropy (stage 2 only)
+    augment: bool = True
+
+
+@dataclass
+class RuntimeConfig:
+    """Execution knobs that do not change what is learned (except through the seed)."""
+
+    seed: int = 0
+    device: str = 'auto'  # auto | cpu | cuda
+    amp: str = 'auto'  # auto (bf16 where supported, else fp16 on CUDA; off on CPU) | off
+    checkpoint_every_steps: int = 0  # 0 = save the resume state at the end of each epoch only
+    eval_every_epochs: int = 1
+    log_every_steps: int = 10
+    max_nonfinite: int = 10  # abort after this many consecutive non-finite losses
+    stop_after_steps: int = 0  # testing aid: stop abruptly (as if killed) after this global step
+    find_unused_parameters: bool = False  # DistributedDataParallel option
+    progress: bool = True  # tqdm bars
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs besides the architecture."""
+
+    name: str = 'run'
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelSection = field(default_factory=ModelSection)
+    stage1: StageConfig = field(default_factory=StageConfig)
+    stage2: StageConfig = field(default_factory=StageConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Returns plain Python containers (tuples as lists), ready for YAML or JSON."""
+        return _plain(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> TrainConfig:
+        """Builds a validated config; unknown keys and wrongly typed values raise ConfigError."""
+        return _build(cls, raw, '')
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value
+
+
+def _build(cls: type, raw: Any, where: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f'{where or "config"}: expected a mapping, got {raw!r}')
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise ConfigError(f'{where or "config"}: unknown key(s) {unknown}; '
+                          f'known: {sorted(fields)}')
+    values = {}
+    for name, value in raw.items():
+        target = fields[name].type
+        key = f'{where}.{name}' if where else name
+        nested = _SECTIONS.get(target)
+        values[name] = _build(nested, value, key) if nested else _coerce(target, value, key)
+    return cls(**values)
+
+
+def _coerce(type_name: str, value: Any, key: str) -> Any:
+    """Checks and converts a leaf value; ints are accepted where floats are expected."""
+    if type_name == 'float' and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if type_name == 'float' and isinstance(value, str):
+        try:
+            return float(value)  # YAML 1.1 reads '1e-4' (no dot) as a string
+        except ValueError:
+            pass
+    simple = {'int': int, 'str': str, 'bool': bool}
+    if type_name in simple:
+        wanted = simple[type_name]
+        if isinstance(value, wanted) and not (wanted is int and isinstance(value, bool)):
+            return value
+    elif type_name.startswith('tuple') and isinstance(value, (list, tuple)) and len(value) == 2:
+        return tuple(float(item) for item in value)
+    elif type_name.startswith('dict') and isinstance(value, dict):
+        return dict(value)
+    raise ConfigError(f'{key}: expected {type_name}, got {value!r}')
+
+
+_SECTIONS = {
+    'DataConfig': DataConfig,
+    'ModelSection': ModelSection,
+    'StageConfig': StageConfig,
+    'RuntimeConfig': RuntimeConfig,
+}
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Splits ``'a.b.c=value'`` into the key path and the YAML-parsed value.
+
+    Raises:
+        ConfigError: When there is no ``=`` or the key is empty.
+    """
+    key, sep, value = text.partition('=')
+    if not sep or not key.strip():
+        raise ConfigError(f'override {text!r} is not of the form section.key=value')
+    return key.strip().split('.'), yaml.safe_load(value) if value.strip() else ''
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Returns a copy of ``raw`` with every ``dotted.key=value`` override applied."""
+    result = copy.deepcopy(raw)
+    for text in overrides:
+        path, value = parse_override(text)
+        node = result
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f'override {text!r}: {part!r} is not a section')
+            node = child
+        node[path[-1]] = value
+    return result
+
+
+def resolve_config_path(name_or_path: str) -> Path:
+    """Accepts a path or a bare name of a file in ``training/configs/`` (``demo``)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    for candidate in (CONFIG_DIR / name_or_path, CONFIG_DIR / f'{name_or_path}.yaml'):
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(f'config {name_or_path!r} not found (also looked in {CONFIG_DIR})')
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Reads a YAML mapping, following an optional ``base: other.yaml`` key recursively."""
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as error:
+        raise ConfigError(f'{path}: cannot read config: {error}') from error
+    if not isinstance(raw, dict):
+        raise ConfigError(f'{path}: a config must be a mapping')
+    base = raw.pop('base', None)
+    if base is None:
+        return raw
+    return _merge(read_yaml(resolve_config_path(str(path.parent / base))), raw)
+
+
+# Mappings that a later file replaces as a whole (dataset keywords differ between datasets).
+_LEAVES = ('options', 'overrides')
+
+
+def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    merged = copy.deepcopy(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict) and key not in _LEAVES:
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def load_config(names: str | list[str] | None,
+                overrides: list[str] | None = None) -> TrainConfig:
+    """Reads config files merged left to right (or the defaults) and applies overrides.
+
+    Args:
+        names: One name or path, or several (later files override earlier ones, e.g.
+            ``['touch_and_go', 'paper_optimizer']``), or None for the built-in defaults.
+        overrides: ``dotted.key=value`` strings applied last.
+    """
+    raw: dict[str, Any] = {}
+    for name in [names] if isinstance(names, str) else names or []:
+        raw = _merge(raw, read_yaml(resolve_config_path(name)))
+    return TrainConfig.from_dict(apply_overrides(raw, overrides or []))
+
+
+def save_config(config: TrainConfig, path: Path) -> None:
+    """Writes the resolved config as YAML (atomically)."""
+    atomic_write_text(path, yaml.safe_dump(config.to_dict(), sort_keys=False))

@@ -1,0 +1,163 @@
+"""Datasets, splits and the resumable, distributed batch order used by the training scripts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, DistributedSampler, Subset
+
+from convitac_ros.data import build_dataset, Sample
+from convitac_ros.data.transforms import (
+    collate_contrastive_pairs,
+    collate_samples,
+    FrameAugmentation,
+)
+from training.config import DataConfig
+
+HOLDOUT = 'holdout'
+
+
+class ResumableSampler(torch.utils.data.Sampler[list[tuple[int, int]]]):
+    """Batches of indices in a seeded per-epoch order that can start mid-epoch.
+
+    The order of epoch ``e`` is torch's :class:`DistributedSampler` order for seed ``seed`` and
+    epoch ``e`` (a permutation shared by all ranks, each rank taking every ``world_size``-th
+    index); the shard is cut into full batches (the incomplete tail is dropped). Because the
+    order depends only on ``(seed, epoch)``, a resumed run skips the ``start_batch`` batches it
+    already trained on and sees exactly the batches an uninterrupted run would have seen.
+    """
+
+    def __init__(self, size: int, batch_size: int, seed: int, rank: int = 0,
+                 world_size: int = 1) -> None:
+        if batch_size < 1:
+            raise ValueError(f'batch_size must be >= 1, got {batch_size}')
+        self.order = DistributedSampler(range(size), num_replicas=world_size, rank=rank,
+                                        shuffle=True, seed=seed, drop_last=False)
+        self.batch_size, self.seed = batch_size, seed
+        self.start_batch = 0
+        if len(self) == 0:
+            raise ValueError(f'{size} training samples over {world_size} rank(s) make no full '
+                             f'batch of {batch_size}; lower the batch size')
+
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        """Selects the epoch's order and the first batch to yield."""
+        self.order.set_epoch(epoch)
+        self.start_batch = start_batch
+
+    def __len__(self) -> int:
+        """Full batches per epoch on this rank."""
+        return len(self.order) // self.batch_size
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        """Yields the batches of the current epoch from ``start_batch`` on.
+
+        Each element is ``(index, batch_seed)`` (see :class:`KeyedDataset`).
+        """
+        indices = list(self.order)
+        for batch in range(self.start_batch, len(self)):
+            batch_seed = batch_seed_of(self.seed, self.order.rank, self.order.epoch, batch)
+            yield [(index, batch_seed)
+                   for index in indices[batch * self.batch_size:(batch + 1) * self.batch_size]]
+
+
+def batch_seed_of(seed: int, rank: int, epoch: int, batch: int) -> int:
+    """A well-mixed 63-bit seed for one batch of one rank in one epoch."""
+    state = np.random.SeedSequence([seed, rank, epoch, batch]).generate_state(2, np.uint32)
+    return int(state[0]) << 31 | int(state[1]) >> 1
+
+
+def open_split(data: DataConfig, split: str, **overrides: Any) -> Dataset:
+    """Builds one split of the configured dataset (``data.options`` plus ``overrides``)."""
+    return build_dataset(data.dataset, data.root, split, **{**data.options, **overrides})
+
+
+def holdout_indices(size: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Seeded random (train, validation) index lists holding out ``fraction`` of ``size``.
+
+    Raises:
+        ValueError: When the fraction leaves either side empty.
+    """
+    count = int(round(size * fraction))
+    if not 0 < count < size:
+        raise ValueError(f'val_fraction {fraction} of {size} samples leaves an empty side')
+    order = np.random.default_rng(seed).permutation(size)
+    return sorted(order[count:].tolist()), sorted(order[:count].tolist())
+
+
+def train_and_val(data: DataConfig, seed: int, **overrides: Any) -> tuple[Dataset, Dataset]:
+    """The training set and the validation set (a named split, or a seeded holdout of train)."""
+    train = open_split(data, data.train_split, **overrides)
+    if data.val_split != HOLDOUT:
+        return train, open_split(data, data.val_split, **overrides)
+    kept, held = holdout_indices(len(train), data.val_fraction, seed)
+    return with_info(Subset(train, kept), train), with_info(Subset(train, held), train)
+
+
+def with_info(subset: Subset, source: Dataset) -> Subset:
+    """Copies the dataset declarations (heads, sequence lengths, sensors) onto a subset."""
+    for name in ('heads', 'num_tactile_sensors', 'visual_len', 'tactile_len'):
+        setattr(subset, name, getattr(source, name))
+    return subset
+
+
+def targets(dataset: Dataset, head: str) -> np.ndarray:
+    """Labels of one head for every sample (without decoding images when the dataset can)."""
+    if isinstance(dataset, Subset):
+        return targets(dataset.dataset, head)[np.asarray(dataset.indices, dtype=np.int64)]
+    if hasattr(dataset, 'target_array'):
+        return dataset.target_array(head)
+    return np.array([dataset[i].labels[head] for i in range(len(dataset))], dtype=np.int64)
+
+
+class KeyedDataset(Dataset):
+    """Wraps a dataset so that items are requested as ``(index, batch_seed)`` keys.
+
+    :class:`ResumableSampler` hands out such keys; the item is ``(sample, batch_seed)`` and
+    :class:`BatchCollator` draws the batch's augmentation from ``batch_seed``. Augmentation is
+    then a pure function of (seed, rank, epoch, batch), the same with any number of DataLoader
+    workers and after a resume.
+    """
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        """Number of samples of the wrapped dataset."""
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[Sample, int]:
+        """Returns ``(sample, batch_seed)`` for ``key = (index, batch_seed)``."""
+        index, batch_seed = key
+        return self.dataset[index], batch_seed
+
+
+class BatchCollator:
+    """Collates ``(sample, batch_seed)`` items with optional seeded augmentation (picklable).
+
+    Args:
+        image_size: Side S of the model's frames.
+        mean: RGB mean of the normalisation.
+        std: RGB std of the normalisation.
+        augment: Training augmentation, or None for the deterministic eval transform.
+        pairs: Stage 1: single (visual, tactile) image pairs instead of full sequences.
+    """
+
+    def __init__(self, image_size: int, mean: Sequence[float], std: Sequence[float],
+                 augment: FrameAugmentation | None, pairs: bool = False) -> None:
+        self.image_size, self.mean, self.std = image_size, tuple(mean), tuple(std)
+        self.augment, self.pairs = augment, pairs
+
+    def __call__(self, items: Sequence[tuple[Sample, int] | Sample]) -> Any:
+        """Returns what ``collate_samples`` (or ``collate_contrastive_pairs``) returns."""
+        keyed = isinstance(items[0], tuple)
+        samples = [item[0] for item in items] if keyed else list(items)
+        rng = None
+        if self.augment is not None:
+            if not keyed:
+                raise ValueError('augmentation needs (sample, batch_seed) items')
+            rng = np.random.default_rng(items[0][1])
+        collate = collate_contrastive_pairs if self.pairs else collate_samples
+        return collate(samples, self.image_size, self.mean, self.std, self.augment, rng)

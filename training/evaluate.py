@@ -1,0 +1,202 @@
+"""Evaluate a ConViTac checkpoint on a dataset split: accuracy per head against chance.
+
+Writes ``report.json`` (accuracy, chance levels, confusion matrices per head) and one
+``confusion_<head>.png`` per head. The dataset defaults to the one recorded in the checkpoint's
+training metadata; frames go through the same eval preprocessing as training validation.
+
+Usage::
+
+    python training/evaluate.py --checkpoint runs/demo/best.safetensors
+    python training/evaluate.py --checkpoint ckpt.safetensors --dataset touch_and_go
+        --data-root DATA --split test --option task=roughness --output eval/rough
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+import sys
+from typing import Any
+
+if __package__ in (None, ''):  # run as `python training/evaluate.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import matplotlib
+
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # noqa: E402  (after choosing the non-interactive backend)
+import numpy as np  # noqa: E402
+from torch.utils.data import Dataset  # noqa: E402
+
+from convitac_ros.checkpoint import load_checkpoint  # noqa: E402
+from convitac_ros.data import build_dataset, MISSING_LABEL  # noqa: E402
+from training.config import parse_override  # noqa: E402
+from training.data import BatchCollator, targets  # noqa: E402
+from training.distributed import pick_device  # noqa: E402
+from training.metrics import (  # noqa: E402
+    accuracy,
+    confusion_matrix,
+    majority_chance,
+    predict,
+)
+from training.pretrain import eval_loader  # noqa: E402
+from training.state import atomic_write_text  # noqa: E402
+
+
+def plot_confusion(matrix: np.ndarray, classes: list[str], title: str, path: Path) -> None:
+    """Saves a confusion matrix (rows: true class, colour: row-normalised) as a PNG."""
+    totals = matrix.sum(axis=1, keepdims=True)
+    share = np.divide(matrix, totals, out=np.zeros(matrix.shape, dtype=float), where=totals > 0)
+    size = max(4.0, 0.55 * len(classes) + 2.5)
+    figure, axes = plt.subplots(figsize=(size, size * 0.9))
+    image = axes.imshow(share, cmap='Blues', vmin=0.0, vmax=1.0)
+    ticks = np.arange(len(classes))
+    axes.set_xticks(ticks, classes, rotation=45, ha='right')
+    axes.set_yticks(ticks, classes)
+    axes.set_xlabel('predicted')
+    axes.set_ylabel('true')
+    axes.set_title(title)
+    for row in range(len(classes)):
+        for column in range(len(classes)):
+            if matrix[row, column]:
+                axes.text(column, row, str(matrix[row, column]), ha='center', va='center',
+                          color='white' if share[row, column] > 0.5 else 'black', fontsize=8)
+    figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04, label='share of true class')
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def head_report(head: str, classes: list[str], predicted: np.ndarray, target: np.ndarray,
+                train_target: np.ndarray | None, output: Path) -> dict[str, Any]:
+    """Accuracy, chance levels and confusion matrix of one head; writes its PNG."""
+    matrix = confusion_matrix(predicted, target, len(classes))
+    value = accuracy(predicted, target)
+    png = output / f'confusion_{head}.png'
+    plot_confusion(matrix, classes, f'{head}: accuracy {100 * value:.1f}% '
+                   f'(n={int(matrix.sum())})', png)
+    report = {
+        'accuracy': value, 'labelled': int(matrix.sum()),
+        'chance_uniform': 1.0 / len(classes),
+        'chance_majority': None, 'majority_class': None,
+        'classes': classes, 'confusion': matrix.tolist(), 'confusion_png': png.name,
+    }
+    if train_target is not None:
+        labelled = train_target[train_target != MISSING_LABEL]
+        if labelled.size:
+            report['majority_class'] = classes[int(np.bincount(labelled).argmax())]
+            report['chance_majority'] = majority_chance(train_target, target)
+    return report
+
+
+def evaluate(checkpoint: Path, output: Path, dataset: str | None = None,
+             data_root: str | None = None, split: str = 'test', train_split: str = 'train',
+             options: dict[str, Any] | None = None, device: str = 'auto',
+             batch_size: int = 32, num_workers: int = 0) -> dict[str, Any]:
+    """Evaluates ``checkpoint`` and writes ``report.json`` and the PNGs into ``output``.
+
+    Dataset name, root and options default to the checkpoint's training metadata; the
+    sequence lengths always come from the checkpoint.
+
+    Returns:
+        The report (also written to ``output/report.json``).
+
+    Raises:
+        ValueError: When the dataset is not given and the checkpoint does not record it, or
+            when the dataset's heads do not match the checkpoint's.
+    """
+    loaded = load_checkpoint(checkpoint, map_location=pick_device(device))
+    recorded = loaded.training or {}
+    data_section = recorded.get('config', {}).get('data', {})
+    dataset = dataset or recorded.get('dataset')
+    data_root = data_root or recorded.get('data_root')
+    if not dataset or not data_root:
+        raise ValueError(f'{checkpoint}: no dataset recorded; pass --dataset and --data-root')
+    kwargs = {**data_section.get('options', {}), **(options or {}),
+              'visual_len': loaded.preprocess['visual_len'],
+              'tactile_len': loaded.preprocess['tactile_len']}
+    test_set = build_dataset(dataset, data_root, split, **kwargs)
+    check_heads(test_set, loaded.heads, checkpoint)
+    train_set = _optional_split(dataset, data_root, train_split, kwargs)
+    preprocess = loaded.preprocess
+    loader = eval_loader(test_set, batch_size, BatchCollator(
+        preprocess['image_size'], preprocess['mean'], preprocess['std'], None), num_workers)
+    predictions = predict(loaded.model, loader, next(loaded.model.parameters()).device)
+    output.mkdir(parents=True, exist_ok=True)
+    heads = {head: head_report(head, loaded.heads[head], *predictions[head],
+                               None if train_set is None else targets(train_set, head), output)
+             for head in loaded.heads}
+    known = [entry['accuracy'] for entry in heads.values() if not math.isnan(entry['accuracy'])]
+    report = {
+        'checkpoint': str(checkpoint), 'dataset': dataset, 'data_root': str(data_root),
+        'split': split, 'options': kwargs, 'samples': len(test_set),
+        'mean_accuracy': float(np.mean(known)) if known else None,
+        'heads': heads,
+    }
+    atomic_write_text(output / 'report.json', json.dumps(report, indent=2))
+    return report
+
+
+def check_heads(dataset: Dataset, heads: dict[str, list[str]], checkpoint: Path) -> None:
+    """Raises ValueError unless the dataset has the checkpoint's heads with the same classes."""
+    for head, classes in heads.items():
+        if dataset.heads.get(head) != classes:
+            raise ValueError(f'{checkpoint}: head {head!r} has classes {classes}, the dataset '
+                             f'has {dataset.heads.get(head)}')
+
+
+def _optional_split(dataset: str, root: str, split: str, kwargs: dict[str, Any]
+                    ) -> Dataset | None:
+    """The training split for the majority-class chance level, or None if it cannot be read."""
+    try:
+        return build_dataset(dataset, root, split, **kwargs)
+    except (FileNotFoundError, ValueError) as error:
+        print(f'note: no majority-class chance level ({error})', file=sys.stderr)
+        return None
+
+
+def print_table(report: dict[str, Any]) -> None:
+    """Prints accuracy and chance levels per head."""
+    print(f'{report["dataset"]} {report["split"]} ({report["samples"]} samples)')
+    print(f'{"head":<14}{"accuracy":>10}{"majority":>10}{"uniform":>10}{"n":>7}')
+    for head, entry in report['heads'].items():
+        majority = entry['chance_majority']
+        print(f'{head:<14}{100 * entry["accuracy"]:>9.1f}%'
+              f'{"" if majority is None else f"{100 * majority:.1f}%":>10}'
+              f'{100 * entry["chance_uniform"]:>9.1f}%{entry["labelled"]:>7}')
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Command-line entry point; returns the report."""
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--checkpoint', type=Path, required=True)
+    parser.add_argument('--output', type=Path,
+                        help='report folder (default: <checkpoint folder>/eval_<split>)')
+    parser.add_argument('--dataset', help='dataset name (default: from the checkpoint)')
+    parser.add_argument('--data-root', help='dataset root (default: from the checkpoint)')
+    parser.add_argument('--split', default='test')
+    parser.add_argument('--train-split', default='train',
+                        help='split whose majority class gives the chance level')
+    parser.add_argument('--option', action='append', default=[], metavar='KEY=VALUE',
+                        help='dataset keyword, e.g. task=roughness (repeatable)')
+    parser.add_argument('--device', default='auto', choices=('auto', 'cpu', 'cuda'))
+    parser.add_argument('--batch-size', type=int, default=32)
+    parser.add_argument('--num-workers', type=int, default=0)
+    args = parser.parse_args(argv)
+    options = {}
+    for text in args.option:
+        key, value = parse_override(text)
+        options['.'.join(key)] = value
+    output = args.output or args.checkpoint.parent / f'eval_{args.split}'
+    report = evaluate(args.checkpoint, output, args.dataset, args.data_root, args.split,
+                      args.train_split, options, args.device, args.batch_size, args.num_workers)
+    print_table(report)
+    print(f'report: {output / "report.json"}')
+    return report
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,157 @@
+"""What the training scripts share: the command line, run folders, model configs, provenance."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+import datetime
+from pathlib import Path
+import subprocess
+from typing import Any
+
+from torch.utils.data import Dataset
+
+from convitac_ros.model import ModelConfig
+from training.config import (
+    apply_overrides,
+    ConfigError,
+    load_config,
+    read_yaml,
+    save_config,
+    TrainConfig,
+)
+
+CONFIG_FILE = 'config.yaml'
+# Keys that may change when a run is resumed: they do not change what is learned.
+RESUMABLE_OVERRIDES = ('runtime.device', 'runtime.amp', 'runtime.progress', 'data.num_workers',
+                       'runtime.stop_after_steps', 'runtime.checkpoint_every_steps',
+                       'data.root')
+PRESETS = ('tiny', 'paper')
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """Adds the options every training script takes."""
+    parser.add_argument('--config', nargs='+', default=['demo'], metavar='NAME',
+                        help='YAML files or names in training/configs/, merged left to right '
+                        '(default: demo)')
+    parser.add_argument('--set', dest='overrides', action='append', default=[],
+                        metavar='KEY=VALUE', help='dotted override, e.g. stage2.lr=3e-4 '
+                        '(repeatable; values parsed as YAML)')
+    parser.add_argument('--run-dir', type=Path, help='output folder (default: runs/<name>)')
+    parser.add_argument('--resume', type=Path, metavar='RUN_DIR',
+                        help='continue the run in RUN_DIR exactly where it stopped')
+    parser.add_argument('--data-root', help='dataset root (same as --set data.root=...)')
+    parser.add_argument('--device', choices=('auto', 'cpu', 'cuda'),
+                        help='same as --set runtime.device=...')
+    parser.add_argument('--seed', type=int, help='same as --set runtime.seed=...')
+    parser.add_argument('--num-workers', type=int, help='same as --set data.num_workers=...')
+    parser.add_argument('--checkpoint-every-steps', type=int,
+                        help='also save the resume state every N optimizer steps')
+    parser.add_argument('--stop-after-steps', type=int,
+                        help='stop abruptly after N steps of a stage, as if killed (testing)')
+    parser.add_argument('--dino-weights', type=Path,
+                        help='initialise E^c from a local DINO ViT weight file before stage 1')
+    parser.add_argument('--no-progress', action='store_true', help='hide the progress bars')
+
+
+def flag_overrides(args: argparse.Namespace) -> list[str]:
+    """Turns the explicit flags into ``--set`` style overrides (flags win over ``--set``)."""
+    flags = {'data.root': args.data_root, 'runtime.device': args.device,
+             'runtime.seed': args.seed, 'data.num_workers': args.num_workers,
+             'runtime.checkpoint_every_steps': args.checkpoint_every_steps,
+             'runtime.stop_after_steps': args.stop_after_steps,
+             'runtime.progress': False if args.no_progress else None}
+    return [f'{key}={value}' for key, value in flags.items() if value is not None]
+
+
+def prepare_run(args: argparse.Namespace) -> tuple[TrainConfig, Path, bool]:
+    """Resolves the config and run folder; saves ``config.yaml`` for a new run.
+
+    A resumed run reads its saved config; only :data:`RESUMABLE_OVERRIDES` may change.
+
+    Returns:
+        (config, run folder, whether to resume).
+
+    Raises:
+        ConfigError: For a bad config, a forbidden override on resume, or a new run into a
+            folder that already holds one.
+    """
+    overrides = list(args.overrides) + flag_overrides(args)
+    if args.resume is not None:
+        run_dir = args.resume
+        saved = run_dir / CONFIG_FILE
+        if not saved.is_file():
+            raise ConfigError(f'{run_dir}: no {CONFIG_FILE}, nothing to resume')
+        for text in overrides:
+            if text.partition('=')[0].strip() not in RESUMABLE_OVERRIDES:
+                raise ConfigError(f'cannot change {text!r} when resuming; allowed: '
+                                  f'{", ".join(RESUMABLE_OVERRIDES)}')
+        # A simulated kill applies to one invocation only.
+        overrides = ['runtime.stop_after_steps=0', *overrides]
+        config = TrainConfig.from_dict(apply_overrides(read_yaml(saved), overrides))
+        return config, run_dir, True
+    config = load_config(args.config, overrides)
+    run_dir = args.run_dir or Path('runs') / config.name
+    if (run_dir / CONFIG_FILE).exists():
+        raise ConfigError(f'{run_dir} already holds a run; use --resume {run_dir} or another '
+                          '--run-dir')
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(config, run_dir / CONFIG_FILE)
+    return config, run_dir, False
+
+
+def sequence_overrides(config: TrainConfig) -> dict[str, int]:
+    """Sequence lengths fixed by the model section (passed to the dataset when given)."""
+    return {key: config.model.overrides[key] for key in ('visual_len', 'tactile_len')
+            if key in config.model.overrides}
+
+
+def build_model_config(config: TrainConfig, dataset: Dataset) -> ModelConfig:
+    """The ``ModelConfig``: preset + dataset facts (heads, lengths, sensors) + overrides.
+
+    Raises:
+        ConfigError: For an unknown preset or a model override that contradicts the dataset.
+    """
+    if config.model.preset not in PRESETS:
+        raise ConfigError(f'model.preset must be one of {PRESETS}, got {config.model.preset!r}')
+    from_data = {
+        'visual_len': dataset.visual_len, 'tactile_len': dataset.tactile_len,
+        'num_tactile': dataset.num_tactile_sensors,
+        'heads': tuple((head, len(classes)) for head, classes in dataset.heads.items()),
+    }
+    overrides = dict(config.model.overrides)
+    for key in ('num_tactile', 'heads'):
+        if key in overrides:
+            raise ConfigError(f'model.overrides.{key} comes from the dataset; remove it')
+    try:
+        return getattr(ModelConfig, config.model.preset)(**{**from_data, **overrides})
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f'model section: {error}') from error
+
+
+def git_commit() -> str | None:
+    """The repository's HEAD commit, or None outside a git checkout or before a commit."""
+    try:
+        result = subprocess.run(['git', 'rev-parse', 'HEAD'], capture_output=True, text=True,
+                                cwd=Path(__file__).resolve().parent, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() or None if result.returncode == 0 else None
+
+
+def provenance(config: TrainConfig, stage: str, summary: dict[str, Any]) -> dict[str, Any]:
+    """The ``training`` metadata written into checkpoints."""
+    return {
+        'stage': stage, 'config_name': config.name, 'dataset': config.data.dataset,
+        'data_root': config.data.root, 'train_split': config.data.train_split,
+        'val_split': config.data.val_split, 'seed': config.runtime.seed,
+        'epochs': summary.get('epochs'), 'steps': summary.get('steps'),
+        'val': summary.get('val'), 'git_commit': git_commit(),
+        'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
+        'config': config.to_dict(),
+    }
+
+
+def with_runtime(config: TrainConfig, **changes: Any) -> TrainConfig:
+    """A copy of the config with some runtime fields changed."""
+    return replace(config, runtime=replace(config.runtime, **changes))

@@ -1,0 +1,165 @@
+"""Resume state without pickle: one ``.safetensors`` file, tensors plus a JSON tree.
+
+Nested Python state (optimizer and scheduler ``state_dict()``s, RNG states, loop counters) is
+split into its tensors, stored as safetensors entries named by their path, and a JSON tree in
+the file's metadata in which every tensor is replaced by a reference. Tuples, dicts with
+non-string keys (optimizer state is keyed by parameter index) and NumPy arrays (NumPy's RNG
+state) are tagged so that loading gives back exactly the objects that were saved.
+
+Every write goes to a temporary file in the target folder first and is renamed over the target,
+so a run killed at any moment leaves either the previous or the new state, never half a file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+import random
+import tempfile
+from typing import Any
+
+import numpy as np
+from safetensors import safe_open, SafetensorError
+from safetensors.torch import save_file
+import torch
+
+STATE_FORMAT = 'convitac-train-state/1'
+
+
+def _temporary_path(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
+    os.close(handle)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(name, 0o666 & ~umask)  # mkstemp creates 0600; give the usual file mode
+    return Path(name)
+
+
+def _commit(temporary: Path, path: Path) -> None:
+    with open(temporary, 'rb') as stream:
+        os.fsync(stream.fileno())
+    os.replace(temporary, path)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Writes ``text`` to ``path`` so that readers never see a partial file."""
+    temporary = _temporary_path(path)
+    try:
+        temporary.write_text(text)
+        _commit(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def split_tensors(tree: Any, tensors: dict[str, torch.Tensor], path: str = '') -> Any:
+    """Returns a JSON-ready copy of ``tree``; its tensors and arrays are moved to ``tensors``.
+
+    Args:
+        tree: Nested dicts, lists, tuples, scalars, strings, tensors and NumPy arrays.
+        tensors: Receives ``{path: tensor}`` (CPU, contiguous, not sharing storage).
+        path: Name prefix of this subtree.
+
+    Returns:
+        The tree with tensors replaced by ``{'__tensor__': path}`` and arrays by
+        ``{'__ndarray__': path, 'dtype': ...}``.
+    """
+    if isinstance(tree, torch.Tensor):
+        tensors[path] = tree.detach().to('cpu', copy=True).contiguous()
+        return {'__tensor__': path}
+    if isinstance(tree, np.ndarray):
+        tensors[path] = torch.from_numpy(tree.astype(np.int64 if tree.dtype.kind in 'iub' else
+                                                     np.float64))
+        return {'__ndarray__': path, 'dtype': str(tree.dtype)}
+    if isinstance(tree, dict):
+        if all(isinstance(key, str) for key in tree):
+            return {key: split_tensors(value, tensors, f'{path}/{key}')
+                    for key, value in tree.items()}
+        return {'__items__': [[key, split_tensors(value, tensors, f'{path}/{key}')]
+                              for key, value in tree.items()]}
+    if isinstance(tree, tuple):
+        return {'__tuple__': [split_tensors(item, tensors, f'{path}/{index}')
+                              for index, item in enumerate(tree)]}
+    if isinstance(tree, list):
+        return [split_tensors(item, tensors, f'{path}/{index}') for index, item in enumerate(tree)]
+    if isinstance(tree, np.generic):
+        return tree.item()
+    return tree
+
+
+def join_tensors(tree: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    """Inverse of :func:`split_tensors`."""
+    if isinstance(tree, list):
+        return [join_tensors(item, tensors) for item in tree]
+    if not isinstance(tree, dict):
+        return tree
+    if '__tensor__' in tree:
+        return tensors[tree['__tensor__']]
+    if '__ndarray__' in tree:
+        return tensors[tree['__ndarray__']].numpy().astype(tree['dtype'])
+    if '__items__' in tree:
+        return {key: join_tensors(value, tensors) for key, value in tree['__items__']}
+    if '__tuple__' in tree:
+        return tuple(join_tensors(item, tensors) for item in tree['__tuple__'])
+    return {key: join_tensors(value, tensors) for key, value in tree.items()}
+
+
+def save_state(path: Path, state: dict[str, Any]) -> None:
+    """Atomically writes a nested state (see :func:`split_tensors`) to one safetensors file."""
+    tensors: dict[str, torch.Tensor] = {}
+    tree = split_tensors(state, tensors)
+    temporary = _temporary_path(path)
+    try:
+        save_file(tensors, str(temporary),
+                  metadata={'format': STATE_FORMAT, 'state': json.dumps(tree)})
+        _commit(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def load_state(path: Path) -> dict[str, Any]:
+    """Reads a file written by :func:`save_state`.
+
+    Raises:
+        ValueError: When the file is missing, unreadable or of another format; names the file.
+    """
+    try:
+        with safe_open(str(path), framework='pt', device='cpu') as stream:
+            metadata = stream.metadata() or {}
+            tensors = {key: stream.get_tensor(key) for key in stream.keys()}
+    except (OSError, SafetensorError) as error:
+        raise ValueError(f'{path}: cannot read training state: {error}') from error
+    if metadata.get('format') != STATE_FORMAT:
+        raise ValueError(f'{path}: not a training state (format {metadata.get("format")!r}, '
+                         f'expected {STATE_FORMAT!r})')
+    return join_tensors(json.loads(metadata['state']), tensors)
+
+
+def capture_rng() -> dict[str, Any]:
+    """Returns the RNG states of Python, NumPy, torch (CPU) and every CUDA device."""
+    state = {
+        'python': random.getstate(),
+        'numpy': np.random.get_state(),
+        'torch': torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state['cuda'] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    """Restores the states returned by :func:`capture_rng`."""
+    version, internal, gauss = state['python']
+    random.setstate((version, tuple(internal), gauss))
+    np.random.set_state(state['numpy'])
+    torch.set_rng_state(state['torch'])
+    if 'cuda' in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(list(state['cuda']))
+
+
+def seed_everything(seed: int) -> None:
+    """Seeds Python, NumPy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)

@@ -1,0 +1,193 @@
+"""Stage 2: train the fusion encoders, CEC blocks and task heads with E^c frozen.
+
+Without ``--contrastive-checkpoint`` the run first pretrains E^c (stage 1, into
+``RUN_DIR/stage1/``) and then trains stage 2 in ``RUN_DIR``. Missing labels (-1) are masked out
+of the cross-entropy; the loss is the sum over heads of each head's mean over its labelled
+samples. ``RUN_DIR/best.safetensors`` (best mean validation accuracy) and
+``RUN_DIR/last.safetensors`` are ``convitac`` checkpoints the node and ``evaluate.py`` load.
+
+Usage::
+
+    python training/train.py --config demo --run-dir runs/demo
+    python training/train.py --resume runs/demo
+    torchrun --nproc_per_node 2 training/train.py --config touch_and_go --data-root DATA
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+import sys
+from typing import Any
+
+if __package__ in (None, ''):  # run as `python training/train.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from convitac_ros.checkpoint import default_preprocess, load_contrastive_encoder, save_checkpoint
+from convitac_ros.data import MISSING_LABEL
+from convitac_ros.data.transforms import FrameAugmentation
+from convitac_ros.model import ConViTac, ModelConfig
+from training.config import TrainConfig
+from training.data import BatchCollator, train_and_val
+from training.distributed import DistContext, init_distributed, shutdown_distributed
+from training.engine import amp_dtype, autocast, RunStopped, Trainer
+from training.metrics import head_accuracies, predict
+from training.pretrain import eval_loader, run_pretraining
+from training.runs import (
+    add_run_arguments,
+    build_model_config,
+    prepare_run,
+    provenance,
+    sequence_overrides,
+)
+from training.state import seed_everything
+
+STAGE1_DIR = 'stage1'
+
+
+def masked_cross_entropy(logits: dict[str, torch.Tensor], labels: dict[str, torch.Tensor],
+                         label_smoothing: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
+    """Sum over heads of the mean cross-entropy over the samples labelled for that head.
+
+    A head without any label in the batch contributes zero (with a graph, so that DDP still
+    sees its parameters used).
+
+    Args:
+        logits: ``{head: (B, C)}``.
+        labels: ``{head: (B,)}`` with MISSING_LABEL where unknown.
+        label_smoothing: Passed to ``F.cross_entropy``.
+
+    Returns:
+        The scalar loss and the batch accuracy per head (``acc/<head>``, labelled samples).
+    """
+    total = torch.zeros((), device=next(iter(logits.values())).device)
+    accuracies = {}
+    for head, head_logits in logits.items():
+        target = labels[head].to(head_logits.device)
+        labelled = target != MISSING_LABEL
+        count = labelled.sum()
+        summed = F.cross_entropy(head_logits.float(), target, ignore_index=MISSING_LABEL,
+                                 reduction='sum', label_smoothing=label_smoothing)
+        total = total + summed / count.clamp_min(1)
+        if bool(count > 0):
+            hits = (head_logits.argmax(dim=1) == target) & labelled
+            accuracies[f'acc/{head}'] = float(hits.sum() / count)
+    return total, accuracies
+
+
+class SupervisedTask:
+    """The stage-2 task for :class:`training.engine.Trainer`."""
+
+    name = 'stage2'
+    best_metric = 'accuracy_mean'
+    best_mode = 'max'
+
+    def __init__(self, config: TrainConfig, val_loader: DataLoader, context: DistContext,
+                 heads: dict[str, list[str]], preprocess: dict[str, Any]) -> None:
+        self.config, self.val_loader, self.context = config, val_loader, context
+        self.heads, self.preprocess = heads, preprocess
+        self.amp = amp_dtype(config.runtime.amp, context.device)
+
+    def train_mode(self, model: nn.Module) -> None:
+        """Training mode; ``ConViTac.train`` keeps the frozen E^c in eval mode."""
+        model.train()
+
+    def loss(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
+        """Masked cross-entropy of one batch."""
+        visual, tactile, labels = batch
+        return masked_cross_entropy(model(visual, tactile), labels,
+                                    self.config.stage2.label_smoothing)
+
+    def validate(self, model: nn.Module) -> dict[str, float]:
+        """Accuracy per head and their mean on the validation split (eval transform)."""
+        predictions = predict(model, self.val_loader, self.context.device,
+                              lambda: autocast(self.context.device, self.amp))
+        return head_accuracies(predictions)
+
+    def export(self, model: nn.Module, path: Path, summary: dict[str, Any]) -> None:
+        """Writes a ``convitac`` checkpoint with class names and preprocessing."""
+        save_checkpoint(path, model, kind='convitac', heads=self.heads,
+                        preprocess=self.preprocess,
+                        training=provenance(self.config, 'stage2', summary))
+
+
+def run_supervised(config: TrainConfig, run_dir: Path, train_set: Dataset, val_set: Dataset,
+                   model_config: ModelConfig, context: DistContext, encoder_path: Path | None,
+                   resume: bool = False) -> dict[str, Any]:
+    """Trains (or resumes) stage 2 in ``run_dir``; returns the trainer's summary.
+
+    Raises:
+        RunStopped: When ``runtime.stop_after_steps`` ended the stage early.
+    """
+    seed_everything(config.runtime.seed + 1)
+    model = ConViTac(model_config)
+    if encoder_path is not None:
+        load_contrastive_encoder(encoder_path, model)
+    preprocess = default_preprocess(model_config)
+    size, mean, std = model_config.image_size, preprocess['mean'], preprocess['std']
+    augment = FrameAugmentation.light() if config.stage2.augment else None
+    val_loader = eval_loader(val_set, config.stage2.batch_size,
+                             BatchCollator(size, mean, std, None), config.data.num_workers)
+    task = SupervisedTask(config, val_loader, context, dict(train_set.heads), preprocess)
+    trainer = Trainer(run_dir, model, task, train_set, BatchCollator(size, mean, std, augment),
+                      config.stage2, config.runtime, context,
+                      num_workers=config.data.num_workers)
+    summary = trainer.fit(resume=resume)
+    if summary['stopped']:
+        raise RunStopped(f'stage 2 stopped after {summary["steps"]} steps (stop_after_steps)')
+    return summary
+
+
+def run_training(config: TrainConfig, run_dir: Path, resume: bool = False,
+                 contrastive_checkpoint: Path | None = None,
+                 dino_weights: Path | None = None) -> dict[str, Any]:
+    """Both stages (stage 1 only when needed) for an already prepared run folder.
+
+    Returns:
+        The stage-2 summary (best and last validation metrics, steps, skipped steps).
+    """
+    context = init_distributed(config.runtime.device)
+    try:
+        train_set, val_set = train_and_val(config.data, config.runtime.seed,
+                                           **sequence_overrides(config))
+        model_config = build_model_config(config, train_set)
+        encoder_path = contrastive_checkpoint
+        if model_config.uses_condition and encoder_path is None:
+            encoder_path = run_pretraining(config, Path(run_dir) / STAGE1_DIR, train_set,
+                                           val_set, model_config, context, resume, dino_weights)
+        return run_supervised(config, run_dir, train_set, val_set, model_config, context,
+                              encoder_path, resume)
+    finally:
+        shutdown_distributed(context)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``train.py``."""
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    add_run_arguments(parser)
+    parser.add_argument('--contrastive-checkpoint', type=Path,
+                        help='stage-1 encoder checkpoint; skips stage 1')
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Command-line entry point; returns the stage-2 summary."""
+    args = build_parser().parse_args(argv)
+    config, run_dir, resume = prepare_run(args)
+    summary = run_training(config, run_dir, resume, args.contrastive_checkpoint,
+                           args.dino_weights)
+    print(f'run: {run_dir}  best {summary["best_metric"]} = {summary["best"]}  '
+          f'last val: {summary["val"]}')
+    return summary
+
+
+if __name__ == '__main__':
+    try:
+        main()
+    except RunStopped as stopped:
+        sys.exit(f'{stopped}; continue with --resume')
