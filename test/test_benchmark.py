@@ -1,6 +1,7 @@
-"""Smoke tests of `convitac_benchmark`: every part runs on tiny settings and writes a
-well-formed report. Nothing here is timed: the acceptance checks are computed and reported by
-the benchmark itself, and these tests only check that they are present and well-formed.
+"""Smoke tests of `convitac_benchmark`: each part runs on tiny settings, reports well-formed.
+
+Nothing here is timed: the acceptance checks are computed and reported by the benchmark itself
+(pass/fail in its JSON and exit code); these tests only check that they are present.
 """
 
 import json
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from convitac_ros.tools import benchmark
-from convitac_ros.tools.bench_report import Table, format_cell, summarize, time_interleaved
+from convitac_ros.tools.bench_report import format_cell, summarize, Table, time_interleaved
 
 QUICK = ['--device', 'cpu', '--runs', '3', '--warmup', '1', '--budget-s', '0.2']
 

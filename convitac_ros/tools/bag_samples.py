@@ -17,6 +17,7 @@ import numpy as np
 from sensor_msgs.msg import CompressedImage
 
 from convitac_ros.ros.image_conversion import compressed_to_rgb, image_to_rgb
+from convitac_ros.ros.parameters import SPECS
 from convitac_ros.ros.pipeline import FrameSet, SlidingWindow
 from convitac_ros.ros.synchronizer import ApproximateTimeSynchronizer, stamp_to_ns
 from convitac_ros.tools.bagio import (
@@ -29,8 +30,9 @@ from convitac_ros.tools.bagio import (
     TACTILE_TOPICS,
 )
 
-DEFAULT_SLOP_S = 0.05
-DEFAULT_QUEUE_SIZE = 10
+# The node's defaults, so that offline pairing matches an unconfigured node.
+DEFAULT_SLOP_S = SPECS['sync_slop'].default
+DEFAULT_QUEUE_SIZE = SPECS['sync_queue_size'].default
 
 
 def to_rgb(msg: Any) -> np.ndarray:

@@ -53,15 +53,17 @@ class Variant:
         name: row label.
         precision: 'fp32', 'bf16' or 'fp16' (autocast).
         channels_last: model weights and input frames in channels-last layout.
-        compile: `torch.compile` the model.
+        compiled: `torch.compile` the model.
         cuda_graph: capture one batch-1 forward in a CUDA graph and replay it.
+        threads: torch intra-op threads while this variant runs (None: leave as set).
     """
 
     name: str
     precision: str = 'fp32'
     channels_last: bool = False
-    compile: bool = False
+    compiled: bool = False
     cuda_graph: bool = False
+    threads: int | None = None
 
 
 def variants_for(device: torch.device, wanted: list[str]) -> list[Variant]:
@@ -71,12 +73,14 @@ def variants_for(device: torch.device, wanted: list[str]) -> list[Variant]:
         Variant('eager'),
         Variant('channels_last', channels_last=True),
         Variant(f'autocast_{half}', precision=half),
-        Variant('compile', compile=True),
+        Variant('compile', compiled=True),
     ]
+    if device.type == 'cpu' and torch.get_num_threads() > 1:
+        candidates.append(Variant('one_thread', threads=1))
     if device.type == 'cuda':
         candidates += [
             Variant(f'channels_last+{half}', precision=half, channels_last=True),
-            Variant(f'compile+{half}', precision=half, channels_last=True, compile=True),
+            Variant(f'compile+{half}', precision=half, channels_last=True, compiled=True),
             Variant(f'cuda_graph+{half}', precision=half, channels_last=True, cuda_graph=True),
         ]
     if 'all' in wanted:
@@ -130,13 +134,19 @@ def build_forward(model: ConViTac, variant: Variant, device: torch.device, batch
                   ) -> Forward:
     """A zero-argument callable running one forward pass of `variant` at batch size `batch`."""
     network: Callable[..., Any] = model
-    if variant.compile:
+    if variant.compiled:
         network = torch.compile(model, dynamic=False)
     visual, tactile = model_inputs(model.config, batch, device, variant.channels_last)
 
     def forward() -> Any:
-        with torch.inference_mode(), autocast(device, variant.precision):
-            return network(visual, tactile)
+        threads = torch.get_num_threads()
+        if variant.threads:
+            torch.set_num_threads(variant.threads)
+        try:
+            with torch.inference_mode(), autocast(device, variant.precision):
+                return network(visual, tactile)
+        finally:
+            torch.set_num_threads(threads)
 
     if not variant.cuda_graph:
         return forward

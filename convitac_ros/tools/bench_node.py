@@ -6,8 +6,8 @@ camera/tactile pairs and receives ``~/result``. Three runs:
 1. latency at ``--rate``: publish -> result (p50/p95/p99). In the idle gap after each result
    this process times the model forward (and ``Predictor.predict``) on the same checkpoint and
    device, so the node/model ratio compares numbers taken under the same load;
-2. rate steps: the rate doubles until the node stops answering every pair (then one bisection
-   step); the highest rate answered in full with no latency growth is the sustainable rate;
+2. rate steps: the rate doubles until the node stops answering every pair (then two bisection
+   steps); the highest rate answered in full with no latency growth is the sustainable rate;
 3. overload at ``--overload-factor`` x that rate for ``--overload-s``: latency, node RSS and the
    node's drop counters per time window.
 """
@@ -29,8 +29,9 @@ from convitac_ros.tools.bench_report import Check, Report, summarize, Table, tim
 from convitac_ros.tools.bench_ros import Client, ensure_local_dds, NodeProcess, Sent
 
 LATENCY_BAR = 1.25  # node p50 / model forward p50 (issue 7, tiny config)
-ANSWERED = 0.98  # fraction of pairs that must get a result for a rate to count as sustained
+ANSWERED = 0.95  # fraction of pairs that must get a result for a rate to count as sustained
 GROWTH = 1.5  # latency growth allowed over a run (last window p50 / first window p50)
+GROWTH_SLACK_MS = 2.0  # latency differences below this are scheduling noise, not growth
 RSS_SLACK_MIB = 20.0
 
 
@@ -89,16 +90,21 @@ def _latencies(client: Client, sent: list[Sent]) -> tuple[list[float], list[floa
 
 def _latency_run(client: Client, pieces: dict[str, Any], args: argparse.Namespace,
                  report: Report) -> None:
-    # Seeded with a few calls so that the gap test below has an estimate from the start.
-    model_times = {name: time_calls(pieces[name], 3, 3) for name in ('forward', 'predict')}
+    model_times: dict[str, list[float]] = {'forward': [], 'predict': []}
+    # The estimate that decides whether a call fits in the gap; updated as samples come in.
+    estimate = {name: float(np.median(time_calls(pieces[name], 5, 2))) for name in model_times}
+    turn = [0]
 
     def between(item: Sent, next_time: float) -> None:
-        # Wait for this pair's result, then time the model in the idle gap before the next.
+        # Wait for this pair's result, then time the model in the idle gap before the next
+        # pair (forward and predict by turns), so that it never overlaps the node's work.
         while item.stamp_ns not in client.results and time.perf_counter() < next_time - 1e-3:
             time.sleep(5e-5)
-        for name, times in model_times.items():
-            if next_time - time.perf_counter() > 3 * np.median(times):
-                times.extend(time_calls(pieces[name], 1, 0))
+        name = ('forward', 'predict')[turn[0] % 2]
+        if next_time - time.perf_counter() > 2 * estimate[name]:
+            turn[0] += 1
+            model_times[name].extend(time_calls(pieces[name], 1, 0))
+            estimate[name] = float(np.median(model_times[name][-20:]))
 
     sent = client.run_rate(args.rate, args.duration_s, between)
     client.settle(0.5)
@@ -130,6 +136,12 @@ def _latency_run(client: Client, pieces: dict[str, Any], args: argparse.Namespac
         f'{stats["end_to_end"]["p50_ms"]:.2f} ms / {forward:.2f} ms = {ratio:.2f}x'))
 
 
+def _growth(before_ms: float, after_ms: float) -> tuple[float, bool]:
+    """The latency ratio after/before, and whether it grew beyond scheduling noise."""
+    growth = after_ms / before_ms if before_ms > 0 else float('inf')
+    return growth, growth > GROWTH and after_ms - before_ms > GROWTH_SLACK_MS
+
+
 def _step(client: Client, process: NodeProcess, rate: float, seconds: float) -> dict[str, Any]:
     """Publish at one rate and judge whether the node kept up."""
     cpu_before, wall_before = process.cpu_times(), time.perf_counter()
@@ -142,12 +154,11 @@ def _step(client: Client, process: NodeProcess, rate: float, seconds: float) -> 
     first, second = (_latencies(client, part)[0] for part in (sent[:half], sent[half:]))
     p50 = [summarize(part)['p50_ms'] for part in (first, second)]
     answered = len(e2e) / max(len(sent), 1)
-    growth = p50[1] / p50[0] if p50[0] > 0 else float('inf')
+    growth, grew = _growth(*p50)
     return {'rate_hz': rate, 'achieved_hz': len(sent) / wall, 'sent': len(sent),
             'answered': answered, 'latency': summarize(e2e), 'growth': growth,
             'node_cpu_cores': cpu,
-            'sustained': answered >= ANSWERED and growth <= GROWTH
-            and len(sent) / wall >= 0.9 * rate}
+            'sustained': answered >= ANSWERED and not grew and len(sent) / wall >= 0.9 * rate}
 
 
 def _rate_steps(client: Client, process: NodeProcess, args: argparse.Namespace,
@@ -161,10 +172,10 @@ def _rate_steps(client: Client, process: NodeProcess, args: argparse.Namespace,
             failed = rate
             break
         best = rate
-    if failed is not None and best > 0 and not args.rates:
-        step = _step(client, process, (best + failed) / 2, args.step_s)
+    for _ in range(2 if failed is not None and best > 0 and not args.rates else 0):
+        step = _step(client, process, round((best + failed) / 2), args.step_s)
         steps.append(step)
-        best = step['rate_hz'] if step['sustained'] else best
+        best, failed = (step['rate_hz'], failed) if step['sustained'] else (best, step['rate_hz'])
     report.results['rate_steps'] = steps
     report.results['sustainable_hz'] = best
     table = Table(f'Input rate steps ({args.step_s:g} s each): sustainable {best:g} pairs/s',
@@ -175,7 +186,9 @@ def _rate_steps(client: Client, process: NodeProcess, args: argparse.Namespace,
                   step['latency']['p50_ms'], step['latency']['p99_ms'],
                   f"{step['growth']:.2f}x", step['node_cpu_cores'], step['sustained'])
     table.notes.append(f'sustained: >= {ANSWERED:.0%} of pairs answered, p50 of the second half '
-                       f'<= {GROWTH}x the first half, publisher within 90% of the target rate.')
+                       f'not above {GROWTH}x (and {GROWTH_SLACK_MS:g} ms over) the first half, '
+                       'publisher within 90% of the target rate; after the first failure the '
+                       'rate is bisected twice.')
     report.tables.append(table)
     return best
 
@@ -228,11 +241,11 @@ def _overload_run(client: Client, process: NodeProcess, args: argparse.Namespace
                                    if k.endswith(' received')))
     report.tables.append(table)
     first, last = rows[0], rows[-1]
-    growth = last['latency']['p50_ms'] / first['latency']['p50_ms']
+    growth, grew = _growth(first['latency']['p50_ms'], last['latency']['p50_ms'])
     rss_growth = last['rss_mib'] - first['rss_mib']
     report.checks += [
-        Check(f'no latency growth under overload (p50 last/first window <= {GROWTH}x)',
-              growth <= GROWTH, f'{growth:.2f}x'),
+        Check(f'no latency growth under overload (p50 last/first window <= {GROWTH}x or '
+              f'<= {GROWTH_SLACK_MS:g} ms more)', not grew, f'{growth:.2f}x'),
         Check(f'no memory growth under overload (RSS last - first window <= '
               f'{RSS_SLACK_MIB:g} MiB)', rss_growth <= RSS_SLACK_MIB, f'{rss_growth:+.1f} MiB'),
         Check('overload drops are counted and reported', int(counters.get('dropped total', 0))

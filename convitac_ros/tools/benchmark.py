@@ -34,7 +34,7 @@ def _csv(kind: Callable[[str], object]) -> Callable[[str], list]:
 
 
 def _size(text: str) -> tuple[int, int]:
-    """'WIDTHxHEIGHT' -> (height, width)."""
+    """Parse 'WIDTHxHEIGHT' into (height, width)."""
     width, height = (int(value) for value in text.lower().split('x'))
     return height, width
 

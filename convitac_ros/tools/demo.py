@@ -34,7 +34,10 @@ STOP_TIMEOUT_S = 20.0
 def loopback_environment(domain_id: int | None = None) -> None:
     """Keep DDS discovery on this machine, in a private domain (inherited by subprocesses)."""
     os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
-    os.environ['ROS_LOCALHOST_ONLY'] = '1' if os.environ.get('ROS_DISTRO') == 'humble' else '0'
+    if os.environ.get('ROS_DISTRO') == 'humble':  # Humble predates the discovery range
+        os.environ['ROS_LOCALHOST_ONLY'] = '1'
+    else:  # deprecated from Jazzy on; unset, it stays silent
+        os.environ.pop('ROS_LOCALHOST_ONLY', None)
     if domain_id is None:
         domain_id = int(os.environ.get('CONVITAC_DEMO_DOMAIN_ID', 1 + os.getpid() % 100))
     os.environ['ROS_DOMAIN_ID'] = str(domain_id)

@@ -238,8 +238,13 @@ class OnlineSession:
         self.player.play(on_publish=note)
 
 
-def print_answer(truths: dict[int, dict[str, str]]) -> Callable[[Answer], None]:
-    """A callback that prints each answer to an evaluation point, marking right and wrong."""
+def print_answer(truths: dict[int, dict[str, str]], origin_ns: int) -> Callable[[Answer], None]:
+    """A callback that prints each answer to an evaluation point, marking right and wrong.
+
+    Args:
+        truths: Evaluation stamp -> head -> true class name.
+        origin_ns: Stamp printed as time 0 (the bag's first set).
+    """
     def show(answer: Answer) -> None:
         truth = truths.get(answer.stamp_ns)
         if truth is None:
@@ -247,7 +252,8 @@ def print_answer(truths: dict[int, dict[str, str]]) -> Callable[[Answer], None]:
         parts = [f'{head}={label}' + ('' if head not in truth else ' ok' if truth[head] == label
                                       else f' (true: {truth[head]})')
                  for head, label in answer.labels.items()]
-        print(f'[{answer.stamp_ns / 1e9:.2f}] ' + '  '.join(parts), flush=True)
+        print(f'[{(answer.stamp_ns - origin_ns) / 1e9:7.2f} s] ' + '  '.join(parts),
+              flush=True)
 
     return show
 
@@ -274,8 +280,9 @@ def evaluate_online(samples: BagSamples, *, node: str = '/convitac_node', rate: 
     truths = {p.stamp_ns: p.labels for p in samples.points}
     options = ReplayOptions(rate=rate, progress=progress and not live,
                             wait_for_subscribers=timeout)
-    session = OnlineSession(samples, node, options, print_answer(truths) if live else None,
-                            ros_args)
+    origin = samples.sets[0].stamp_ns if samples.sets else 0
+    session = OnlineSession(samples, node, options,
+                            print_answer(truths, origin) if live else None, ros_args)
     try:
         session.wait_ready(timeout)
         # The node's counters before and after (diagnostics come at about 1 Hz).

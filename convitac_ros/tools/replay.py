@@ -161,8 +161,8 @@ class BagPlayer:
         span_s = max(0.0, (self.info.end_ns - begin_ns) / NANOSECONDS)
         started = time.monotonic()
         with tqdm(total=round(span_s, 3), unit='s', desc=f'replay {self.path.name}',
-                  disable=not opts.progress, bar_format='{l_bar}{bar}| {n:.1f}/{total:.1f} s '
-                  '[{elapsed}<{remaining}]') as bar:
+                  disable=not opts.progress,
+                  bar_format='{l_bar}{bar}| {n:.1f}/{total:.1f} s of bag [{elapsed}]') as bar:
             while not stop.is_set():
                 stats.loops += 1
                 bar.reset(total=round(span_s, 3))
@@ -232,6 +232,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f'convitac_replay: error: {exc}', file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        print('interrupted', file=sys.stderr)
         return 0
     finally:
         node.destroy_node()

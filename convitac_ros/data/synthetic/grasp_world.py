@@ -10,8 +10,11 @@ three hidden quantities, each shown by a different sensor:
 - slip (low friction for the object's weight), which only the GelSights show, as marker shear
   and a smeared patch.
 
-P(success) = sigmoid(1.6 (2.2 - 4 |offset| + 2.5 (contact - 0.5) - 3 (slip - 0.5) + bias)) with a
+P(success) = sigmoid(1.6 (2 - 4 |offset| + 2 (contact - 0.5) - 5 (slip - 0.5) + bias)), with a
 per-object bias, and the label is drawn from it, so labels are noisy even with full information.
+The weights were chosen so that, by simulation of the hidden quantities, the best possible
+accuracy is about 85% from everything, 74% from what the camera shows (offset, contact, object)
+and 75% from what the GelSights show (contact, slip).
 """
 
 from collections.abc import Callable
@@ -99,7 +102,7 @@ def _tactile(rng: np.random.Generator, obj: dict, trial: dict, phase: str,
     smear = 0.5 + 5.0 * trial['slip']
     patch = cv2.GaussianBlur(patch.astype(np.float32), (0, 0), sigmaX=1.5, sigmaY=smear)
     relief = 3.5 * patch * (1.0 + 0.6 * obj['textures'][sensor])
-    shear = (rng.normal(0.0, 0.5), 7.0 * trial['slip'] + rng.normal(0.0, 0.5))
+    shear = (rng.normal(0.0, 0.5), 10.0 * trial['slip'] + rng.normal(0.0, 0.5))
     return gelsight(rng, relief.astype(np.float32), shear, trial['gels'][sensor])
 
 
@@ -122,14 +125,14 @@ def _objects(seed: int) -> dict[str, dict]:
 def _trial(rng: np.random.Generator, obj: dict) -> dict:
     trial = {
         'offset': rng.uniform(-1.0, 1.0), 'contact': rng.uniform(0.0, 1.0),
-        'slip': 1.0 / (1.0 + np.exp(-(obj['slippery'] + rng.normal(0.0, 1.0)))),
+        'slip': 1.0 / (1.0 + np.exp(-(0.5 * obj['slippery'] + rng.normal(0.0, 1.5)))),
         'x': rng.uniform(30.0, 66.0), 'patch_shift': rng.normal(0.0, 6.0, 2),
         'tint': np.clip(1.0 + rng.normal(0.0, 0.05, 3), 0.8, 1.2),
         'gels': [np.array([0.42, 0.44, 0.50]) + rng.normal(0, 0.02, 3) for _ in range(2)],
         'background': smooth_noise(rng, CAMERA_SHAPE, 12.0),
     }
-    score = (2.2 - 4.0 * abs(trial['offset']) + 2.5 * (trial['contact'] - 0.5)
-             - 3.0 * (trial['slip'] - 0.5) + obj['bias'])
+    score = (2.0 - 4.0 * abs(trial['offset']) + 2.0 * (trial['contact'] - 0.5)
+             - 5.0 * (trial['slip'] - 0.5) + obj['bias'])
     trial['success'] = bool(rng.random() < 1.0 / (1.0 + np.exp(-1.6 * score)))
     return trial
 

@@ -1,0 +1,311 @@
+"""Ablation study: ConViTac against its fusion and single-modality ablations, over seeds.
+
+For every dataset of a preset and every seed the script trains and evaluates each variant with
+the project's own training functions (``training.pretrain.run_pretraining``,
+``training.train.run_supervised``, ``training.evaluate.evaluate``), sharing one stage-1
+contrastive encoder per dataset and seed among the variants that use it (the CEC variants), and
+writes tables in the shape of the paper's Tables I and II (rows: methods, columns: tasks,
+mean +- sample standard deviation over seeds, chance rows) as Markdown and JSON.
+
+A preset (``training/configs/ablate_*.yaml``) names the seeds, the datasets (each one a list of
+training configs plus ``--set`` style overrides, and for the synthetic world the generator
+settings) and the variants (model overrides). Finished runs are cached in the work folder
+(``ablation_run.json`` per run), so an interrupted study continues where it stopped and a table
+can be re-rendered without training (``--no-train``).
+
+Usage::
+
+    python training/ablate.py --preset ablate_reduced                    # synthetic, ~15 min CPU
+    python training/ablate.py --preset ablate_full --dataset touch_and_go --data-root /data/tag
+    python training/ablate.py --preset ablate_full --dataset feeling_of_success \\
+        --data-root /data/feeling_of_success --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+import json
+from pathlib import Path
+import sys
+import time
+from typing import Any
+
+if __package__ in (None, ''):  # run as `python training/ablate.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+import yaml  # noqa: E402
+
+from convitac_ros.data.synthetic import make_synthetic  # noqa: E402
+from training.ablate_table import render_markdown, summarise  # noqa: E402
+from training.config import ConfigError, load_config, resolve_config_path, TrainConfig  # noqa
+from training.data import train_and_val  # noqa: E402
+from training.distributed import DistContext, init_distributed, shutdown_distributed  # noqa
+from training.evaluate import evaluate  # noqa: E402
+from training.pretrain import run_pretraining  # noqa: E402
+from training.runs import build_model_config, sequence_overrides  # noqa: E402
+from training.state import atomic_write_text  # noqa: E402
+from training.train import run_supervised  # noqa: E402
+
+RUN_RECORD = 'ablation_run.json'
+STAGE1_DIR = 'stage1'
+
+
+@dataclass
+class Variant:
+    """One row of the table: a model configuration to train and evaluate."""
+
+    key: str
+    label: str
+    model: dict[str, Any]
+
+    @property
+    def overrides(self) -> list[str]:
+        """``--set`` style overrides of the model section."""
+        return [f'model.overrides.{name}={json.dumps(value)}'
+                for name, value in self.model.items()]
+
+    @property
+    def modalities(self) -> str:
+        """'both', 'vision' or 'touch' (the model default is both)."""
+        return self.model.get('modalities', 'both')
+
+
+@dataclass
+class DatasetEntry:
+    """One table: a dataset, the training configs that train on it, optional generation."""
+
+    name: str
+    title: str
+    config: list[str]
+    overrides: list[str] = field(default_factory=list)
+    synthetic: dict[str, Any] | None = None
+
+
+@dataclass
+class Preset:
+    """A whole study: seeds, datasets, variants and where the outputs go."""
+
+    name: str
+    seeds: list[int]
+    datasets: list[DatasetEntry]
+    variants: list[Variant]
+    work_dir: Path
+    output: Path
+    description: str = ''
+
+
+def load_preset(name_or_path: str) -> Preset:
+    """Reads and validates an ablation preset (a name in ``training/configs/`` or a path).
+
+    Raises:
+        ConfigError: For a missing file, an unknown or missing key, or duplicate names.
+    """
+    path = resolve_config_path(name_or_path)
+    raw = yaml.safe_load(path.read_text()) or {}
+    known = {'name', 'description', 'seeds', 'datasets', 'variants', 'work_dir', 'output'}
+    unknown = sorted(set(raw) - known)
+    missing = sorted({'name', 'seeds', 'datasets', 'variants'} - set(raw))
+    if unknown or missing:
+        raise ConfigError(f'{path}: unknown keys {unknown}, missing keys {missing}')
+    try:
+        datasets = [DatasetEntry(name=item['name'], title=item.get('title', item['name']),
+                                 config=list(item['config']),
+                                 overrides=list(item.get('set', [])),
+                                 synthetic=item.get('synthetic'))
+                    for item in raw['datasets']]
+        variants = [Variant(key=item['key'], label=item['label'], model=dict(item['model']))
+                    for item in raw['variants']]
+    except (KeyError, TypeError) as error:
+        raise ConfigError(f'{path}: malformed dataset or variant entry: {error!r}') from error
+    for kind, names in (('dataset', [d.name for d in datasets]),
+                        ('variant', [v.key for v in variants])):
+        if len(set(names)) != len(names) or not names:
+            raise ConfigError(f'{path}: {kind} names must be unique and non-empty: {names}')
+    return Preset(name=raw['name'], description=raw.get('description', ''),
+                  seeds=[int(seed) for seed in raw['seeds']], datasets=datasets,
+                  variants=variants, work_dir=Path(raw.get('work_dir', f'runs/{raw["name"]}')),
+                  output=Path(raw.get('output', 'docs/results')))
+
+
+def run_config(entry: DatasetEntry, seed: int, extra: list[str],
+               variant: Variant | None = None) -> TrainConfig:
+    """The training config of one run: the entry's configs + overrides + variant + seed."""
+    overrides = [*entry.overrides, *(variant.overrides if variant else []), *extra,
+                 f'runtime.seed={seed}']
+    config = load_config(entry.config, overrides)
+    config.name = f'{entry.name}-{variant.key if variant else STAGE1_DIR}-seed{seed}'
+    return config
+
+
+def ensure_synthetic(entry: DatasetEntry, root: Path) -> None:
+    """Generates the entry's synthetic dataset into ``root`` unless it is already there."""
+    if entry.synthetic is None or (root.is_dir() and any(root.iterdir())):
+        return
+    settings = {'fmt': 'touch_and_go', 'samples': 800, 'seed': 0, **entry.synthetic}
+    print(f'[ablate] generating {entry.name} into {root}: {settings}', flush=True)
+    make_synthetic(root, settings['fmt'], settings['samples'], settings['seed'])
+
+
+def train_variant(entry: DatasetEntry, variant: Variant, seed: int, extra: list[str],
+                  seed_dir: Path, context: DistContext, encoder: dict[str, Any]
+                  ) -> dict[str, Any]:
+    """Trains and evaluates one variant for one seed; returns (and caches) its record.
+
+    Args:
+        encoder: Per-seed cache ``{'path': Path | None, 'seconds': float}`` of the shared
+            stage-1 encoder, filled by the first variant that needs it.
+    """
+    run_dir = seed_dir / variant.key
+    record_path = run_dir / RUN_RECORD
+    if record_path.is_file():
+        return json.loads(record_path.read_text())
+    config = run_config(entry, seed, extra, variant)
+    train_set, val_set = train_and_val(config.data, seed, **sequence_overrides(config))
+    model_config = build_model_config(config, train_set)
+    encoder_path = None
+    if model_config.uses_condition:
+        if encoder['path'] is None:
+            base = run_config(entry, seed, extra)
+            start = time.perf_counter()
+            encoder['path'] = run_pretraining(
+                base, seed_dir / STAGE1_DIR, train_set, val_set,
+                build_model_config(base, train_set), context, resume=True)
+            encoder['seconds'] = time.perf_counter() - start
+        encoder_path = encoder['path']
+    start = time.perf_counter()
+    summary = run_supervised(config, run_dir, train_set, val_set, model_config, context,
+                             encoder_path, resume=True)
+    seconds = time.perf_counter() - start
+    report = evaluate(run_dir / 'best.safetensors', run_dir / 'eval', config.data.dataset,
+                      config.data.root, config.data.test_split, config.data.train_split,
+                      config.data.options, str(context.device),
+                      config.stage2.batch_size, config.data.num_workers)
+    record = {
+        'dataset': entry.name, 'variant': variant.key, 'seed': seed,
+        'model': model_config.to_dict(), 'test_samples': report['samples'],
+        'accuracy': {head: item['accuracy'] for head, item in report['heads'].items()},
+        'chance_majority': {head: item['chance_majority']
+                            for head, item in report['heads'].items()},
+        'chance_uniform': {head: item['chance_uniform'] for head, item in report['heads'].items()},
+        'val_best': summary.get('best'), 'stage2_seconds': seconds,
+        'stage1_seconds': encoder['seconds'] if encoder_path is not None else 0.0,
+        'shared_encoder': None if encoder_path is None else str(encoder_path),
+        'parameters': _count_parameters(model_config),
+    }
+    atomic_write_text(record_path, json.dumps(record, indent=2))
+    return record
+
+
+def _count_parameters(model_config: Any) -> dict[str, int]:
+    from convitac_ros.model import ConViTac  # local: only needed for the count
+
+    model = ConViTac(model_config)
+    return {'total': sum(p.numel() for p in model.parameters()),
+            'trainable': sum(p.numel() for p in model.trainable_parameters())}
+
+
+def run_dataset(preset: Preset, entry: DatasetEntry, extra: list[str], device: str,
+                variants: list[Variant], train: bool) -> list[dict[str, Any]]:
+    """All seeds and variants of one dataset; returns the run records found or made."""
+    records = []
+    root = Path(run_config(entry, preset.seeds[0], extra).data.root)
+    if train:
+        ensure_synthetic(entry, root)
+    context = init_distributed(device) if train else None
+    try:
+        for seed in preset.seeds:
+            seed_dir = preset.work_dir / entry.name / f'seed{seed}'
+            encoder = {'path': None, 'seconds': 0.0}
+            for variant in variants:
+                record_path = seed_dir / variant.key / RUN_RECORD
+                if not train:
+                    if record_path.is_file():
+                        records.append(json.loads(record_path.read_text()))
+                    continue
+                print(f'[ablate] {entry.name} seed {seed}: {variant.key}', flush=True)
+                record = train_variant(entry, variant, seed, extra, seed_dir, context, encoder)
+                print(f'[ablate]   test accuracy {record["accuracy"]}', flush=True)
+                records.append(record)
+    finally:
+        if context is not None:
+            shutdown_distributed(context)
+    return records
+
+
+def select(items: list[Any], names: list[str] | None, attribute: str) -> list[Any]:
+    """The items whose ``attribute`` is in ``names`` (all when ``names`` is None).
+
+    Raises:
+        ConfigError: When a name matches no item.
+    """
+    if not names:
+        return items
+    known = [getattr(item, attribute) for item in items]
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise ConfigError(f'unknown {attribute} {unknown}; the preset has {known}')
+    return [item for item in items if getattr(item, attribute) in names]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``ablate.py``."""
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--preset', default='ablate_reduced',
+                        help='ablation preset: a name in training/configs/ or a path')
+    parser.add_argument('--dataset', action='append', metavar='NAME',
+                        help='only this dataset entry of the preset (repeatable)')
+    parser.add_argument('--data-root', help='dataset root (with one --dataset)')
+    parser.add_argument('--variant', action='append', metavar='KEY',
+                        help='only this variant (repeatable)')
+    parser.add_argument('--seeds', type=int, nargs='+', help='override the preset seeds')
+    parser.add_argument('--set', dest='overrides', action='append', default=[],
+                        metavar='KEY=VALUE', help='training config override for every run')
+    parser.add_argument('--work-dir', type=Path, help='run folders (default: from the preset)')
+    parser.add_argument('--output', type=Path, help='tables folder (default: from the preset)')
+    parser.add_argument('--device', default='auto', choices=('auto', 'cpu', 'cuda'))
+    parser.add_argument('--threads', type=int, help='torch CPU threads (default: torch)')
+    parser.add_argument('--no-train', action='store_true',
+                        help='only re-render the tables from the cached runs')
+    parser.add_argument('--no-progress', action='store_true', help='hide the progress bars')
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Command-line entry point; returns the results written to ``<output>/<preset>.json``."""
+    args = build_parser().parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    preset = load_preset(args.preset)
+    preset.seeds = args.seeds or preset.seeds
+    preset.work_dir = args.work_dir or preset.work_dir
+    preset.output = args.output or preset.output
+    datasets = select(preset.datasets, args.dataset, 'name')
+    variants = select(preset.variants, args.variant, 'key')
+    if args.data_root and len(datasets) != 1:
+        raise ConfigError('--data-root needs exactly one --dataset')
+    extra = list(args.overrides)
+    if args.data_root:
+        extra.append(f'data.root={args.data_root}')
+    if args.no_progress:
+        extra.append('runtime.progress=false')
+    start = time.perf_counter()
+    tables = {}
+    for entry in datasets:
+        records = run_dataset(preset, entry, extra, args.device, variants, not args.no_train)
+        tables[entry.name] = summarise(entry.title, variants, records, preset.seeds)
+    results = {'preset': preset.name, 'description': preset.description,
+               'command': ' '.join(['python training/ablate.py', *(argv or sys.argv[1:])]),
+               'seeds': preset.seeds, 'wall_seconds': round(time.perf_counter() - start, 1),
+               'tables': tables}
+    preset.output.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(preset.output / f'{preset.name}.json', json.dumps(results, indent=2))
+    markdown = render_markdown(results)
+    atomic_write_text(preset.output / f'{preset.name}.md', markdown)
+    print(markdown)
+    return results
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,128 @@
+"""Aggregates ablation runs into tables shaped like the paper's Tables I and II.
+
+A table has one row per method (mean and sample standard deviation of the test accuracy over
+seeds, per task) and two chance rows: always predicting the training split's majority class,
+and guessing uniformly. :func:`render_markdown` prints the tables of a whole study.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+import math
+from typing import Any
+
+import numpy as np
+
+HEAD_TITLES = {'material': 'Category', 'hardness': 'Hard / Soft',
+               'roughness': 'Rough / Smooth', 'grasp_success': 'Grasp success'}
+
+
+def mean_std(values: Sequence[float]) -> dict[str, Any]:
+    """Mean and sample standard deviation (ddof 1; 0 for a single value) of finite values."""
+    finite = [float(value) for value in values if value is not None and math.isfinite(value)]
+    if not finite:
+        return {'mean': None, 'std': None, 'n': 0, 'values': list(values)}
+    std = float(np.std(finite, ddof=1)) if len(finite) > 1 else 0.0
+    return {'mean': float(np.mean(finite)), 'std': std, 'n': len(finite),
+            'values': list(values)}
+
+
+def summarise(title: str, variants: Sequence[Any], records: Sequence[dict[str, Any]],
+              seeds: Sequence[int]) -> dict[str, Any]:
+    """Builds one table from the run records of one dataset.
+
+    Args:
+        title: Caption of the table.
+        variants: The rows, in order (objects with ``key``, ``label``, ``modalities``).
+        records: Run records (``variant``, ``seed``, ``accuracy``, ``chance_*``, timings).
+        seeds: The seeds the study asked for (a row lists the ones it has).
+
+    Returns:
+        ``{'title', 'heads', 'head_titles', 'test_samples', 'seeds', 'chance', 'rows'}``; each
+        row holds ``accuracy[head] = {'mean', 'std', 'n', 'values'}`` (fractions in [0, 1]).
+    """
+    heads = list(records[0]['accuracy']) if records else []
+    rows = []
+    for variant in variants:
+        runs = sorted((r for r in records if r['variant'] == variant.key),
+                      key=lambda r: r['seed'])
+        rows.append({
+            'key': variant.key, 'label': variant.label,
+            'vision': variant.modalities in ('both', 'vision'),
+            'touch': variant.modalities in ('both', 'touch'),
+            'seeds': [r['seed'] for r in runs],
+            'accuracy': {head: mean_std([r['accuracy'][head] for r in runs]) for head in heads},
+            'stage2_seconds': mean_std([r['stage2_seconds'] for r in runs]),
+            'parameters': runs[0]['parameters'] if runs else None,
+        })
+    chance = {kind: {head: _first([r[f'chance_{kind}'][head] for r in records])
+                     for head in heads} for kind in ('majority', 'uniform')}
+    stage1 = [r['stage1_seconds'] for r in records if r.get('stage1_seconds')]
+    return {'title': title, 'heads': heads,
+            'head_titles': {head: HEAD_TITLES.get(head, head) for head in heads},
+            'test_samples': records[0]['test_samples'] if records else 0,
+            'seeds': list(seeds), 'chance': chance, 'rows': rows,
+            'stage1_seconds': mean_std(sorted(set(stage1)))}
+
+
+def _first(values: Sequence[Any]) -> Any:
+    return next((value for value in values if value is not None), None)
+
+
+def _percent(value: float | None) -> str:
+    return '–' if value is None else f'{100 * value:.1f}'
+
+
+def format_cell(stats: dict[str, Any], bold: bool = False) -> str:
+    """``'81.2 ± 1.3'`` (percent), bold when asked, ``'–'`` without data."""
+    if stats['mean'] is None:
+        return '–'
+    text = f'{100 * stats["mean"]:.1f} ± {100 * stats["std"]:.1f}'
+    return f'**{text}**' if bold else text
+
+
+def table_markdown(table: dict[str, Any]) -> str:
+    """One table as Markdown: chance rows, then the methods; the best mean per task in bold."""
+    heads = table['heads']
+    titles = [table['head_titles'][head] for head in heads]
+    lines = [f'| Method | Vision | Touch | {" | ".join(titles)} |',
+             f'|---|:-:|:-:|{"--:|" * len(heads)}']
+    for kind, label in (('majority', 'Chance (majority class of train)'),
+                        ('uniform', 'Chance (uniform guess)')):
+        cells = [_percent(table['chance'][kind][head]) for head in heads]
+        lines.append(f'| {label} | – | – | {" | ".join(cells)} |')
+    best = {}
+    for head in heads:
+        means = [row['accuracy'][head]['mean'] for row in table['rows']]
+        known = [mean for mean in means if mean is not None]
+        best[head] = max(known) if known else None
+    for row in table['rows']:
+        cells = [format_cell(row['accuracy'][head],
+                             row['accuracy'][head]['mean'] == best[head]) for head in heads]
+        marks = ['✓' if row[side] else '–' for side in ('vision', 'touch')]
+        lines.append(f'| {row["label"]} | {marks[0]} | {marks[1]} | {" | ".join(cells)} |')
+    return '\n'.join(lines)
+
+
+def render_markdown(results: dict[str, Any]) -> str:
+    """The Markdown file of a study: one captioned table per dataset plus how it was made."""
+    seeds = ', '.join(str(seed) for seed in results['seeds'])
+    parts = [f'# Ablation results: preset `{results["preset"]}`', '']
+    if results.get('description'):
+        parts += [results['description'].strip(), '']
+    parts += [f'Command: `{results["command"]}` (wall time {results["wall_seconds"]:.0f} s '
+              'including cached runs). Test accuracy in %, mean ± sample standard deviation '
+              f'over training seeds {seeds}; best mean per task in bold. Chance rows: always '
+              'predicting the most common class of the training split, and a uniform guess.', '']
+    for table in results['tables'].values():
+        seconds = [row['stage2_seconds']['mean'] for row in table['rows']
+                   if row['stage2_seconds']['mean'] is not None]
+        stage1 = table['stage1_seconds']['mean']
+        timing = (f'stage 2 {np.mean(seconds):.0f} s per run on average'
+                  if seconds else 'no runs')
+        if stage1:
+            timing += f', shared stage 1 {stage1:.0f} s per seed'
+        parts += [f'## {table["title"]}', '',
+                  f'{table["test_samples"]} test samples; {timing}.', '',
+                  table_markdown(table), '']
+    return '\n'.join(parts)
