@@ -5,6 +5,10 @@ another writer (plain `rosbags`, bgr8 with padded rows) pair like the node pairs
 and corrupt bags give clear errors; the replayer keeps the recorded pace over real DDS.
 """
 
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -193,3 +197,35 @@ def test_replay_refuses_a_bag_without_the_requested_topics(tmp_path, ros_node):
     write_bag(make_samples(1), HEADS, tmp_path / 'bag', progress=False)
     with pytest.raises(BagError, match='none of the topics'):
         BagPlayer(ros_node, tmp_path / 'bag', ReplayOptions(topics=['nope']))
+
+
+def test_replay_cli_loops_until_interrupted(tmp_path, ros_node):
+    write_bag(make_samples(3), HEADS, tmp_path / 'bag', BagLayout(fps=50.0), progress=False)
+    stamps: list[int] = []
+    qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+    sub = ros_node.create_subscription(
+        Image, 'tactile/image_raw',
+        lambda m: stamps.append(m.header.stamp.sec * NS + m.header.stamp.nanosec), qos)
+    process = subprocess.Popen(
+        [sys.executable, '-m', 'convitac_ros.tools.replay', str(tmp_path / 'bag'), '--loop',
+         '--quiet', '--wait-for-subscribers', '10', '--topics', 'tactile/image_raw'],
+        env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while len(stamps) < 15 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=20)
+        ros_node.destroy_subscription(sub)
+    assert process.returncode == 0, err
+    # 6 frames per pass: the stamps start over at every pass.
+    assert len(stamps) >= 15 and stamps[6] == stamps[0] and stamps[:6] == sorted(stamps[:6])
+
+
+def test_a_failed_write_leaves_no_partial_bag(tmp_path):
+    samples = make_samples(3)
+    samples[2].tactile.append(samples[2].tactile[0])  # a second sensor the first sample lacks
+    with pytest.raises(ValueError, match='sample 2 has 2 tactile sensors'):
+        write_bag(samples, HEADS, tmp_path / 'bag', progress=False)
+    assert not (tmp_path / 'bag').exists()

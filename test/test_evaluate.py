@@ -19,6 +19,7 @@ from convitac_ros.inference import Predictor
 from convitac_ros.tools import evaluate, make_bag
 from convitac_ros.tools.bag_samples import load_bag_samples
 from convitac_ros.tools.evaluate import evaluate_offline
+from convitac_ros.tools.metrics import EvaluationRecorder, format_table
 
 NODE = '/convitac_eval_test'
 
@@ -119,6 +120,7 @@ def test_online_lock_step_accuracy_equals_offline(which, made_bag, foreign_bag, 
                           '--node', NODE, '--timeout', '60')
     assert online['mode'] == 'online-lockstep'
     assert online['drops'] == 0 and online['answered'] == offline['samples']
+    assert online['predictions'] == offline['predictions']
     for head, scores in offline['heads'].items():
         assert online['heads'][head]['correct'] == scores['correct']
         assert online['heads'][head]['confusion'] == scores['confusion']
@@ -147,3 +149,23 @@ def test_missing_corrupt_and_unlabelled_bags_give_clear_errors(tmp_path, made_ba
     assert 'cannot open bag' in capsys.readouterr().err
     assert evaluate.main([str(made_bag)]) == 1
     assert 'needs --checkpoint' in capsys.readouterr().err
+
+
+def test_report_counts_accuracy_confusion_drops_and_unknown_labels():
+    recorder = EvaluationRecorder({'hardness': ['hard', 'soft']}, mode='online')
+    recorder.truths = {1: {'hardness': 'hard'}, 2: {'hardness': 'soft'}, 3: {'hardness': 'soft'},
+                       4: {'hardness': 'squishy'}, 5: {}}
+    recorder.predictions = {1: {'hardness': 'hard'}, 2: {'hardness': 'hard'},
+                            4: {'hardness': 'soft'}, 5: {'hardness': 'soft'}}
+    recorder.latencies_s = [0.001 * k for k in range(1, 101)]
+    recorder.published_sets, recorder.paired_sets = 10, 9
+    report = recorder.report()
+    hardness = report['heads']['hardness']
+    assert (hardness['correct'], hardness['total'], hardness['unknown_truth']) == (1, 4, 1)
+    assert hardness['accuracy'] == 0.25
+    assert hardness['confusion'] == [[1, 0], [1, 0]]  # the dropped sample 3 is in no cell
+    assert (report['samples'], report['answered'], report['drops']) == (5, 4, 1)
+    assert report['pairing_rate'] == 0.9
+    assert report['latency_ms']['p50'] == pytest.approx(50.5)
+    assert report['latency_ms']['max'] == pytest.approx(100.0)
+    assert 'hardness' in format_table(report) and '1 dropped' in format_table(report)

@@ -22,9 +22,7 @@ from convitac_ros.ros.image_conversion import ImageConversionError
 from convitac_ros.ros.pipeline import DropOldestQueue, FrameSet, LatencyWindow
 
 LOG_THROTTLE_S = 5.0
-PROF = []
-import atexit
-atexit.register(lambda: print('PROF', np.median(np.array([p for p in PROF if len(p) == 3]), axis=0) / 1e6, flush=True))
+
 
 Window = tuple[FrameSet, ...]
 
@@ -94,7 +92,6 @@ class InferenceThread(threading.Thread):
         return visual, tactile
 
     def _process(self, batch: list[Window]) -> None:
-        PROF.append([time.perf_counter_ns() - batch[-1][-1].received_ns])
         pairs = [(w, s) for w in batch if (s := self._sample(w)) is not None]
         if not pairs:
             return
@@ -114,7 +111,6 @@ class InferenceThread(threading.Thread):
             self._last_error = (time.monotonic(), f'{type(exc).__name__}: {exc}')
             self._logger.error(f'inference failed: {exc}', throttle_duration_sec=LOG_THROTTLE_S)
             return
-        PROF[-1].append(time.perf_counter_ns() - batch[-1][-1].received_ns)
         for (window, sample), probabilities in zip(pairs, results):
             self._publish(window, probabilities)
             if debug:
@@ -126,7 +122,6 @@ class InferenceThread(threading.Thread):
         latency_ms = (time.perf_counter_ns() - newest.received_ns) / 1e6
         self._outputs.publish(header_of(newest), probabilities,
                               {'latency_ms': round(latency_ms, 3), 'sequence': self._sequence})
-        PROF[-1].append(time.perf_counter_ns() - newest.received_ns)
         self.latency.add((time.perf_counter_ns() - newest.received_ns) / 1e6)
         self.age.add((self._node.get_clock().now().nanoseconds - newest.stamp_ns) / 1e6)
         self._counters.add('inferences')

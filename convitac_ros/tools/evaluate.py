@@ -97,9 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog='convitac_evaluate', description=__doc__.split('\n\n')[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument('bag', help='rosbag2 directory with images and ground_truth/<head>')
-    parser.add_argument('--mode', choices=('offline', 'online'), default='offline')
-    parser.add_argument('--checkpoint', help='model checkpoint (offline; online: class names '
-                        'and window length of the model the node runs)')
+    parser.add_argument('--mode', choices=('offline', 'online'), default='offline',
+                        help='offline: run the Predictor here; online: replay into a node')
+    parser.add_argument('--checkpoint', help='model checkpoint (required offline; online: '
+                        "optional, gives the class names of the node's model)")
     parser.add_argument('--device', default='auto', help='offline inference device')
     parser.add_argument('--lock-step', action='store_true',
                         help='online: one set at a time, wait for each answer (exact accuracy)')
@@ -107,11 +108,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help='online: fully qualified name of the running node')
     parser.add_argument('--rate', type=float, default=1.0, help='online: replay speed factor')
     parser.add_argument('--timeout', type=float, default=10.0,
-                        help='online: seconds to wait for an answer (lock-step) or the last ones')
+                        help='online: seconds to wait for the node, for an answer (lock-step) '
+                        'and for the last answers')
     parser.add_argument('--slop', type=float, default=DEFAULT_SLOP_S,
-                        help="pairing slop in seconds (the node's slop parameter)")
+                        help="pairing slop in seconds (the node's sync_slop)")
     parser.add_argument('--queue-size', type=int, default=DEFAULT_QUEUE_SIZE,
-                        help="pairing queue size (the node's queue_size parameter)")
+                        help="pairing queue size (the node's sync_queue_size)")
     parser.add_argument('--output-dir', default='evaluation',
                         help='folder for report.json and the confusion matrices')
     parser.add_argument('--print-predictions', action='store_true',

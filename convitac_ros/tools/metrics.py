@@ -47,8 +47,8 @@ class EvaluationRecorder:
             `mode`, `samples`, `answered`, `drops` (evaluation points without an answer),
             `pairing_rate` (paired / published sets), `heads` (per head: `accuracy`,
             `correct`, `total`, `classes`, `confusion` rows = truth, columns = prediction,
-            `unknown_truth` labels the model does not know), `latency_ms` percentiles and
-            `extra`.
+            `unknown_truth` labels the model does not know), `latency_ms` percentiles,
+            `predictions` (per sample: stamp, truth and prediction per head) and `extra`.
         """
         answered = [s for s in self.truths if s in self.predictions]
         heads = {}
@@ -80,6 +80,9 @@ class EvaluationRecorder:
                              if self.published_sets else None),
             'heads': heads,
             'latency_ms': latency_summary(self.latencies_s),
+            'predictions': [{'stamp_ns': stamp, 'truth': labels,
+                             'predicted': self.predictions.get(stamp)}
+                            for stamp, labels in sorted(self.truths.items())],
             'extra': self.extra,
         }
 
@@ -105,6 +108,10 @@ def format_table(report: dict[str, Any]) -> str:
     if latency:
         lines.append('latency ms: ' + '  '.join(
             f'{k} {latency[k]:.1f}' for k in ('mean', 'p50', 'p90', 'p99', 'max')))
+    node = report['extra'].get('node_counters')
+    if node:
+        lines.append(f'node: {node.get("pairs", 0)} pairs, {node.get("inferences", 0)} '
+                     f'inferences, {node.get("dropped total", 0)} dropped')
     rate = report['pairing_rate']
     lines.append(f'mode {report["mode"]}: {report["answered"]}/{report["samples"]} samples '
                  f'answered, {report["drops"]} dropped'

@@ -174,7 +174,13 @@ class OnlineSession:
             rclpy.init(args=['convitac_evaluate', *(ros_args or [])])
         self.node = Node('convitac_evaluate')
         options.topics = samples.image_topics
-        self.player = BagPlayer(self.node, samples.path, options)
+        try:
+            self.player = BagPlayer(self.node, samples.path, options)
+        except BaseException:
+            self.node.destroy_node()
+            if self._own_context:
+                rclpy.try_shutdown()
+            raise
         self.collector = AnswerCollector(self.node, target, on_answer)
         self.diagnostics = DiagnosticsWatcher(self.node, target)
         self.executor = SingleThreadedExecutor()

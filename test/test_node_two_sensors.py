@@ -1,0 +1,108 @@
+"""Two tactile sensors over compressed transport: tactile_b, grasp_success, debug image."""
+
+from __future__ import annotations
+
+import time
+
+import cv2
+from node_harness import NodeProcess, Probe, wait_until
+import numpy as np
+import pytest
+from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import Float32
+
+HEADS = {'grasp_success': ['failure', 'success'], 'hardness': ['hard', 'soft']}
+
+
+@pytest.fixture(scope='module')
+def two_sensor_checkpoint(tmp_path_factory):
+    """A real (randomly initialised) two-sensor checkpoint written by save_checkpoint."""
+    import torch
+
+    from convitac_ros.checkpoint import save_checkpoint
+    from convitac_ros.model import ConViTac, ModelConfig
+
+    torch.manual_seed(0)
+    config = ModelConfig.tiny(num_tactile=2, visual_len=1, tactile_len=1,
+                              heads=tuple((h, len(c)) for h, c in HEADS.items()))
+    path = tmp_path_factory.mktemp('two_sensors') / 'two_sensors.safetensors'
+    return save_checkpoint(path, ConViTac(config), heads=HEADS)
+
+
+@pytest.fixture(scope='module')
+def running(two_sensor_checkpoint, tmp_path_factory):
+    log = tmp_path_factory.mktemp('node_two') / 'convitac_node.log'
+    node = NodeProcess({'checkpoint': str(two_sensor_checkpoint), 'device': 'cpu',
+                        'image_transport': 'compressed', 'qos_reliability': 'reliable',
+                        'publish_debug_image': True, 'process_every_pair': True,
+                        'warmup_iterations': 1}, log)
+    probe = None
+    try:
+        probe = Probe(list(HEADS), num_tactile=2, compressed=True)
+        probe.extra = {'debug': [], 'success': []}
+        probe.node.create_subscription(Image, '/convitac_node/debug_image',
+                                       probe.extra['debug'].append, 10)
+        probe.node.create_subscription(Float32, '/convitac_node/grasp_success/probability',
+                                       lambda m: probe.extra['success'].append(m.data), 10)
+        probe.wait_for_subscribers(timeout=60)
+        yield node, probe
+    finally:
+        if probe is not None:
+            probe.close()
+        node.stop()
+        assert 'Traceback' not in node.log(), node.log()
+
+
+def compressed(pixels: np.ndarray, stamp_ns: int, ext: str = '.png') -> CompressedImage:
+    ok, data = cv2.imencode(ext, np.ascontiguousarray(pixels[:, :, ::-1]))
+    assert ok
+    msg = CompressedImage(format=ext[1:].replace('jpg', 'jpeg'), data=data.tobytes())
+    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
+    msg.header.frame_id = 'camera'
+    return msg
+
+
+def test_three_compressed_inputs_give_the_predictor_answer(running, two_sensor_checkpoint):
+    from convitac_ros.inference import Predictor
+
+    node, probe = running
+    predictor = Predictor.from_checkpoint(two_sensor_checkpoint, device='cpu')
+    rng = np.random.default_rng(0)
+    sent = {}
+    for _ in range(4):
+        stamp = time.time_ns()
+        frames = [rng.integers(0, 256, (48 + 8 * k, 64, 3), dtype=np.uint8) for k in range(3)]
+        probe.publish([compressed(f, stamp) for f in frames])
+        sent[stamp] = frames
+        time.sleep(0.1)
+    wait_until(lambda: set(sent) <= {r['stamp_ns'] for r in list(probe.results)}, 20,
+               'results for every set')
+    results = {r['stamp_ns']: r for r in list(probe.results)}
+    for stamp, (cam, tac_a, tac_b) in sent.items():
+        want = predictor.predict([cam], [[tac_a], [tac_b]])
+        for head in HEADS:
+            np.testing.assert_allclose(results[stamp]['heads'][head]['probabilities'],
+                                       want[head], atol=2e-6)
+    wait_until(lambda: len(probe.extra['success']) >= 4, 10, 'grasp_success/probability')
+    last = results[max(sent)]['heads']['grasp_success']['probabilities'][1]
+    assert probe.extra['success'][-1] == pytest.approx(last, abs=1e-6)
+
+
+def test_jpeg_input_is_decoded(running):
+    node, probe = running
+    rng = np.random.default_rng(1)
+    stamp = time.time_ns()
+    probe.publish([compressed(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8), stamp, '.jpg')
+                   for _ in range(3)])
+    wait_until(lambda: stamp in {r['stamp_ns'] for r in list(probe.results)}, 10, 'jpeg result')
+
+
+def test_debug_image_shows_the_three_frames_with_the_input_stamp(running):
+    node, probe = running
+    wait_until(lambda: probe.extra['debug'], 10, 'a debug image')
+    picture = probe.extra['debug'][-1]
+    stamps = {r['stamp_ns'] for r in list(probe.results)}
+    stamp = picture.header.stamp.sec * 1_000_000_000 + picture.header.stamp.nanosec
+    assert stamp in stamps and picture.header.frame_id == 'camera'
+    assert picture.encoding == 'rgb8' and picture.height > 240
+    assert picture.width >= 3 * 240  # camera and two tactile panels, 240 px high each
