@@ -52,7 +52,6 @@ def running(tiny_checkpoint, predictor, tmp_path_factory):
             probe.close()
         code = node.stop()
         text = node.log()
-        print(text)
         assert 'Traceback' not in text, text
         assert code == 0, text
 
@@ -236,6 +235,20 @@ def test_a_silent_input_is_warned(running):
     assert status.level == b'\x01'
     assert 'tactile/image_raw silent' in status.message
     assert 'camera/image_raw silent' not in status.message
+
+
+def test_every_pair_mode_batches_a_backlog_and_answers_every_set(running, predictor):
+    node, probe, clock = running
+    assert probe.set_parameter('max_batch', 4) == (True, '')
+    rng = np.random.default_rng(9)
+    cams, tacts = frames(rng, 30), frames(rng, 30)
+    stamps = stream(probe, clock, cams, tacts, rate=10 * RATE_HZ)
+    results = results_by_stamp(probe, stamps[1:])
+    for i in (1, 15, 29):
+        want = expected(predictor, cams, tacts, i)
+        np.testing.assert_allclose(results[stamps[i]]['heads']['material']['probabilities'],
+                                   want['material'], atol=1e-5)
+    assert probe.set_parameter('max_batch', 1) == (True, '')
 
 
 def test_a_burst_at_ten_times_the_rate_stays_bounded(running):

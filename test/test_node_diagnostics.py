@@ -115,3 +115,11 @@ def test_debug_image_blends_attention():
     left, right = picture[:PANEL_HEIGHT, :PANEL_HEIGHT // 2], picture[:PANEL_HEIGHT, -20:]
     assert left.mean() > 0  # the heat map colours even zero attention (blue)
     assert right.max() == 0  # no attention map on the tactile panel
+
+
+def test_classification_is_published_exactly_where_vision_msgs_imports():
+    from importlib.util import find_spec
+
+    from convitac_ros.ros.outputs import has_vision_msgs
+
+    assert has_vision_msgs() == (find_spec('vision_msgs') is not None)

@@ -95,7 +95,9 @@ class InferenceThread(threading.Thread):
         pairs = [(w, s) for w in batch if (s := self._sample(w)) is not None]
         if not pairs:
             return
-        debug = self._node.params.publish_debug_image
+        # The picture (and the attention it needs) is only made for someone who looks at it.
+        debug = (self._node.params.publish_debug_image
+                 and self._outputs.debug_image.get_subscription_count() > 0)
         attention = None
         try:
             if debug and len(pairs) == 1:

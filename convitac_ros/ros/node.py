@@ -77,6 +77,7 @@ class ConvitacNode(LifecycleNode):
         self.outputs: OutputPublishers | None = None
         self.inputs: list[InputState] = []
         self._configure_error: str | None = None
+        self._checkpoint: Any = None  # the file of the last configure
         self._image_subscriptions: list[Any] = []
         self._sync: ApproximateTimeSynchronizer | None = None
         self._window: SlidingWindow | None = None
@@ -122,7 +123,7 @@ class ConvitacNode(LifecycleNode):
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Load and warm up the model, declare the head parameters, create the outputs."""
-        path = self.params.resolved_checkpoint()
+        path = self._checkpoint = self.params.resolved_checkpoint()
         try:
             predictor = self._load_predictor(path)
             self._declare_heads(predictor.heads)
@@ -304,7 +305,7 @@ class ConvitacNode(LifecycleNode):
             node_name=self.get_name(), state=self._state,
             model=getattr(predictor, 'model_name', ''),
             device=str(getattr(predictor, 'device', '')),
-            checkpoint=str(self.params.resolved_checkpoint()),
+            checkpoint=str(self._checkpoint or self.params.checkpoint),
             pairing_rate_hz=rate('pairs', counts.get('pairs', 0)),
             inference_rate_hz=rate('inferences', counts.get('inferences', 0)),
             drops={k[8:]: v for k, v in counts.items() if k.startswith('dropped ')},

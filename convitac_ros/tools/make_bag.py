@@ -139,8 +139,9 @@ def encode_frame(rgb: np.ndarray, encoding: str, compression: str, stamp_ns: int
 
 def _aligned(frames: Sequence[np.ndarray], ticks: int, name: str) -> list[np.ndarray]:
     """Stretch a stream to `ticks` frames by repeating its first frame (end-aligned)."""
-    if not frames:
-        raise ValueError(f'sample has no {name} frames')
+    if not frames or len(frames) > ticks:
+        raise ValueError(f'sample has {len(frames)} {name} frames; the bag has {ticks} per '
+                         'sample (set by the first sample)')
     return [frames[0]] * (ticks - len(frames)) + list(frames)
 
 
