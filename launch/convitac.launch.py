@@ -8,7 +8,7 @@
 Every other parameter comes from ``params_file`` (default: the installed convitac.yaml).
 """
 
-from launch import LaunchDescription  # noqa: I001 - third-party, not the launch/ folder
+from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node

@@ -55,11 +55,13 @@ def parsed(*argv: str) -> argparse.Namespace:
     return parser.parse_args(list(argv))
 
 
-def test_every_shipped_config_is_valid() -> None:
-    names = sorted(path.stem for path in CONFIG_DIR.glob('*.yaml'))
-    assert {'demo', 'touch_and_go', 'feeling_of_success', 'objectfolder_real',
-            'paper_optimizer'} <= set(names)
-    for name in names:
+TRAINING_CONFIGS = ('demo', 'touch_and_go', 'feeling_of_success', 'objectfolder_real',
+                    'paper_optimizer')
+
+
+def test_every_training_config_is_valid() -> None:
+    for name in TRAINING_CONFIGS:
+        assert (CONFIG_DIR / f'{name}.yaml').is_file()
         assert load_config(name).name
 
 
@@ -245,16 +247,18 @@ def test_two_stage_training_beats_chance(tmp_path: Path) -> None:
     from convitac_ros.data.synthetic import make_synthetic
 
     root = tmp_path / 'world'
-    make_synthetic(root, 'touch_and_go', 450, seed=1)
+    make_synthetic(root, 'touch_and_go', 400, seed=1)
     run_dir = tmp_path / 'run'
     train_main(['--config', 'demo', '--data-root', str(root), '--run-dir', str(run_dir),
                 '--device', 'cpu', '--no-progress', '--set', 'stage1.epochs=1',
                 '--set', 'stage2.epochs=6'])
     report = evaluate(run_dir / 'last.safetensors', tmp_path / 'eval', device='cpu')
     heads = report['heads']
-    assert heads['material']['accuracy'] > 2 * heads['material']['chance_uniform']
+    material = heads['material']
+    assert material['accuracy'] > max(material['chance_uniform'],
+                                      material['chance_majority']) + 0.05
     for head in ('hardness', 'roughness'):
-        assert heads[head]['accuracy'] > heads[head]['chance_majority'] + 0.1, head
+        assert heads[head]['accuracy'] > heads[head]['chance_majority'] + 0.15, head
 
 
 def test_evaluate_writes_report_and_confusion_pngs(tiny_checkpoint: Path,

@@ -1,4 +1,4 @@
-"""Ablation study: ConViTac against its fusion and single-modality ablations, over seeds.
+r"""Ablation study: ConViTac against its fusion and single-modality ablations, over seeds.
 
 For every dataset of a preset and every seed the script trains and evaluates each variant with
 the project's own training functions (``training.pretrain.run_pretraining``,
@@ -154,6 +154,12 @@ def train_variant(entry: DatasetEntry, variant: Variant, seed: int, extra: list[
     """Trains and evaluates one variant for one seed; returns (and caches) its record.
 
     Args:
+        entry: The dataset entry of the preset.
+        variant: The variant (table row) to train.
+        seed: Training seed.
+        extra: Overrides for every run (command line).
+        seed_dir: Folder of this dataset and seed; the run goes to ``seed_dir/variant.key``.
+        context: Device and process group.
         encoder: Per-seed cache ``{'path': Path | None, 'seconds': float}`` of the shared
             stage-1 encoder, filled by the first variant that needs it.
     """

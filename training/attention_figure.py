@@ -1,4 +1,4 @@
-"""The paper's Fig. 2 on the synthetic world: where models with and without CEC look.
+r"""The paper's Fig. 2 on the synthetic world: where models with and without CEC look.
 
 Rows are full-press test samples; columns are the camera frame, its Grad-CAM without CEC and
 with CEC, the GelSight frame and its two Grad-CAM maps. The ground-truth contact region (where

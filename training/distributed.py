@@ -55,6 +55,11 @@ class DistContext:
         return tensor.tolist()
 
 
+def launched_as_main() -> bool:
+    """Whether this process is rank 0 of a torchrun launch (or not launched by torchrun)."""
+    return int(os.environ.get('RANK', '0')) == 0
+
+
 def pick_device(preference: str, local_rank: int = 0) -> torch.device:
     """Resolves ``auto | cpu | cuda`` (``cuda`` without a GPU is an error, not a fallback).
 

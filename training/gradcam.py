@@ -12,41 +12,29 @@ contact (label -1), so the ground-truth contact region of a full-press frame is 
 press-in changed the image: camera and GelSight alike (:func:`change_mask`). The figure draws
 its outline on every panel, and :func:`contact_scores` measures how much of each map's mass
 falls inside it, relative to its area (1 = no preference, higher = attends to the contact).
-
-Usage::
-
-    python training/gradcam.py \\
-        --with-cec runs/ablate_reduced/synthetic_tag/seed0/convitac_tokens/best.safetensors \\
-        --without-cec runs/ablate_reduced/synthetic_tag/seed0/cross_attention/best.safetensors \\
-        --output docs/results/gradcam_synthetic_tag.png
+The figure and the command line are in ``training/attention_figure.py``.
 """
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Callable
 from dataclasses import dataclass
 import functools
-import json
 from pathlib import Path
-import sys
 from typing import Any
 
-if __package__ in (None, ''):  # run as `python training/gradcam.py`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import cv2
+import numpy as np
+from pytorch_grad_cam import GradCAM
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+import torch
+from torch import nn
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-from pytorch_grad_cam import GradCAM  # noqa: E402
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget  # noqa: E402
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
-
-from convitac_ros.checkpoint import LoadedCheckpoint  # noqa: E402
-from convitac_ros.data import build_dataset, Sample  # noqa: E402
-from convitac_ros.data.touch_and_go import parse_frame_list  # noqa: E402
-from convitac_ros.data.transforms import preprocess_frames  # noqa: E402
-from convitac_ros.model.encoders import FusionEncoder  # noqa: E402
+from convitac_ros.checkpoint import LoadedCheckpoint
+from convitac_ros.data import build_dataset, Sample
+from convitac_ros.data.touch_and_go import parse_frame_list
+from convitac_ros.data.transforms import preprocess_frames
+from convitac_ros.model.encoders import FusionEncoder
 
 SIDES = ('visual', 'tactile')
 APPROACH_LABEL = -1
@@ -59,22 +47,25 @@ class OneInputModel(nn.Module):
         model: A ConViTac model.
         head: The head whose logits are explained.
         side: 'visual' or 'tactile': the input that varies.
-        other: The other modality's batch, held fixed: `(B, F', 3, S, S)`.
+        other: The other modality's batch, held fixed: `(B, F', 3, S, S)` (None if unused).
+        batch: B.
     """
 
-    def __init__(self, model: nn.Module, head: str, side: str, other: torch.Tensor) -> None:
+    def __init__(self, model: nn.Module, head: str, side: str, other: torch.Tensor | None,
+                 batch: int) -> None:
         super().__init__()
         self.model, self.head, self.side, self.other = model, head, side, other
+        self.batch = batch
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         """Args: frames `(B*F, 3, S, S)` (a 4-D batch, as Grad-CAM expects). Returns `(B, C)`."""
-        frames = frames.reshape(self.other.shape[0], -1, *frames.shape[1:])  # (B, F, 3, S, S)
+        frames = frames.reshape(self.batch, -1, *frames.shape[1:])  # (B, F, 3, S, S)
         pair = (frames, self.other) if self.side == 'visual' else (self.other, frames)
         return self.model(*pair)[self.head]
 
 
 def _tokens_to_map(backbone: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
-    """ViT tokens `(N, prefix + h*w, C)` -> channels-first map `(N, C, h, w)`."""
+    """Turns ViT tokens `(N, prefix + h*w, C)` -> channels-first map `(N, C, h, w)`."""
     patches = tokens[:, getattr(backbone, 'num_prefix_tokens', 0):]
     side = int(round(patches.shape[1] ** 0.5))
     return patches.transpose(1, 2).reshape(patches.shape[0], patches.shape[2], side, side)
@@ -96,14 +87,16 @@ def feature_layer(encoder: FusionEncoder) -> tuple[nn.Module, Callable | None]:
     raise ValueError(f'no Grad-CAM layer known for backbone {type(backbone).__name__}')
 
 
-def grad_cam(model: nn.Module, visual: torch.Tensor, tactile: torch.Tensor, head: str,
-             classes: list[int]) -> dict[str, np.ndarray]:
+def grad_cam(model: nn.Module, visual: torch.Tensor | None, tactile: torch.Tensor | None,
+             head: str, classes: list[int]) -> dict[str, np.ndarray]:
     """Grad-CAM of the latest frame of every stream that the model uses.
 
     Args:
         model: A ConViTac model (eval mode).
-        visual: `(B, T_v, 3, S, S)`; tactile: `(B, num_tactile*T_t, 3, S, S)`.
-        head: Head to explain; classes: the class to explain per sample.
+        visual: `(B, T_v, 3, S, S)` normalised frames (None for a touch-only model).
+        tactile: `(B, num_tactile*T_t, 3, S, S)` normalised frames (None for vision only).
+        head: Head to explain.
+        classes: The class to explain, per sample.
 
     Returns:
         ``{'visual': (B, S, S), 'tactile': (B, num_tactile, S, S)}`` in [0, 1], only for the
@@ -117,7 +110,7 @@ def grad_cam(model: nn.Module, visual: torch.Tensor, tactile: torch.Tensor, head
         if encoder is None:
             continue
         layer, reshape = feature_layer(encoder)
-        wrapper = OneInputModel(model, head, side, other)
+        wrapper = OneInputModel(model, head, side, other, frames.shape[0])
         with GradCAM(wrapper, [layer], reshape_transform=reshape) as cam:
             values = cam(frames.flatten(0, 1), targets)  # (B*F, S, S)
         batch, size = frames.shape[0], config.image_size
@@ -168,16 +161,16 @@ def press_samples(dataset_name: str, root: str, split: str, options: dict[str, A
     approach = approach_frames(Path(root)) if (Path(root) / 'label.txt').is_file() else set()
     if not approach:
         return []
-    long = build_dataset(dataset_name, root, split, **{**options, 'visual_len': press_len,
-                                                        'tactile_len': press_len})
+    lengths = {'visual_len': press_len, 'tactile_len': press_len}
+    long = build_dataset(dataset_name, root, split, **{**options, **lengths})
     visual_len, tactile_len = loaded.preprocess['visual_len'], loaded.preprocess['tactile_len']
     size = loaded.preprocess['image_size']
     found = []
     for index in range(len(long)):
         sample = long[index]
         session, frames = sample.meta['session'], sample.meta['visual_frames']
-        if (session, frames[0]) not in approach or any((session, f) in approach
-                                                       for f in frames[1:]):
+        pressed = [(session, frame) in approach for frame in frames]
+        if not pressed[0] or any(pressed[1:]):
             continue
         window = Sample(visual=sample.visual[-visual_len:],
                         tactile=[sensor[-tactile_len:] for sensor in sample.tactile],
@@ -190,7 +183,7 @@ def press_samples(dataset_name: str, root: str, split: str, options: dict[str, A
 
 def model_inputs(samples: list[Sample], preprocess: dict[str, Any]
                  ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The eval preprocessing of a list of samples: visual `(B, T_v, ...)`, tactile `(B, S*T_t, ...)`."""
+    """Eval preprocessing of samples: visual `(B, T_v, 3, S, S)`, tactile `(B, n*T_t, 3, S, S)`."""
     args = (preprocess['image_size'], preprocess['mean'], preprocess['std'])
     visual = torch.stack([preprocess_frames(s.visual, *args) for s in samples])
     tactile = torch.stack([torch.cat([preprocess_frames(sensor, *args) for sensor in s.tactile])
@@ -211,8 +204,8 @@ def contact_scores(maps: np.ndarray, masks: np.ndarray) -> dict[str, float]:
         1 = no preference for the contact).
     """
     mass = maps.reshape(len(maps), -1)
-    inside = (mass * masks.reshape(len(masks), -1)).sum(axis=1) / np.maximum(mass.sum(axis=1),
-                                                                              1e-12)
+    inside = (mass * masks.reshape(len(masks), -1)).sum(axis=1)
+    inside = inside / np.maximum(mass.sum(axis=1), 1e-12)
     area = masks.reshape(len(masks), -1).mean(axis=1)
     return {'mass_inside': float(inside.mean()), 'area': float(area.mean()),
             'enrichment': float((inside / np.maximum(area, 1e-12)).mean()), 'samples': len(maps)}

@@ -20,6 +20,7 @@ from training.config import (
     save_config,
     TrainConfig,
 )
+from training.distributed import launched_as_main
 
 CONFIG_FILE = 'config.yaml'
 # Keys that may change when a run is resumed: they do not change what is learned.
@@ -92,6 +93,8 @@ def prepare_run(args: argparse.Namespace) -> tuple[TrainConfig, Path, bool]:
         return config, run_dir, True
     config = load_config(args.config, overrides)
     run_dir = args.run_dir or Path('runs') / config.name
+    if not launched_as_main():  # torchrun: rank 0 alone checks and writes the folder
+        return config, run_dir, False
     if (run_dir / CONFIG_FILE).exists():
         raise ConfigError(f'{run_dir} already holds a run; use --resume {run_dir} or another '
                           '--run-dir')

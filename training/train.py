@@ -34,7 +34,12 @@ from convitac_ros.data.transforms import FrameAugmentation
 from convitac_ros.model import ConViTac, ModelConfig
 from training.config import TrainConfig
 from training.data import BatchCollator, train_and_val
-from training.distributed import DistContext, init_distributed, shutdown_distributed
+from training.distributed import (
+    DistContext,
+    init_distributed,
+    launched_as_main,
+    shutdown_distributed,
+)
 from training.engine import amp_dtype, autocast, RunStopped, Trainer
 from training.metrics import head_accuracies, predict
 from training.pretrain import eval_loader, run_pretraining
@@ -177,12 +182,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Command-line entry point; returns the stage-2 summary."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.contrastive_checkpoint and args.dino_weights:
+        parser.error('--dino-weights initialises stage 1, which --contrastive-checkpoint skips')
     config, run_dir, resume = prepare_run(args)
     summary = run_training(config, run_dir, resume, args.contrastive_checkpoint,
                            args.dino_weights)
-    print(f'run: {run_dir}  best {summary["best_metric"]} = {summary["best"]}  '
-          f'last val: {summary["val"]}')
+    if launched_as_main():
+        print(f'run: {run_dir}  best {summary["best_metric"]} = {summary["best"]}  '
+              f'last val: {summary["val"]}')
     return summary
 
 

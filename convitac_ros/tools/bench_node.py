@@ -43,16 +43,17 @@ def run_node(args: argparse.Namespace, checkpoint: Path | None, device: torch.de
         'rate_hz': args.rate, 'duration_s': args.duration_s, 'step_s': args.step_s,
         'overload_factor': args.overload_factor, 'overload_s': args.overload_s,
         'device': str(device), 'dds': dds, 'camera_size': args.camera_size,
-        'tactile_size': args.tactile_size})
+        'tactile_size': args.tactile_size, 'reliable': args.reliable})
     with tempfile.TemporaryDirectory(prefix='convitac_bench_') as tmp:
         checkpoint = checkpoint or _tiny_checkpoint(Path(tmp))
         report.settings['checkpoint'] = str(checkpoint)
         predictor = Predictor.from_checkpoint(checkpoint, device=device)
         pieces = _pieces(predictor, args)
-        parameters = {'checkpoint': str(checkpoint.resolve()), 'device': str(device)}
+        parameters = {'checkpoint': str(checkpoint.resolve()), 'device': str(device),
+                      'qos_reliability': 'reliable' if args.reliable else 'best_effort'}
         sizes = [args.camera_size] + [args.tactile_size] * predictor.num_tactile
         with NodeProcess(parameters, Path(tmp) / 'node.log') as process:
-            client = Client(sizes)
+            client = Client(sizes, reliable=args.reliable)
             try:
                 client.wait_ready(process, timeout_s=180.0)
                 client.run_rate(args.rate, 2.0)  # warm the path up; not measured
@@ -127,9 +128,10 @@ def _latency_run(client: Client, pieces: dict[str, Any], args: argparse.Namespac
         table.add(label, row['p50_ms'], row['p95_ms'], row['p99_ms'], row['max_ms'],
                   f"{row['p50_ms'] / forward:.2f}x")
     (cam_h, cam_w), (tac_h, tac_w) = args.camera_size, args.tactile_size
+    qos = 'reliable' if args.reliable else 'best-effort'
     table.notes.append(f'inputs: camera {cam_w}x{cam_h} and tactile {tac_w}x{tac_h} rgb8 '
-                       'sensor_msgs/Image, one shared stamp per pair; forward and predict are '
-                       'timed in this process in the idle gap after each result.')
+                       f'sensor_msgs/Image ({qos} QoS), one shared stamp per pair; forward and '
+                       'predict are timed in this process in the idle gap after each result.')
     report.tables.append(table)
     report.checks.append(Check(
         f'node p50 within {LATENCY_BAR}x of the model forward p50', ratio <= LATENCY_BAR,

@@ -111,8 +111,16 @@ class Sent:
 class Client:
     """Publishes image pairs into the node and collects its results and diagnostics."""
 
-    def __init__(self, frame_sizes: list[tuple[int, int]], node_name: str = NODE_NAME) -> None:
-        """Create the ROS client; ``frame_sizes`` are (height, width) per input topic."""
+    def __init__(self, frame_sizes: list[tuple[int, int]], reliable: bool = False,
+                 node_name: str = NODE_NAME) -> None:
+        """Create the ROS client.
+
+        Args:
+            frame_sizes: (height, width) of the images of each input topic.
+            reliable: publish with RELIABLE QoS (the node must subscribe reliably too to
+                benefit) instead of BEST_EFFORT.
+            node_name: name of the node under test.
+        """
         from diagnostic_msgs.msg import DiagnosticArray
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
@@ -125,7 +133,8 @@ class Client:
         rclpy.init(context=self._context)
         self.node = rclpy.create_node('convitac_benchmark', context=self._context)
         qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5,
-                         reliability=ReliabilityPolicy.BEST_EFFORT)
+                         reliability=ReliabilityPolicy.RELIABLE if reliable
+                         else ReliabilityPolicy.BEST_EFFORT)
         self._publishers = [self.node.create_publisher(Image, topic, qos)
                             for topic in INPUT_TOPICS[:len(frame_sizes)]]
         self._messages = [_image(height, width, seed) for seed, (height, width)

@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--tag', default=None, help='file-name tag (default: cpu or gpu)')
     parser.add_argument('--runs', type=int, default=50, help='timed calls per measurement')
     parser.add_argument('--warmup', type=int, default=5, help='untimed calls first')
+    parser.add_argument('--threads', type=int, default=0,
+                        help='torch intra-op CPU threads here and OMP_NUM_THREADS of the node '
+                             'process (0: torch default)')
     parser.add_argument('--budget-s', type=float, default=8.0,
                         help='time budget per measurement; slow calls get fewer runs (min 3)')
     group = parser.add_argument_group('model / predictor')
@@ -75,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument('--rates', type=_csv(float), default=None,
                        help='rates to step through for the sustainable rate (default: doubling)')
     group.add_argument('--step-s', type=float, default=6.0, help='length of each rate step')
+    group.add_argument('--reliable', action='store_true',
+                       help='RELIABLE QoS on the image topics (node parameter qos_reliability) '
+                            'instead of the best-effort default')
     group.add_argument('--overload-factor', type=float, default=3.0,
                        help='overload rate = factor x the highest sustained rate')
     group.add_argument('--overload-s', type=float, default=60.0, help='overload run length')
@@ -145,10 +151,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     command = command_line(argv)
     tag = args.tag or ('gpu' if torch.cuda.is_available() and args.device != 'cpu' else 'cpu')
+    if args.threads > 0:
+        os.environ['OMP_NUM_THREADS'] = str(args.threads)  # inherited by the node process
+        torch.set_num_threads(args.threads)
     failed = False
     for part in PARTS if args.part == 'all' else (args.part,):
+        machine = machine_info()  # before the run: the load average says how busy it was
         report = run_part(part, args)
-        text = write_report(report, args.output, f'{part}-{tag}', command, machine_info())
+        text = write_report(report, args.output, f'{part}-{tag}', command, machine)
         print(text, flush=True)
         failed |= not all(check.passed for check in report.checks)
     if args.output is not None:

@@ -1,0 +1,142 @@
+"""The ablation study and the Grad-CAM figure, end to end on a tiny synthetic world.
+
+Every variant trains for a couple of optimizer steps only: these tests prove that the study
+writes well-formed tables and figures, not what the numbers are.
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from convitac_ros.model import ConViTac, ModelConfig
+from training.ablate import load_preset, main as ablate_main
+from training.ablate_table import mean_std
+from training.attention_figure import COLUMNS, make_figure
+from training.config import ConfigError
+from training.gradcam import change_mask, contact_scores, grad_cam
+
+PRESET = 'ablate_reduced'
+SHORT = ['stage1.max_steps=2', 'stage2.max_steps=2', 'stage1.batch_size=8',
+         'stage2.batch_size=8', 'runtime.eval_every_epochs=100', 'runtime.device=cpu']
+
+
+@pytest.fixture(scope='module')
+def study(synthetic_tag_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The reduced preset's Touch-and-Go table for one seed, a few steps per variant."""
+    torch.set_num_threads(2)
+    work = tmp_path_factory.mktemp('ablate')
+    argv = ['--preset', PRESET, '--dataset', 'synthetic_tag', '--seeds', '0',
+            '--data-root', str(synthetic_tag_root), '--work-dir', str(work / 'runs'),
+            '--output', str(work / 'results'), '--device', 'cpu', '--no-progress']
+    for override in SHORT:
+        argv += ['--set', override]
+    results = ablate_main(argv)
+    return {'results': results, 'work': work, 'argv': argv}
+
+
+def test_ablation_writes_a_table_with_every_variant_and_the_chance_rows(study: dict) -> None:
+    preset = load_preset(PRESET)
+    table = study['results']['tables']['synthetic_tag']
+    assert [row['key'] for row in table['rows']] == [v.key for v in preset.variants]
+    assert table['heads'] == ['material', 'hardness', 'roughness']
+    for row in table['rows']:
+        for head in table['heads']:
+            cell = row['accuracy'][head]
+            assert cell['n'] == 1 and 0.0 <= cell['mean'] <= 1.0
+    assert table['chance']['uniform']['hardness'] == pytest.approx(0.5)
+    assert 0.0 < table['chance']['majority']['material'] <= 1.0
+    results = study['work'] / 'results'
+    assert json.loads((results / f'{PRESET}.json').read_text())['tables'].keys() == {
+        'synthetic_tag'}
+    markdown = (results / f'{PRESET}.md').read_text()
+    for text in ['Chance (majority class of train)', 'Chance (uniform guess)', 'Category',
+                 'Hard / Soft', 'Rough / Smooth', *(v.label for v in preset.variants)]:
+        assert text in markdown
+
+
+def test_cec_variants_share_one_stage1_encoder_per_seed(study: dict) -> None:
+    seed_dir = study['work'] / 'runs' / 'synthetic_tag' / 'seed0'
+    records = {path.parent.name: json.loads(path.read_text())
+               for path in seed_dir.glob('*/ablation_run.json')}
+    shared = {r['shared_encoder'] for r in records.values() if r['model']['fusion'] == 'cec'}
+    assert shared == {str(seed_dir / 'stage1' / 'last.safetensors')}
+    assert records['concat']['shared_encoder'] is None
+
+
+def test_rerun_reuses_cached_runs_and_rerenders_the_table(study: dict) -> None:
+    again = ablate_main([*study['argv'], '--no-train'])
+    assert again['tables'] == study['results']['tables']
+
+
+def test_figure_has_the_six_panels_per_row_and_contact_scores(study: dict) -> None:
+    seed_dir = study['work'] / 'runs' / 'synthetic_tag' / 'seed0'
+    output = study['work'] / 'figure' / 'gradcam.png'
+    report = make_figure(seed_dir / 'convitac_tokens' / 'best.safetensors',
+                         seed_dir / 'cross_attention' / 'best.safetensors', output, rows=2,
+                         score_samples=6)
+    image = plt_image(output)
+    assert image.ndim == 3 and image.shape[1] > image.shape[0]  # 6 columns, 2 rows: landscape
+    assert len(COLUMNS) == 6
+    scores = report['scores']
+    assert set(scores) == {'with_cec', 'without_cec'}
+    for name in scores:
+        assert {'gradcam_visual', 'gradcam_tactile', 'attention_visual'} <= set(scores[name])
+        assert 0.0 <= scores[name]['gradcam_visual']['mass_inside'] <= 1.0
+    assert json.loads(output.with_suffix('.json').read_text())['figure'] == 'gradcam.png'
+
+
+def plt_image(path: Path) -> np.ndarray:
+    """Reads a PNG as an array (checks that it is a real image)."""
+    import matplotlib.image
+
+    return matplotlib.image.imread(path)
+
+
+def test_grad_cam_gives_one_map_per_stream_in_unit_range() -> None:
+    torch.manual_seed(0)
+    config = ModelConfig.tiny(num_tactile=2, heads=(('grasp_success', 2),))
+    model = ConViTac(config).eval()
+    visual = torch.randn(3, config.visual_len, 3, 64, 64)
+    tactile = torch.randn(3, 2 * config.tactile_len, 3, 64, 64)
+    maps = grad_cam(model, visual, tactile, 'grasp_success', [0, 1, 1])
+    assert maps['visual'].shape == (3, 64, 64)
+    assert maps['tactile'].shape == (3, 2, 64, 64)
+    assert maps['visual'].min() >= 0.0 and maps['visual'].max() <= 1.0 + 1e-6
+    touch_only = ConViTac(config.replace(modalities='touch')).eval()
+    assert set(grad_cam(touch_only, None, tactile, 'grasp_success', [0, 1, 1])) == {'tactile'}
+
+
+def test_contact_scores_reward_maps_that_sit_on_the_contact() -> None:
+    masks = np.zeros((2, 8, 8), bool)
+    masks[:, :2, :2] = True
+    inside = masks.astype(float)
+    uniform = np.ones((2, 8, 8))
+    assert contact_scores(inside, masks)['mass_inside'] == pytest.approx(1.0)
+    assert contact_scores(inside, masks)['enrichment'] == pytest.approx(16.0)
+    assert contact_scores(uniform, masks)['enrichment'] == pytest.approx(1.0)
+
+
+def test_change_mask_finds_the_pressed_patch() -> None:
+    before = np.full((40, 40, 3), 100, np.uint8)
+    after = before.copy()
+    after[10:20, 25:35] = 200
+    mask = change_mask(before, after, 40)
+    assert mask[15, 30] and not mask[35, 5]
+
+
+def test_mean_std_uses_the_sample_deviation_and_skips_missing() -> None:
+    stats = mean_std([0.5, 0.7, float('nan')])
+    assert stats['mean'] == pytest.approx(0.6) and stats['n'] == 2
+    assert stats['std'] == pytest.approx(np.std([0.5, 0.7], ddof=1))
+
+
+def test_preset_errors_name_the_problem(tmp_path: Path) -> None:
+    path = tmp_path / 'bad.yaml'
+    path.write_text(yaml.safe_dump({'name': 'bad', 'seeds': [0], 'datasets': [],
+                                    'variants': [], 'extra': 1}))
+    with pytest.raises(ConfigError, match='extra'):
+        load_preset(str(path))
