@@ -14,7 +14,6 @@ import datetime
 import json
 import os
 from pathlib import Path
-import tempfile
 from typing import Any
 
 import safetensors
@@ -25,6 +24,7 @@ from torch import nn
 
 from convitac_ros import __version__
 from convitac_ros.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from convitac_ros.fileio import atomic_write_bytes
 from convitac_ros.model import ContrastiveEncoder, ConViTac, ModelConfig
 
 FORMAT = 'convitac/1'
@@ -109,7 +109,8 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, *, kind: str = 'c
     # Copies break any storage sharing (tied weights), which safetensors refuses.
     tensors = {key: value.detach().to('cpu', copy=True).contiguous()
                for key, value in model.state_dict().items()}
-    _atomic_write(path, save(tensors, {key: json.dumps(value) for key, value in metadata.items()}))
+    header = {key: json.dumps(value) for key, value in metadata.items()}
+    atomic_write_bytes(path, save(tensors, header))
     return path
 
 
@@ -265,25 +266,3 @@ def _load_tensors_into(model: nn.Module, path: Path) -> None:
                               f'missing {missing[:10]}{" ..." if len(missing) > 10 else ""}, '
                               f'unexpected {unexpected[:10]}, shape mismatches {mismatched}')
     model.load_state_dict(tensors, strict=True)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write bytes to `path` via a temporary file in the same folder, fsync and rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp',
-                                             dir=path.parent)
-    try:
-        with os.fdopen(descriptor, 'wb') as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)

@@ -38,6 +38,7 @@ import torch  # noqa: E402
 import yaml  # noqa: E402
 
 from convitac_ros.data.synthetic import make_synthetic  # noqa: E402
+from convitac_ros.fileio import atomic_write_text  # noqa: E402
 from training.ablate_table import render_markdown, summarise  # noqa: E402
 from training.config import ConfigError, load_config, resolve_config_path, TrainConfig  # noqa
 from training.data import train_and_val  # noqa: E402
@@ -45,7 +46,6 @@ from training.distributed import DistContext, init_distributed, shutdown_distrib
 from training.evaluate import evaluate  # noqa: E402
 from training.pretrain import run_pretraining  # noqa: E402
 from training.runs import build_model_config, sequence_overrides  # noqa: E402
-from training.state import atomic_write_text  # noqa: E402
 from training.train import run_supervised  # noqa: E402
 
 RUN_RECORD = 'ablation_run.json'

@@ -35,6 +35,7 @@ import torch  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
 from convitac_ros.checkpoint import load_checkpoint, LoadedCheckpoint  # noqa: E402
+from convitac_ros.fileio import atomic_write_text  # noqa: E402
 from training.gradcam import (  # noqa: E402
     contact_scores,
     grad_cam,
@@ -42,7 +43,6 @@ from training.gradcam import (  # noqa: E402
     press_samples,
     PressSample,
 )
-from training.state import atomic_write_text  # noqa: E402
 
 COLUMNS = ('camera', 'camera Grad-CAM\nwithout CEC', 'camera Grad-CAM\nwith CEC',
            'tactile', 'tactile Grad-CAM\nwithout CEC', 'tactile Grad-CAM\nwith CEC')

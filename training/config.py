@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from training.state import atomic_write_text
+from convitac_ros.fileio import atomic_write_text
 
 CONFIG_DIR = Path(__file__).resolve().parent / 'configs'
 

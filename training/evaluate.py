@@ -32,6 +32,7 @@ from torch.utils.data import Dataset  # noqa: E402
 
 from convitac_ros.checkpoint import load_checkpoint  # noqa: E402
 from convitac_ros.data import build_dataset, MISSING_LABEL  # noqa: E402
+from convitac_ros.fileio import atomic_write_text  # noqa: E402
 from training.config import parse_override  # noqa: E402
 from training.data import BatchCollator, targets  # noqa: E402
 from training.distributed import pick_device  # noqa: E402
@@ -42,7 +43,6 @@ from training.metrics import (  # noqa: E402
     predict,
 )
 from training.pretrain import eval_loader  # noqa: E402
-from training.state import atomic_write_text  # noqa: E402
 
 
 def plot_confusion(matrix: np.ndarray, classes: list[str], title: str, path: Path) -> None:

@@ -13,44 +13,18 @@ so a run killed at any moment leaves either the previous or the new state, never
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 import random
-import tempfile
 from typing import Any
 
 import numpy as np
 from safetensors import safe_open, SafetensorError
-from safetensors.torch import save_file
+from safetensors.torch import save
 import torch
 
+from convitac_ros.fileio import atomic_write_bytes
+
 STATE_FORMAT = 'convitac-train-state/1'
-
-
-def _temporary_path(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
-    os.close(handle)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(name, 0o666 & ~umask)  # mkstemp creates 0600; give the usual file mode
-    return Path(name)
-
-
-def _commit(temporary: Path, path: Path) -> None:
-    with open(temporary, 'rb') as stream:
-        os.fsync(stream.fileno())
-    os.replace(temporary, path)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Writes ``text`` to ``path`` so that readers never see a partial file."""
-    temporary = _temporary_path(path)
-    try:
-        temporary.write_text(text)
-        _commit(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def split_tensors(tree: Any, tensors: dict[str, torch.Tensor], path: str = '') -> Any:
@@ -109,13 +83,8 @@ def save_state(path: Path, state: dict[str, Any]) -> None:
     """Atomically writes a nested state (see :func:`split_tensors`) to one safetensors file."""
     tensors: dict[str, torch.Tensor] = {}
     tree = split_tensors(state, tensors)
-    temporary = _temporary_path(path)
-    try:
-        save_file(tensors, str(temporary),
-                  metadata={'format': STATE_FORMAT, 'state': json.dumps(tree)})
-        _commit(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    atomic_write_bytes(path, save(tensors, metadata={'format': STATE_FORMAT,
+                                                     'state': json.dumps(tree)}))
 
 
 def load_state(path: Path) -> dict[str, Any]:

@@ -110,8 +110,11 @@ def format_table(report: dict[str, Any]) -> str:
             f'{k} {latency[k]:.1f}' for k in ('mean', 'p50', 'p90', 'p99', 'max')))
     node = report['extra'].get('node_counters')
     if node:
+        reasons = ', '.join(f'{key[8:]} {count}' for key, count in node.items()
+                            if key.startswith('dropped ') and key != 'dropped total' and count)
         lines.append(f'node: {node.get("pairs", 0)} pairs, {node.get("inferences", 0)} '
-                     f'inferences, {node.get("dropped total", 0)} dropped')
+                     f'inferences, {node.get("dropped total", 0)} dropped'
+                     + (f' ({reasons})' if reasons else ''))
     rate = report['pairing_rate']
     lines.append(f'mode {report["mode"]}: {report["answered"]}/{report["samples"]} samples '
                  f'answered, {report["drops"]} dropped'
