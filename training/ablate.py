@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass, field
+import hashlib
 import json
 from pathlib import Path
 import sys
@@ -37,7 +38,7 @@ if __package__ in (None, ''):  # run as `python training/ablate.py`
 import torch  # noqa: E402
 import yaml  # noqa: E402
 
-from convitac_ros.data.synthetic import make_synthetic  # noqa: E402
+from convitac_ros.data import synthetic  # noqa: E402
 from convitac_ros.fileio import atomic_write_text  # noqa: E402
 from training.ablate_table import render_markdown, summarise  # noqa: E402
 from training.config import ConfigError, load_config, resolve_config_path, TrainConfig  # noqa
@@ -49,6 +50,7 @@ from training.runs import build_model_config, sequence_overrides  # noqa: E402
 from training.train import run_supervised  # noqa: E402
 
 RUN_RECORD = 'ablation_run.json'
+WORLD_RECORD = 'world.json'
 STAGE1_DIR = 'stage1'
 
 
@@ -139,13 +141,33 @@ def run_config(entry: DatasetEntry, seed: int, extra: list[str],
     return config
 
 
+def generator_digest() -> str:
+    """SHA-256 of the synthetic world's source files: which version of the world was used."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(synthetic.__file__).parent.glob('*.py')):
+        digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
 def ensure_synthetic(entry: DatasetEntry, root: Path) -> None:
-    """Generates the entry's synthetic dataset into ``root`` unless it is already there."""
+    """Generates the entry's synthetic dataset into ``root`` unless it is already there.
+
+    The settings and :func:`generator_digest` are recorded in ``root/WORLD_RECORD``.
+    """
     if entry.synthetic is None or (root.is_dir() and any(root.iterdir())):
         return
     settings = {'fmt': 'touch_and_go', 'samples': 800, 'seed': 0, **entry.synthetic}
     print(f'[ablate] generating {entry.name} into {root}: {settings}', flush=True)
-    make_synthetic(root, settings['fmt'], settings['samples'], settings['seed'])
+    counts = synthetic.make_synthetic(root, settings['fmt'], settings['samples'],
+                                      settings['seed'])
+    atomic_write_text(root / WORLD_RECORD, json.dumps(
+        {**settings, **counts, 'generator_sha256': generator_digest()}, indent=2))
+
+
+def world_record(root: Path) -> dict[str, Any] | None:
+    """The generation record of a synthetic dataset (None for other data)."""
+    path = root / WORLD_RECORD
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def train_variant(entry: DatasetEntry, variant: Variant, seed: int, extra: list[str],
@@ -301,6 +323,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for entry in datasets:
         records = run_dataset(preset, entry, extra, args.device, variants, not args.no_train)
         tables[entry.name] = summarise(entry.title, variants, records, preset.seeds)
+        root = Path(run_config(entry, preset.seeds[0], extra).data.root)
+        tables[entry.name]['world'] = world_record(root)
     results = {'preset': preset.name, 'description': preset.description,
                'command': ' '.join(['python training/ablate.py', *(argv or sys.argv[1:])]),
                'seeds': preset.seeds, 'wall_seconds': round(time.perf_counter() - start, 1),

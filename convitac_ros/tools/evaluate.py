@@ -68,6 +68,7 @@ def evaluate_offline(samples: BagSamples, predictor: Any, batch_size: int = 8,
     recorder.paired_sets = len(samples.sets)
     recorder.truths = {p.stamp_ns: p.labels for p in samples.points}
     scored = [p for p in samples.points if p.set_index in windows]
+    predictor.warmup()  # first-call costs (allocation, kernel selection) stay out of the timings
     with tqdm(total=len(scored), desc='offline', unit='sample', disable=not progress) as bar:
         for first in range(0, len(scored), batch_size):
             batch = scored[first:first + batch_size]

@@ -106,7 +106,8 @@ def format_table(report: dict[str, Any]) -> str:
                      f'{scores["total"]:>8}')
     latency = report['latency_ms']
     if latency:
-        lines.append('latency ms: ' + '  '.join(
+        what = 'Predictor per window' if report['mode'] == 'offline' else 'publish to answer'
+        lines.append(f'latency ms ({what}): ' + '  '.join(
             f'{k} {latency[k]:.1f}' for k in ('mean', 'p50', 'p90', 'p99', 'max')))
     node = report['extra'].get('node_counters')
     if node:

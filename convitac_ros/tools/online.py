@@ -172,7 +172,9 @@ class OnlineSession:
         self._own_context = not rclpy.ok()
         if self._own_context:
             rclpy.init(args=['convitac_evaluate', *(ros_args or [])])
-        self.node = Node('convitac_evaluate')
+        # In the evaluated node's namespace, so that the bag's relative topics reach it.
+        namespace = target.rstrip('/').rsplit('/', 1)[0] or '/'
+        self.node = Node('convitac_evaluate', namespace=namespace)
         options.topics = samples.image_topics
         try:
             self.player = BagPlayer(self.node, samples.path, options)
