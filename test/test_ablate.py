@@ -27,7 +27,7 @@ SHORT = ['stage1.max_steps=2', 'stage2.max_steps=2', 'stage1.batch_size=8',
 @pytest.fixture(scope='module')
 def study(synthetic_tag_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """The reduced preset's Touch-and-Go table for one seed, a few steps per variant."""
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
     work = tmp_path_factory.mktemp('ablate')
     argv = ['--preset', PRESET, '--dataset', 'synthetic_tag', '--seeds', '0',
             '--data-root', str(synthetic_tag_root), '--work-dir', str(work / 'runs'),

@@ -57,12 +57,14 @@ def summarise(title: str, variants: Sequence[Any], records: Sequence[dict[str, A
         })
     chance = {kind: {head: _first([r[f'chance_{kind}'][head] for r in records])
                      for head in heads} for kind in ('majority', 'uniform')}
-    stage1 = [r['stage1_seconds'] for r in records if r.get('stage1_seconds')]
+    stage1 = {r['shared_encoder']: r['stage1_seconds'] for r in records if r['shared_encoder']}
     return {'title': title, 'heads': heads,
             'head_titles': {head: HEAD_TITLES.get(head, head) for head in heads},
             'test_samples': records[0]['test_samples'] if records else 0,
             'seeds': list(seeds), 'chance': chance, 'rows': rows,
-            'stage1_seconds': mean_std(sorted(set(stage1)))}
+            'stage1_seconds': mean_std(list(stage1.values())),
+            'train_seconds_total': sum(r['stage2_seconds'] for r in records) + sum(
+                stage1.values())}
 
 
 def _first(values: Sequence[Any]) -> Any:
@@ -110,10 +112,10 @@ def render_markdown(results: dict[str, Any]) -> str:
     parts = [f'# Ablation results: preset `{results["preset"]}`', '']
     if results.get('description'):
         parts += [results['description'].strip(), '']
-    parts += [f'Command: `{results["command"]}` (wall time {results["wall_seconds"]:.0f} s '
-              'including cached runs). Test accuracy in %, mean ± sample standard deviation '
-              f'over training seeds {seeds}; best mean per task in bold. Chance rows: always '
-              'predicting the most common class of the training split, and a uniform guess.', '']
+    parts += [f'Command: `{results["command"]}`. Test accuracy in %, mean ± sample standard '
+              f'deviation over training seeds {seeds}; best mean per task in bold. Chance rows: '
+              'always predicting the most common class of the training split, and a uniform '
+              'guess.', '']
     for table in results['tables'].values():
         seconds = [row['stage2_seconds']['mean'] for row in table['rows']
                    if row['stage2_seconds']['mean'] is not None]
@@ -122,6 +124,7 @@ def render_markdown(results: dict[str, Any]) -> str:
                   if seconds else 'no runs')
         if stage1:
             timing += f', shared stage 1 {stage1:.0f} s per seed'
+        timing += f', {table["train_seconds_total"] / 60:.0f} min of training in all'
         parts += [f'## {table["title"]}', '',
                   f'{table["test_samples"]} test samples; {timing}.', '',
                   table_markdown(table), '']

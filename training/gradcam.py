@@ -9,9 +9,10 @@ head, so that the models are compared on the same evidence.
 
 On the synthetic world (Touch and Go layout) every touch starts with an approach frame without
 contact (label -1), so the ground-truth contact region of a full-press frame is where the
-press-in changed the image: camera and GelSight alike (:func:`change_mask`). The figure draws
-its outline on every panel, and :func:`contact_scores` measures how much of each map's mass
-falls inside it, relative to its area (1 = no preference, higher = attends to the contact).
+press-in changed the image: camera (plus a small surround, as the sensor hides the touched
+surface) and GelSight alike (:func:`change_mask`). The figure draws its outline on every panel,
+and :func:`contact_scores` measures how much of each map's mass falls inside it, relative to its
+area (1 = no preference, higher = attends to the contact).
 The figure and the command line are in ``training/attention_figure.py``.
 """
 
@@ -38,6 +39,9 @@ from convitac_ros.model.encoders import FusionEncoder
 
 SIDES = ('visual', 'tactile')
 APPROACH_LABEL = -1
+# The sensor hides the touched surface in the camera image, so the camera's contact area is the
+# region the sensor tip moved into plus a surround of this share of the image side.
+CAMERA_SURROUND = 0.08
 
 
 class OneInputModel(nn.Module):
@@ -123,17 +127,22 @@ def grad_cam(model: nn.Module, visual: torch.Tensor | None, tactile: torch.Tenso
 
 
 def change_mask(before: np.ndarray, after: np.ndarray, size: int, sigma: float = 1.5,
-                share: float = 0.35) -> np.ndarray:
+                share: float = 0.35, grow: float = 0.0) -> np.ndarray:
     """Where an image changed between two frames: bool `(size, size)`.
 
     Both uint8 RGB frames are resized to ``size``; the per-pixel change (mean absolute RGB
-    difference) is smoothed with a Gaussian of ``sigma`` pixels and thresholded at ``share`` of
-    its maximum.
+    difference) is smoothed with a Gaussian of ``sigma`` pixels, thresholded at ``share`` of
+    its maximum, and grown by ``grow * size`` pixels in every direction.
     """
     frames = [cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA).astype(np.float32)
               for f in (before, after)]
     change = cv2.GaussianBlur(np.abs(frames[1] - frames[0]).mean(axis=2), (0, 0), sigma)
-    return change >= share * max(float(change.max()), 1e-6)
+    mask = change >= share * max(float(change.max()), 1e-6)
+    radius = int(round(grow * size))
+    if radius > 0:
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+        mask = cv2.dilate(mask.astype(np.uint8), kernel) > 0
+    return mask
 
 
 @dataclass
@@ -175,7 +184,8 @@ def press_samples(dataset_name: str, root: str, split: str, options: dict[str, A
         window = Sample(visual=sample.visual[-visual_len:],
                         tactile=[sensor[-tactile_len:] for sensor in sample.tactile],
                         labels=sample.labels, meta=sample.meta)
-        contact = {'visual': change_mask(sample.visual[0], sample.visual[-1], size),
+        contact = {'visual': change_mask(sample.visual[0], sample.visual[-1], size,
+                                         grow=CAMERA_SURROUND),
                    'tactile': change_mask(sample.tactile[0][0], sample.tactile[0][-1], size)}
         found.append(PressSample(index, window, contact))
     return found
