@@ -61,12 +61,23 @@ class Variant:
     key: str
     label: str
     model: dict[str, Any]
+    train: list[str] = field(default_factory=list)  # training overrides of this row only
 
     @property
     def overrides(self) -> list[str]:
-        """``--set`` style overrides of the model section."""
-        return [f'model.overrides.{name}={json.dumps(value)}'
-                for name, value in self.model.items()]
+        """``--set`` style overrides: the model section, then the row's training overrides."""
+        return [*(f'model.overrides.{name}={json.dumps(value)}'
+                  for name, value in self.model.items()), *self.train]
+
+    @property
+    def stage1_overrides(self) -> list[str]:
+        """The row's stage-1 overrides; rows without any share the seed's default encoder."""
+        return [text for text in self.train if text.startswith('stage1.')]
+
+    @property
+    def stage1_dir(self) -> str:
+        """Folder name (inside the seed folder) of the stage-1 encoder this row uses."""
+        return f'{STAGE1_DIR}_{self.key}' if self.stage1_overrides else STAGE1_DIR
 
     @property
     def modalities(self) -> str:
@@ -117,8 +128,8 @@ def load_preset(name_or_path: str) -> Preset:
                                  overrides=list(item.get('set', [])),
                                  synthetic=item.get('synthetic'))
                     for item in raw['datasets']]
-        variants = [Variant(key=item['key'], label=item['label'], model=dict(item['model']))
-                    for item in raw['variants']]
+        variants = [Variant(key=item['key'], label=item['label'], model=dict(item['model']),
+                            train=list(item.get('set', []))) for item in raw['variants']]
     except (KeyError, TypeError) as error:
         raise ConfigError(f'{path}: malformed dataset or variant entry: {error!r}') from error
     for kind, names in (('dataset', [d.name for d in datasets]),
@@ -171,7 +182,7 @@ def world_record(root: Path) -> dict[str, Any] | None:
 
 
 def train_variant(entry: DatasetEntry, variant: Variant, seed: int, extra: list[str],
-                  seed_dir: Path, context: DistContext, encoder: dict[str, Any]
+                  seed_dir: Path, context: DistContext, encoders: dict[str, dict[str, Any]]
                   ) -> dict[str, Any]:
     """Trains and evaluates one variant for one seed; returns (and caches) its record.
 
@@ -182,8 +193,8 @@ def train_variant(entry: DatasetEntry, variant: Variant, seed: int, extra: list[
         extra: Overrides for every run (command line).
         seed_dir: Folder of this dataset and seed; the run goes to ``seed_dir/variant.key``.
         context: Device and process group.
-        encoder: Per-seed cache ``{'path': Path | None, 'seconds': float}`` of the shared
-            stage-1 encoder, filled by the first variant that needs it.
+        encoders: Per-seed cache ``{stage-1 folder name: {'path': Path, 'seconds': float}}``
+            of the stage-1 encoders, each filled by the first variant that needs it.
     """
     run_dir = seed_dir / variant.key
     record_path = run_dir / RUN_RECORD
@@ -192,16 +203,18 @@ def train_variant(entry: DatasetEntry, variant: Variant, seed: int, extra: list[
     config = run_config(entry, seed, extra, variant)
     train_set, val_set = train_and_val(config.data, seed, **sequence_overrides(config))
     model_config = build_model_config(config, train_set)
-    encoder_path = None
+    encoder = {'path': None, 'seconds': 0.0}
     if model_config.uses_condition:
+        encoder = encoders.get(variant.stage1_dir, encoder)
         if encoder['path'] is None:
-            base = run_config(entry, seed, extra)
+            base = run_config(entry, seed, [*extra, *variant.stage1_overrides])
             start = time.perf_counter()
             encoder['path'] = run_pretraining(
-                base, seed_dir / STAGE1_DIR, train_set, val_set,
+                base, seed_dir / variant.stage1_dir, train_set, val_set,
                 build_model_config(base, train_set), context, resume=True)
             encoder['seconds'] = time.perf_counter() - start
-        encoder_path = encoder['path']
+            encoders[variant.stage1_dir] = encoder
+    encoder_path = encoder['path']
     start = time.perf_counter()
     summary = run_supervised(config, run_dir, train_set, val_set, model_config, context,
                              encoder_path, resume=True)
@@ -218,7 +231,7 @@ def train_variant(entry: DatasetEntry, variant: Variant, seed: int, extra: list[
                             for head, item in report['heads'].items()},
         'chance_uniform': {head: item['chance_uniform'] for head, item in report['heads'].items()},
         'val_best': summary.get('best'), 'stage2_seconds': seconds,
-        'stage1_seconds': encoder['seconds'] if encoder_path is not None else 0.0,
+        'stage1_seconds': encoder['seconds'],
         'shared_encoder': None if encoder_path is None else str(encoder_path),
         'parameters': _count_parameters(model_config),
     }
@@ -245,7 +258,7 @@ def run_dataset(preset: Preset, entry: DatasetEntry, extra: list[str], device: s
     try:
         for seed in preset.seeds:
             seed_dir = preset.work_dir / entry.name / f'seed{seed}'
-            encoder = {'path': None, 'seconds': 0.0}
+            encoders: dict[str, dict[str, Any]] = {}
             for variant in variants:
                 record_path = seed_dir / variant.key / RUN_RECORD
                 if not train:
@@ -253,7 +266,7 @@ def run_dataset(preset: Preset, entry: DatasetEntry, extra: list[str], device: s
                         records.append(json.loads(record_path.read_text()))
                     continue
                 print(f'[ablate] {entry.name} seed {seed}: {variant.key}', flush=True)
-                record = train_variant(entry, variant, seed, extra, seed_dir, context, encoder)
+                record = train_variant(entry, variant, seed, extra, seed_dir, context, encoders)
                 print(f'[ablate]   test accuracy {record["accuracy"]}', flush=True)
                 records.append(record)
     finally:

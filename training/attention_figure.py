@@ -8,10 +8,10 @@ Grad-CAM and, where the fusion has token attention, for the CEC attention weight
 
 Usage::
 
-    python training/attention_figure.py \\
-        --with-cec runs/ablate_reduced/synthetic_tag/seed0/convitac_tokens/best.safetensors \\
-        --without-cec runs/ablate_reduced/synthetic_tag/seed0/cross_attention/best.safetensors \\
-        --output docs/results/gradcam_synthetic_tag.png
+    cd runs/ablate_reduced/synthetic_tag && python ../../../training/attention_figure.py \\
+        --with-cec seed{0,1,2}/convitac_tokens/best.safetensors \\
+        --without-cec seed{0,1,2}/cross_attention/best.safetensors \\
+        --output ../../../docs/results/gradcam_synthetic_tag.png
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from torch.nn import functional as F  # noqa: E402
 
 from convitac_ros.checkpoint import load_checkpoint, LoadedCheckpoint  # noqa: E402
 from convitac_ros.fileio import atomic_write_text  # noqa: E402
+from training.ablate_table import mean_std  # noqa: E402
 from training.gradcam import (  # noqa: E402
     contact_scores,
     grad_cam,
@@ -44,6 +45,7 @@ from training.gradcam import (  # noqa: E402
     PressSample,
 )
 
+MODELS = ('with_cec', 'without_cec')
 COLUMNS = ('camera', 'camera Grad-CAM\nwithout CEC', 'camera Grad-CAM\nwith CEC',
            'tactile', 'tactile Grad-CAM\nwithout CEC', 'tactile Grad-CAM\nwith CEC')
 
@@ -118,7 +120,7 @@ def draw_figure(samples: list[PressSample], explained: dict[str, dict[str, Any]]
                 classes: list[str], head: str, image_size: int, path: Path) -> None:
     """Saves the figure: one row per sample, the six columns of :data:`COLUMNS`."""
     figure, grid = plt.subplots(len(samples), len(COLUMNS),
-                                figsize=(2.1 * len(COLUMNS), 2.3 * len(samples)), squeeze=False)
+                                figsize=(1.9 * len(COLUMNS), 2.1 * len(samples)), squeeze=False)
     for row, press in enumerate(samples):
         images = {side: cv2.resize(frames[-1], (image_size, image_size),
                                    interpolation=cv2.INTER_AREA)
@@ -148,46 +150,80 @@ def draw_figure(samples: list[PressSample], explained: dict[str, dict[str, Any]]
     figure.suptitle(f'Grad-CAM of the true {head} class; green: contact region', fontsize=10)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=90)
+    figure.savefig(path, dpi=75)
     plt.close(figure)
 
 
-def make_figure(with_cec: Path, without_cec: Path, output: Path, head: str = 'material',
-                rows: int = 4, score_samples: int = 64, split: str = 'test') -> dict[str, Any]:
-    """Writes the figure PNG and ``<output>.json`` (scores); returns the scores.
+def make_figure(with_cec: list[Path], without_cec: list[Path], output: Path,
+                head: str = 'material', rows: int = 4, score_samples: int = 64,
+                split: str = 'test') -> dict[str, Any]:
+    """Writes the figure PNG (first pair of models) and ``<output>.json`` (scores of every pair).
+
+    Args:
+        with_cec: CEC checkpoints, one per seed.
+        without_cec: Checkpoints without CEC, paired with ``with_cec`` (same data, same seed).
+        output: PNG path; the scores go next to it as JSON.
+        head: Head whose true class the maps explain.
+        rows: Samples in the figure.
+        score_samples: Full-press test samples that the scores average over.
+        split: Dataset split of the samples.
+
+    Returns:
+        The report written to the JSON file (per pair and mean ± std over pairs).
 
     Raises:
-        ValueError: When the checkpoints were trained on different data or the data has no
-            press-in sequences with approach frames (contact ground truth).
+        ValueError: When the lists differ in length, the checkpoints were trained on different
+            data, or the data has no press-in sequences with approach frames.
     """
-    models = {'with_cec': load_checkpoint(with_cec), 'without_cec': load_checkpoint(without_cec)}
-    recorded = {name: loaded.training or {} for name, loaded in models.items()}
-    dataset, root = (recorded['with_cec'].get(key) for key in ('dataset', 'data_root'))
-    if (dataset, root) != tuple(recorded['without_cec'].get(k) for k in ('dataset', 'data_root')):
-        raise ValueError(f'{with_cec} and {without_cec} were trained on different data')
-    options = recorded['with_cec'].get('config', {}).get('data', {}).get('options', {})
-    samples = press_samples(dataset, root, split, options, models['with_cec'])
+    if len(with_cec) != len(without_cec) or not with_cec:
+        raise ValueError('give as many --with-cec as --without-cec checkpoints (at least one)')
+    pairs = []
+    for paths in zip(with_cec, without_cec):
+        pair = dict(zip(MODELS, (load_checkpoint(path) for path in paths)))
+        data = {name: tuple((loaded.training or {}).get(key) for key in ('dataset', 'data_root'))
+                for name, loaded in pair.items()}
+        if len(set(data.values())) != 1 or (pairs and data != pairs[0][1]):
+            raise ValueError(f'checkpoints {[str(p) for p in paths]} were trained on other data')
+        pairs.append((pair, data))
+    first = pairs[0][0]['with_cec']
+    dataset, root = pairs[0][1]['with_cec']
+    options = (first.training or {}).get('config', {}).get('data', {}).get('options', {})
+    samples = press_samples(dataset, root, split, options, first)[:score_samples]
     if not samples:
         raise ValueError(f'{root}: no full-press samples with approach frames in {split!r}')
-    samples = samples[:score_samples]
-    explained = {name: explain(loaded, samples, head) for name, loaded in models.items()}
-    classes = models['with_cec'].heads[head]
-    picked = _diverse_rows(samples, head, rows)
-    draw_figure([samples[i] for i in picked],
-                {name: {'maps': {k: v[picked] for k, v in result['maps'].items()},
-                        'predicted': result['predicted'][picked]}
-                 for name, result in explained.items()},
-                classes, head, models['with_cec'].preprocess['image_size'], output)
     labels = np.array([p.sample.labels[head] for p in samples])
-    report = {
-        'with_cec': str(with_cec), 'without_cec': str(without_cec), 'dataset': dataset,
-        'data_root': root, 'split': split, 'head': head, 'figure': output.name,
-        'accuracy_on_scored_samples': {name: float((r['predicted'] == labels).mean())
-                                       for name, r in explained.items()},
-        'scores': score_models(explained, samples),
-    }
+    runs = []
+    for index, (pair, _) in enumerate(pairs):
+        explained = {name: explain(loaded, samples, head) for name, loaded in pair.items()}
+        if index == 0:
+            picked = _diverse_rows(samples, head, rows)
+            draw_figure([samples[i] for i in picked],
+                        {name: {'maps': {k: v[picked] for k, v in result['maps'].items()},
+                                'predicted': result['predicted'][picked]}
+                         for name, result in explained.items()},
+                        first.heads[head], head, first.preprocess['image_size'], output)
+        runs.append({'checkpoints': {name: str(loaded.path) for name, loaded in pair.items()},
+                     'accuracy_on_scored_samples': {
+                         name: float((r['predicted'] == labels).mean())
+                         for name, r in explained.items()},
+                     'scores': score_models(explained, samples)})
+    report = {'dataset': dataset, 'data_root': root, 'split': split, 'head': head,
+              'figure': output.name, 'figure_checkpoints': runs[0]['checkpoints'],
+              'samples': len(samples), 'summary': summarise_runs(runs), 'runs': runs}
     atomic_write_text(output.with_suffix('.json'), json.dumps(report, indent=2))
     return report
+
+
+def summarise_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean and sample standard deviation over the pairs of every score."""
+    summary: dict[str, Any] = {}
+    for name, kinds in runs[0]['scores'].items():
+        for kind, values in kinds.items():
+            for metric in ('mass_inside', 'enrichment'):
+                summary.setdefault(name, {}).setdefault(kind, {})[metric] = mean_std(
+                    [run['scores'][name][kind][metric] for run in runs])
+            summary[name][kind]['area'] = values['area']
+    return summary
 
 
 def _diverse_rows(samples: list[PressSample], head: str, rows: int) -> list[int]:
@@ -204,9 +240,10 @@ def _diverse_rows(samples: list[PressSample], head: str, rows: int) -> list[int]
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Command-line entry point; prints and returns the scores."""
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--with-cec', type=Path, required=True, help='a CEC checkpoint')
-    parser.add_argument('--without-cec', type=Path, required=True,
-                        help='the same data without CEC (cross_attention, concat, ...)')
+    parser.add_argument('--with-cec', type=Path, nargs='+', required=True,
+                        help='CEC checkpoints (one per seed; the first is drawn)')
+    parser.add_argument('--without-cec', type=Path, nargs='+', required=True,
+                        help='checkpoints without CEC (cross_attention, concat, ...), paired')
     parser.add_argument('--output', type=Path, default=Path('docs/results/gradcam.png'))
     parser.add_argument('--head', default='material')
     parser.add_argument('--rows', type=int, default=4, help='samples shown in the figure')
@@ -218,7 +255,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         torch.set_num_threads(args.threads)
     report = make_figure(args.with_cec, args.without_cec, args.output, args.head, args.rows,
                          args.score_samples)
-    print(json.dumps(report['scores'], indent=2))
+    print(json.dumps(report['summary'], indent=2))
     print(f'figure: {args.output}')
     return report
 

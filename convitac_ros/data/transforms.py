@@ -135,8 +135,17 @@ class FrameAugmentation:
 
     @classmethod
     def simclr(cls) -> FrameAugmentation:
-        """Build the stage-1 (SimCLR-style) augmentation: strong crop and colour changes."""
-        return cls()
+        """Build the stage-1 augmentation for visual-tactile (cross-modal) SimCLR.
+
+        Unlike image-only SimCLR, the positive is the other modality, so the augmentation must
+        keep what links the two: a crop of at least half the area (every side >= 0.61 of the
+        frame) always contains the central fifth of the frame, where the camera sees the
+        contact and the gel shows the imprint, and the colour changes are mild, with no
+        grayscale, because the material colour is the camera's cue to the touch. The
+        image-only defaults (crop down to 0.2, strong jitter) keep the loss at log(2B - 1).
+        """
+        return cls(crop_scale=(0.5, 1.0), brightness=0.15, contrast=0.15, saturation=0.15,
+                   grayscale=0.0)
 
     @classmethod
     def light(cls) -> FrameAugmentation:

@@ -4,10 +4,18 @@ E^c is a timm ViT (DINO ViT-S/16 architecture by default). Its patch-token grid 
 P tokens and projected to the fusion width d: those tokens are the condition e^p of stage 2.
 In stage 1 the mean of the P tokens goes through a separate MLP projection head (SimCLR); the
 head is only used for the loss, so stage 2 never runs it.
+
+The head normalises its hidden layer with batch statistics (SimCLR's Linear-BN-ReLU-Linear). A
+ViT that sees two very different modalities starts with embeddings dominated by one direction
+shared by all images (mean cosine ~0.8); without the batch normalisation NT-Xent falls straight
+into the collapsed solution (all embeddings equal, loss log(2B - 1), zero gradient) before it
+finds the weak visual-tactile link. The normalisation has no parameters or buffers, so the
+head's state dict (and older checkpoints) keep the keys `projection_head.0.*` and `.2.*`.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 import math
 
 import torch
@@ -27,11 +35,13 @@ class ContrastiveEncoder(nn.Module):
         self.tokenizer = GridTokenizer(config.contrastive_arch, config.contrastive_kwargs,
                                        config.image_size, math.isqrt(config.num_pooled_tokens),
                                        config.dim)
-        self.projection_head = nn.Sequential(
-            nn.Linear(config.dim, config.dim),
-            nn.ReLU(inplace=True),
-            nn.Linear(config.dim, config.projection_dim),
-        )
+        self.projection_head = nn.Sequential(OrderedDict([
+            ('0', nn.Linear(config.dim, config.dim)),
+            # Batch statistics in train and eval mode alike; no state (see the module docstring).
+            ('norm', nn.BatchNorm1d(config.dim, affine=False, track_running_stats=False)),
+            ('1', nn.ReLU(inplace=True)),
+            ('2', nn.Linear(config.dim, config.projection_dim)),
+        ]))
 
     @property
     def backbone(self) -> nn.Module:
@@ -45,8 +55,11 @@ class ContrastiveEncoder(nn.Module):
     def projection_embed(self, images: torch.Tensor) -> torch.Tensor:
         """Compute the SimCLR embeddings for the NT-Xent loss.
 
+        The head normalises with the statistics of this batch, so an embedding depends on the
+        other images of the call (as in SimCLR).
+
         Args:
-            images: `(N, 3, S, S)`.
+            images: `(N, 3, S, S)` with N >= 2.
 
         Returns:
             `(N, projection_dim)` (not normalised; `nt_xent_loss` normalises).

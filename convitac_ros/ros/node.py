@@ -333,6 +333,15 @@ class ConvitacNode(LifecycleNode):
         self._diagnostics.publish(array)
 
 
+def make_executor() -> Any:
+    """EXPERIMENT."""
+    import os
+    if os.environ.get('CONVITAC_EXECUTOR') == 'events':
+        from rclpy.experimental import EventsExecutor
+        return EventsExecutor()
+    return SingleThreadedExecutor()
+
+
 def main(args: list[str] | None = None) -> int:
     """Run the node until Ctrl-C or shutdown; return the exit code."""
     # Under overload the executor thread is always busy in Python and would keep the GIL for
@@ -345,7 +354,7 @@ def main(args: list[str] | None = None) -> int:
     try:
         node = ConvitacNode()
         node.autostart()
-        executor = SingleThreadedExecutor()
+        executor = make_executor()
         executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):

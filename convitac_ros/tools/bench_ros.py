@@ -45,9 +45,17 @@ def ensure_local_dds() -> dict[str, str]:
 class NodeProcess:
     """`convitac_node` in its own process (a context manager that always stops it)."""
 
-    def __init__(self, parameters: dict[str, Any], log_path: Path) -> None:
-        """Prepare the command line; ``parameters`` become ``-p name:=value`` arguments."""
-        self.command = [sys.executable, '-m', 'convitac_ros.ros.node', '--ros-args']
+    def __init__(self, parameters: dict[str, Any], log_path: Path,
+                 command: list[str] | None = None) -> None:
+        """Prepare the command line.
+
+        Args:
+            parameters: node parameters, passed as ``-p name:=value`` arguments.
+            log_path: where the process's stdout and stderr go.
+            command: another command to run instead of the node (the echo node); then
+                ``parameters`` must be empty.
+        """
+        self.command = command or [sys.executable, '-m', 'convitac_ros.ros.node', '--ros-args']
         for name, value in parameters.items():
             text = str(value).lower() if isinstance(value, bool) else str(value)
             self.command += ['-p', f'{name}:={text}']
@@ -102,7 +110,11 @@ class NodeProcess:
 
 @dataclasses.dataclass
 class Sent:
-    """One published pair: its stamp and when its publication started (perf_counter ns)."""
+    """One published pair: its stamp and when its last message was published (perf_counter ns).
+
+    The node cannot start before the pair is complete, so the clock starts right before the
+    publication of the last message of the pair.
+    """
 
     stamp_ns: int
     sent_ns: int
@@ -146,7 +158,11 @@ class Client:
         self._result_sub = self.node.create_subscription(
             String, f'/{node_name}/result', self._on_result, 100)
         self.node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics, 10)
-        self._executor = SingleThreadedExecutor(context=self._context)
+        if os.environ.get('CONVITAC_CLIENT_EXECUTOR') == 'events':
+            from rclpy.experimental import EventsExecutor
+            self._executor = EventsExecutor(context=self._context)
+        else:
+            self._executor = SingleThreadedExecutor(context=self._context)
         self._executor.add_node(self.node)
         self._thread = threading.Thread(target=self._spin, daemon=True)
         self._thread.start()
@@ -194,11 +210,13 @@ class Client:
 
     def publish_pair(self) -> Sent:
         """Publish one camera/tactile set with a shared stamp (the current wall time)."""
-        sent_ns = time.perf_counter_ns()
         stamp_ns = time.time_ns()
-        for publisher, message in zip(self._publishers, self._messages):
+        for message in self._messages:
             message.header.stamp.sec, message.header.stamp.nanosec = divmod(stamp_ns, 10**9)
+        for publisher, message in zip(self._publishers[:-1], self._messages):
             publisher.publish(message)
+        sent_ns = time.perf_counter_ns()
+        self._publishers[-1].publish(self._messages[-1])
         return Sent(stamp_ns, sent_ns)
 
     def run_rate(self, rate_hz: float, duration_s: float,

@@ -90,7 +90,7 @@ def _camera(rng: np.random.Generator, obj: dict, trial: dict, phase: str) -> np.
 
 def _tactile(rng: np.random.Generator, obj: dict, trial: dict, phase: str,
              sensor: int) -> np.ndarray:
-    """GelSight view of one finger in one phase: float32 (H, W, 3)."""
+    """Render the GelSight view of one finger in one phase: float32 (H, W, 3)."""
     in_contact = phase == 'during' or (phase == 'after' and trial['success'])
     if not in_contact:
         return gelsight(rng, np.zeros(TACTILE_SHAPE, np.float32), gel=trial['gels'][sensor])

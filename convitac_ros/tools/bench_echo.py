@@ -1,0 +1,87 @@
+"""The transport floor of the node benchmark: a node that answers each pair without a model.
+
+``python -m convitac_ros.tools.bench_echo --inputs N --reliable`` subscribes to the node's input
+topics with the node's QoS and executor and, once every input of a stamp has arrived,
+publishes ``~/result`` (JSON with ``stamp_ns``) under the node's name. Its end-to-end latency is
+what DDS and rclpy cost on this machine before any conversion or model work: the floor under
+the node's latency. It also publishes a minimal /diagnostics status so that the benchmark client
+sees it as ready, exactly as it sees the node.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+import rclpy
+from rclpy.executors import ExternalShutdownException
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
+from std_msgs.msg import String
+
+from convitac_ros.ros.node import INPUT_TOPICS, make_executor, NODE_NAME
+from convitac_ros.ros.synchronizer import stamp_to_ns
+
+KEEP_STAMPS = 100  # stamps waiting for their partners (a lost message never completes one)
+
+
+class EchoNode:
+    """Pairs messages by exact stamp and answers each complete pair on ``~/result``."""
+
+    def __init__(self, inputs: int, reliable: bool) -> None:
+        """Create the node, its subscriptions and its publishers."""
+        self.node = rclpy.create_node(NODE_NAME)
+        self._inputs = inputs
+        self._seen: dict[int, int] = {}
+        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5,
+                         reliability=ReliabilityPolicy.RELIABLE if reliable
+                         else ReliabilityPolicy.BEST_EFFORT)
+        self._result = self.node.create_publisher(String, '~/result', 10)
+        for topic in INPUT_TOPICS[:inputs]:
+            self.node.create_subscription(Image, topic, self._on_image, qos)
+        self._diagnostics = self.node.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self.node.create_timer(1.0, self._publish_diagnostics)
+
+    def _on_image(self, msg: Any) -> None:
+        stamp = stamp_to_ns(msg)
+        count = self._seen.pop(stamp, 0) + 1
+        if count < self._inputs:
+            self._seen[stamp] = count
+            if len(self._seen) > KEEP_STAMPS:
+                del self._seen[next(iter(self._seen))]
+            return
+        self._result.publish(String(data=json.dumps({'stamp_ns': stamp})))
+
+    def _publish_diagnostics(self) -> None:
+        self._diagnostics.publish(DiagnosticArray(status=[DiagnosticStatus(
+            name=f'{NODE_NAME}: inference', message='echo',
+            values=[KeyValue(key='model', value='none (echo)')])]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the echo node until Ctrl-C."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--inputs', type=int, default=2, help='camera + tactile topics')
+    parser.add_argument('--reliable', action='store_true', help='RELIABLE input QoS')
+    args = parser.parse_args(argv)
+    rclpy.init()
+    echo = None
+    try:
+        echo = EchoNode(args.inputs, args.reliable)
+        executor = make_executor()
+        executor.add_node(echo.node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if echo is not None:
+            echo.node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
