@@ -41,7 +41,8 @@ NODE_NAME = 'convitac_node'
 INPUT_TOPICS = ('camera/image_raw', 'tactile/image_raw', 'tactile_b/image_raw')
 # A zero stamp or an inference failure keeps its WARN / ERROR this long (s) after the event.
 RECENT_S = 5.0
-SWITCH_INTERVAL_S = 0.0005
+SWITCH_INTERVAL_S = float(__import__('os').environ.get('CONVITAC_SWITCH', '0.0005'))
+INLINE = bool(__import__('os').environ.get('CONVITAC_INLINE'))
 
 
 class InputState:
@@ -284,6 +285,9 @@ class ConvitacNode(LifecycleNode):
         if isinstance(window, str):
             self.counters.add(f'dropped {window}')
             return
+        if INLINE and len(self._queue) == 0 and not self._thread.busy:
+            self._thread._process([window])
+            return
         if self._queue.put(window):
             self.counters.add('dropped queue_full')
 
@@ -333,15 +337,6 @@ class ConvitacNode(LifecycleNode):
         self._diagnostics.publish(array)
 
 
-def make_executor() -> Any:
-    """EXPERIMENT."""
-    import os
-    if os.environ.get('CONVITAC_EXECUTOR') == 'events':
-        from rclpy.experimental import EventsExecutor
-        return EventsExecutor()
-    return SingleThreadedExecutor()
-
-
 def main(args: list[str] | None = None) -> int:
     """Run the node until Ctrl-C or shutdown; return the exit code."""
     # Under overload the executor thread is always busy in Python and would keep the GIL for
@@ -354,7 +349,7 @@ def main(args: list[str] | None = None) -> int:
     try:
         node = ConvitacNode()
         node.autostart()
-        executor = make_executor()
+        executor = SingleThreadedExecutor()
         executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):

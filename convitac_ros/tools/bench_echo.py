@@ -1,7 +1,7 @@
 """The transport floor of the node benchmark: a node that answers each pair without a model.
 
 ``python -m convitac_ros.tools.bench_echo --inputs N --reliable`` subscribes to the node's input
-topics with the node's QoS and executor and, once every input of a stamp has arrived,
+topics with the node's QoS and executor (single-threaded) and, once every input of a stamp has arrived,
 publishes ``~/result`` (JSON with ``stamp_ns``) under the node's name. Its end-to-end latency is
 what DDS and rclpy cost on this machine before any conversion or model work: the floor under
 the node's latency. It also publishes a minimal /diagnostics status so that the benchmark client
@@ -17,12 +17,12 @@ from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 import rclpy
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
-from convitac_ros.ros.node import INPUT_TOPICS, make_executor, NODE_NAME
+from convitac_ros.ros.node import INPUT_TOPICS, NODE_NAME
 from convitac_ros.ros.synchronizer import stamp_to_ns
 
 KEEP_STAMPS = 100  # stamps waiting for their partners (a lost message never completes one)
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     echo = None
     try:
         echo = EchoNode(args.inputs, args.reliable)
-        executor = make_executor()
+        executor = SingleThreadedExecutor()
         executor.add_node(echo.node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):

@@ -158,11 +158,7 @@ class Client:
         self._result_sub = self.node.create_subscription(
             String, f'/{node_name}/result', self._on_result, 100)
         self.node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics, 10)
-        if os.environ.get('CONVITAC_CLIENT_EXECUTOR') == 'events':
-            from rclpy.experimental import EventsExecutor
-            self._executor = EventsExecutor(context=self._context)
-        else:
-            self._executor = SingleThreadedExecutor(context=self._context)
+        self._executor = SingleThreadedExecutor(context=self._context)
         self._executor.add_node(self.node)
         self._thread = threading.Thread(target=self._spin, daemon=True)
         self._thread.start()
