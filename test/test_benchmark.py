@@ -84,6 +84,7 @@ def test_node_part_measures_latency_rate_and_overload(tmp_path, tiny_checkpoint)
     results = document['results']
     assert results['latency']['answered'] > 0
     assert results['latency']['node_over_forward_p50'] > 0
+    assert results['latency']['stats']['echo_floor']['p50_ms'] > 0
     assert [step['rate_hz'] for step in results['rate_steps']][0] == 10
     if results['sustainable_hz'] > 0:
         assert len(results['overload']['windows']) == 6

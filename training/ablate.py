@@ -15,7 +15,7 @@ can be re-rendered without training (``--no-train``).
 
 Usage::
 
-    python training/ablate.py --preset ablate_reduced                    # synthetic, ~15 min CPU
+    python training/ablate.py --preset ablate_reduced --threads 2        # synthetic world, CPU
     python training/ablate.py --preset ablate_full --dataset touch_and_go --data-root /data/tag
     python training/ablate.py --preset ablate_full --dataset feeling_of_success \\
         --data-root /data/feeling_of_success --device cuda

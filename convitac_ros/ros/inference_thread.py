@@ -51,7 +51,6 @@ class InferenceThread(threading.Thread):
         self.last_conversion_error: str | None = None
         self._last_error: tuple[float, str] | None = None
         self._sequence = 0
-        self.busy = False
 
     def recent_error(self, within_s: float) -> str | None:
         """The last inference error if it happened less than ``within_s`` seconds ago."""
@@ -66,7 +65,6 @@ class InferenceThread(threading.Thread):
             window = self._queue.get()
             if window is None:
                 return
-            self.busy = True
             batch = [window]
             params = self._node.params
             if params.process_every_pair:
@@ -76,7 +74,6 @@ class InferenceThread(threading.Thread):
                         break
                     batch.append(more)
             self._process(batch)
-            self.busy = False
 
     def _sample(self, window: Window) -> tuple[list[np.ndarray], list[list[np.ndarray]]] | None:
         """The model inputs of a window, or None (counted) when an image does not convert."""

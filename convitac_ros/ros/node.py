@@ -41,8 +41,7 @@ NODE_NAME = 'convitac_node'
 INPUT_TOPICS = ('camera/image_raw', 'tactile/image_raw', 'tactile_b/image_raw')
 # A zero stamp or an inference failure keeps its WARN / ERROR this long (s) after the event.
 RECENT_S = 5.0
-SWITCH_INTERVAL_S = float(__import__('os').environ.get('CONVITAC_SWITCH', '0.0005'))
-INLINE = bool(__import__('os').environ.get('CONVITAC_INLINE'))
+SWITCH_INTERVAL_S = 0.0005
 
 
 class InputState:
@@ -284,9 +283,6 @@ class ConvitacNode(LifecycleNode):
         window = self._window.push(frame_set)
         if isinstance(window, str):
             self.counters.add(f'dropped {window}')
-            return
-        if INLINE and len(self._queue) == 0 and not self._thread.busy:
-            self._thread._process([window])
             return
         if self._queue.put(window):
             self.counters.add('dropped queue_full')

@@ -1,11 +1,11 @@
 """The transport floor of the node benchmark: a node that answers each pair without a model.
 
-``python -m convitac_ros.tools.bench_echo --inputs N --reliable`` subscribes to the node's input
-topics with the node's QoS and executor (single-threaded) and, once every input of a stamp has arrived,
-publishes ``~/result`` (JSON with ``stamp_ns``) under the node's name. Its end-to-end latency is
-what DDS and rclpy cost on this machine before any conversion or model work: the floor under
-the node's latency. It also publishes a minimal /diagnostics status so that the benchmark client
-sees it as ready, exactly as it sees the node.
+``python -m convitac_ros.tools.bench_echo --inputs N --reliable`` subscribes to the node's
+input topics with the node's QoS and executor (single-threaded) and, once every input of a stamp
+has arrived, publishes ``~/result`` (JSON with ``stamp_ns``) under the node's name. Its
+end-to-end latency is what DDS and rclpy cost on this machine before any conversion or model
+work: the floor under the node's latency. It also publishes a minimal /diagnostics status so
+that the benchmark client sees it as ready, exactly as it sees the node.
 """
 
 from __future__ import annotations

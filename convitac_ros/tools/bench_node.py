@@ -1,11 +1,14 @@
 """Benchmark part `node`: end-to-end latency, sustainable rate and overload of `convitac_node`.
 
 The node runs as a subprocess (loopback DDS, private domain); this process publishes
-camera/tactile pairs and receives ``~/result``. Three runs:
+camera/tactile pairs and receives ``~/result``. Four runs:
 
-1. latency at ``--rate``: publish -> result (p50/p95/p99). In the idle gap after each result
-   this process times the model forward (and ``Predictor.predict``) on the same checkpoint and
-   device, so the node/model ratio compares numbers taken under the same load;
+0. the echo floor: :mod:`convitac_ros.tools.bench_echo` in place of the node (same topics, QoS
+   and executor, no model) at ``--rate``: what DDS and rclpy alone cost per pair;
+1. latency at ``--rate``: publish of the last message of a pair -> result (p50/p95/p99). In
+   the idle gap after each result this process times the model forward (and
+   ``Predictor.predict``) on the same checkpoint and device, so the node/model ratio compares
+   numbers taken under the same load;
 2. rate steps: the rate doubles until the node stops answering every pair (then two bisection
    steps); the highest rate answered in full with no latency growth is the sustainable rate;
 3. overload at ``--overload-factor`` x that rate for ``--overload-s``: latency, node RSS and the
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+import sys
 import tempfile
 import time
 from typing import Any
@@ -34,6 +38,7 @@ GROWTH = 1.5  # latency growth allowed over a run (last window p50 / first windo
 GROWTH_SLACK_MS = 2.0  # latency differences below this are scheduling noise, not growth
 RSS_SLACK_MIB = 20.0
 MIN_MODEL_SAMPLES = 30  # forward / predict timings per latency run
+ECHO_MAX_S = 10.0  # the echo floor run lasts --duration-s, at most this long
 
 
 def run_node(args: argparse.Namespace, checkpoint: Path | None, device: torch.device
@@ -53,12 +58,22 @@ def run_node(args: argparse.Namespace, checkpoint: Path | None, device: torch.de
         parameters = {'checkpoint': str(checkpoint.resolve()), 'device': str(device),
                       'qos_reliability': 'reliable' if args.reliable else 'best_effort'}
         sizes = [args.camera_size] + [args.tactile_size] * predictor.num_tactile
+        echo = [sys.executable, '-m', 'convitac_ros.tools.bench_echo', '--inputs',
+                str(len(sizes))] + ['--reliable'] * args.reliable
+        with NodeProcess({}, Path(tmp) / 'echo.log', command=echo) as process:
+            client = Client(sizes, reliable=args.reliable)
+            try:
+                client.wait_ready(process, timeout_s=60.0)
+                client.run_rate(args.rate, 1.0)  # warm the path up; not measured
+                floor = _echo_run(client, args)
+            finally:
+                client.close()
         with NodeProcess(parameters, Path(tmp) / 'node.log') as process:
             client = Client(sizes, reliable=args.reliable)
             try:
                 client.wait_ready(process, timeout_s=180.0)
                 client.run_rate(args.rate, 2.0)  # warm the path up; not measured
-                _latency_run(client, pieces, args, report)
+                _latency_run(client, pieces, args, floor, report)
                 sustained = _rate_steps(client, process, args, report)
                 _overload_run(client, process, args, sustained, report)
             finally:
@@ -90,8 +105,16 @@ def _latencies(client: Client, sent: list[Sent]) -> tuple[list[float], list[floa
     return e2e, internal
 
 
+def _echo_run(client: Client, args: argparse.Namespace) -> dict[str, Any]:
+    """End-to-end latency of the echo node: the transport floor (sent, answered, stats)."""
+    sent = client.run_rate(args.rate, min(args.duration_s, ECHO_MAX_S))
+    client.settle(0.5)
+    e2e, _ = _latencies(client, sent)
+    return {'sent': len(sent), 'answered': len(e2e), 'stats': summarize(e2e)}
+
+
 def _latency_run(client: Client, pieces: dict[str, Any], args: argparse.Namespace,
-                 report: Report) -> None:
+                 floor: dict[str, Any], report: Report) -> None:
     model_times: dict[str, list[float]] = {'forward': [], 'predict': []}
     # The estimate that decides whether a call fits in the gap; updated as samples come in.
     estimate = {name: float(np.median(time_calls(pieces[name], 5, 2))) for name in model_times}
@@ -117,17 +140,23 @@ def _latency_run(client: Client, pieces: dict[str, Any], args: argparse.Namespac
     stats = {'end_to_end': summarize(e2e), 'node_internal': summarize(internal),
              'model_forward': summarize(model_times['forward']),
              'predictor_predict': summarize(model_times['predict'])}
-    ratio = stats['end_to_end']['p50_ms'] / stats['model_forward']['p50_ms']
+    stats['echo_floor'] = floor['stats']
+    forward = stats['model_forward']['p50_ms']
+    ratio = stats['end_to_end']['p50_ms'] / forward
+    # The best a node on this transport can do: the floor plus the Predictor's own work.
+    bound = (floor['stats']['p50_ms'] + stats['predictor_predict']['p50_ms']) / forward
     report.results['latency'] = {'rate_hz': args.rate, 'sent': len(sent), 'answered': len(e2e),
                                  'stats': stats, 'node_over_forward_p50': ratio,
+                                 'floor_plus_predict_over_forward_p50': bound,
+                                 'echo': {'sent': floor['sent'], 'answered': floor['answered']},
                                  'model_samples_in_gap': in_gap}
     table = Table(f'Node latency at {args.rate:g} pairs/s ({len(e2e)} of {len(sent)} answered)',
                   ['measurement', 'p50 ms', 'p95 ms', 'p99 ms', 'max ms', 'p50 / forward p50'])
     labels = {'end_to_end': 'node end to end (publish -> ~/result)',
               'node_internal': 'inside the node (pair complete -> published)',
               'predictor_predict': 'Predictor.predict alone (same run)',
-              'model_forward': 'model forward alone (same run)'}
-    forward = stats['model_forward']['p50_ms']
+              'model_forward': 'model forward alone (same run)',
+              'echo_floor': 'echo floor: same topics, no model (same run)'}
     for key, label in labels.items():
         row = stats[key]
         table.add(label, row['p50_ms'], row['p95_ms'], row['p99_ms'], row['max_ms'],
@@ -138,11 +167,18 @@ def _latency_run(client: Client, pieces: dict[str, Any], args: argparse.Namespac
                        f'sensor_msgs/Image ({qos} QoS), one shared stamp per pair; forward and '
                        'predict are timed in this process in the idle gap after each result '
                        f'({in_gap["forward"]} and {in_gap["predict"]} calls; the rest of '
-                       f'{MIN_MODEL_SAMPLES} right after the run).')
+                       f'{MIN_MODEL_SAMPLES} right after the run). End to end starts right '
+                       'before the publication of the last message of a pair.')
+    table.notes.append(f'echo floor: a node that answers each pair at once, without a model '
+                       f'(convitac_ros.tools.bench_echo; {floor["answered"]} of {floor["sent"]} '
+                       'answered, run before the node): what DDS and rclpy cost alone. Echo '
+                       f'floor + Predictor.predict = {bound:.2f}x the forward: the best this '
+                       'transport allows.')
     report.tables.append(table)
     report.checks.append(Check(
         f'node p50 within {LATENCY_BAR}x of the model forward p50', ratio <= LATENCY_BAR,
-        f'{stats["end_to_end"]["p50_ms"]:.2f} ms / {forward:.2f} ms = {ratio:.2f}x'))
+        f'{stats["end_to_end"]["p50_ms"]:.2f} ms / {forward:.2f} ms = {ratio:.2f}x (echo floor '
+        f'+ predict alone: {bound:.2f}x)'))
 
 
 def _growth(before_ms: float, after_ms: float) -> tuple[float, bool]:
