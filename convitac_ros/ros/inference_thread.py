@@ -19,7 +19,7 @@ from std_msgs.msg import Header
 
 from convitac_ros.ros.debug_image import render_debug_image
 from convitac_ros.ros.image_conversion import ImageConversionError
-from convitac_ros.ros.pipeline import DropOldestQueue, FrameSet, LatencyWindow
+from convitac_ros.ros.pipeline import DropOldestQueue, FrameSet, LatencyWindow, window_inputs
 
 LOG_THROTTLE_S = 5.0
 
@@ -79,17 +79,13 @@ class InferenceThread(threading.Thread):
         """The model inputs of a window, or None (counted) when an image does not convert."""
         predictor = self._predictor
         try:
-            frames = [frame_set.rgb() for frame_set in window]
+            return window_inputs(window, predictor.visual_len, predictor.tactile_len)
         except ImageConversionError as exc:
             self._counters.add('dropped conversion_error')
             self.last_conversion_error = str(exc)
             self._logger.warning(f'dropped a window: {exc}',
                                  throttle_duration_sec=LOG_THROTTLE_S)
             return None
-        visual = [f[0] for f in frames[-predictor.visual_len:]]
-        tactile = [[f[1 + sensor] for f in frames[-predictor.tactile_len:]]
-                   for sensor in range(predictor.num_tactile)]
-        return visual, tactile
 
     def _process(self, batch: list[Window]) -> None:
         pairs = [(w, s) for w in batch if (s := self._sample(w)) is not None]

@@ -3,6 +3,7 @@
 - :class:`FrameSet`: one synchronized set of messages, converted to RGB once, on demand.
 - :class:`SlidingWindow`: the last ``length`` sets in stamp order; each new set yields the
   window that ends with it (the model's visual and tactile sequences).
+- :func:`window_inputs`: a window split into the model's visual and tactile sequences.
 - :class:`DropOldestQueue`: the bounded hand-over to the inference thread.
 - :class:`Counters` and :class:`LatencyWindow`: thread-safe statistics for diagnostics.
 """
@@ -58,6 +59,28 @@ class FrameSet:
                     raise ImageConversionError(self._error) from None
             self._rgb = frames
         return self._rgb
+
+
+def window_inputs(window: Sequence[FrameSet], visual_len: int, tactile_len: int
+                  ) -> tuple[list[np.ndarray], list[list[np.ndarray]]]:
+    """Split a window of synchronized sets into the Predictor's inputs.
+
+    Args:
+        window: Sets oldest first, each camera first then the tactile sensors.
+        visual_len: Camera frames the model takes (T_v).
+        tactile_len: Frames per tactile sensor the model takes (T_t).
+
+    Returns:
+        The last T_v camera frames and, per sensor, the last T_t frames, oldest first.
+
+    Raises:
+        ImageConversionError: When an image of the window does not convert.
+    """
+    frames = [frame_set.rgb() for frame_set in window]
+    visual = [f[0] for f in frames[len(frames) - visual_len:]]
+    tactile = [[f[sensor] for f in frames[len(frames) - tactile_len:]]
+               for sensor in range(1, len(frames[0]))]
+    return visual, tactile
 
 
 class SlidingWindow:

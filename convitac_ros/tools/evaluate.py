@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from convitac_ros.ros.pipeline import window_inputs
 from convitac_ros.tools.bag_samples import (
     BagSamples,
     DEFAULT_QUEUE_SIZE,
@@ -30,20 +31,6 @@ from convitac_ros.tools.bag_samples import (
 )
 from convitac_ros.tools.bagio import BagError, BagReader
 from convitac_ros.tools.metrics import EvaluationRecorder, format_table, save_report
-
-
-def split_window(window: Sequence[Any], visual_len: int, tactile_len: int
-                 ) -> tuple[list[np.ndarray], list[list[np.ndarray]]]:
-    """Split a window of sets into the Predictor's inputs.
-
-    Returns:
-        The last T_v camera frames and, per sensor, the last T_t tactile frames, oldest first.
-    """
-    frames = [s.rgb() for s in window]
-    visual = [f[0] for f in frames[len(frames) - visual_len:]]
-    tactile = [[f[k] for f in frames[len(frames) - tactile_len:]]
-               for k in range(1, len(frames[0]))]
-    return visual, tactile
 
 
 def evaluate_offline(samples: BagSamples, predictor: Any, batch_size: int = 8,
@@ -72,8 +59,8 @@ def evaluate_offline(samples: BagSamples, predictor: Any, batch_size: int = 8,
     with tqdm(total=len(scored), desc='offline', unit='sample', disable=not progress) as bar:
         for first in range(0, len(scored), batch_size):
             batch = scored[first:first + batch_size]
-            inputs = [split_window(windows[p.set_index], predictor.visual_len,
-                                   predictor.tactile_len) for p in batch]
+            inputs = [window_inputs(windows[p.set_index], predictor.visual_len,
+                                    predictor.tactile_len) for p in batch]
             started = time.perf_counter()
             outputs = predictor.predict_batch(inputs)
             elapsed = (time.perf_counter() - started) / len(batch)
