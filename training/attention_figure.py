@@ -143,10 +143,10 @@ def draw_figure(samples: list[PressSample], explained: dict[str, dict[str, Any]]
             axes.set_yticks([])
             if row == 0:
                 axes.set_title(COLUMNS[column], fontsize=9)
-        truth = classes[press.sample.labels[head]]
-        guesses = ', '.join(f'{label}: {classes[explained[name]["predicted"][row]]}'
-                            for name, label in (('without_cec', 'w/o'), ('with_cec', 'CEC')))
-        grid[row, 0].set_ylabel(f'{truth}\n({guesses})', fontsize=8)
+        lines = [f'true: {classes[press.sample.labels[head]]}'] + [
+            f'{label}: {classes[explained[name]["predicted"][row]]}'
+            for name, label in (('without_cec', 'w/o CEC'), ('with_cec', 'CEC'))]
+        grid[row, 0].set_ylabel('\n'.join(lines), fontsize=7)
     figure.suptitle(f'Grad-CAM of the true {head} class; green: contact region', fontsize=10)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
