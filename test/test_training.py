@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -275,3 +279,33 @@ def test_evaluate_writes_report_and_confusion_pngs(tiny_checkpoint: Path,
         assert 0.0 <= entry['chance_majority'] <= 1.0
         assert entry['chance_uniform'] == pytest.approx(1 / len(entry['classes']))
         assert (tmp_path / f'confusion_{head}.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+
+
+@pytest.mark.slow
+def test_run_killed_by_sigkill_resumes_to_identical_weights(
+        synthetic_tag_root: Path, tiny_run_dir: Path, tmp_path: Path) -> None:
+    # A real process, killed with SIGKILL as soon as its first mid-run state is on disk.
+    stage2_only = [*run_args(synthetic_tag_root, tmp_path / 'RUN'), '--checkpoint-every-steps',
+                   '2', '--set', 'stage2.epochs=3', '--contrastive-checkpoint',
+                   str(tiny_run_dir / 'stage1' / 'last.safetensors')]
+    whole = tmp_path / 'whole'
+    train_main([whole.as_posix() if a == str(tmp_path / 'RUN') else a for a in stage2_only])
+    killed = tmp_path / 'killed'
+    argv = [killed.as_posix() if a == str(tmp_path / 'RUN') else a for a in stage2_only]
+    script = Path(__file__).resolve().parents[1] / 'training' / 'train.py'
+    process = subprocess.Popen([sys.executable, str(script), *argv],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not (killed / 'state.safetensors').exists() and process.poll() is None:
+            assert time.monotonic() < deadline, 'no resume state was written'
+            time.sleep(0.01)
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.kill()
+        process.wait()
+    assert process.returncode == -signal.SIGKILL, 'the run ended before it could be killed'
+    assert load_state(killed / 'state.safetensors'), 'the state on disk must be whole'
+    train_main(['--resume', str(killed), '--no-progress'])
+    assert_same_tensors(whole / 'last.safetensors', killed / 'last.safetensors')
+    assert metric_lines(whole / 'metrics.jsonl') == metric_lines(killed / 'metrics.jsonl')
