@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--checkpoint', type=Path, default=None,
                         help='checkpoint for the node (default: the shipped demo checkpoint)')
     parser.add_argument('--device', default='auto', help='node inference device')
-    parser.add_argument('--samples', type=int, default=300,
+    parser.add_argument('--samples', type=int, default=600,
                         help='synthetic samples to generate (about 1 in 7 lands in the test '
                         'split that is replayed)')
     parser.add_argument('--seed', type=int, default=2024, help='synthetic world seed')
