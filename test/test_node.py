@@ -6,6 +6,7 @@ that only moves forward (except where a test makes time jump back on purpose).
 
 from __future__ import annotations
 
+import threading
 import time
 
 from node_harness import image, NodeProcess, Probe, status_values, wait_until
@@ -158,8 +159,14 @@ def test_good_parameter_value_is_accepted(running):
 def test_diagnostics_report_rates_latency_device_and_model(running):
     node, probe, clock = running
     rng = np.random.default_rng(3)
-    stream(probe, clock, frames(rng, 20), frames(rng, 20))
+    # Rates cover the last diagnostics period (1 s): read a status published mid-stream, whose
+    # whole period saw input (the stream lasts 2.5 s; the status comes within 1 s of 1.2 s).
+    streamer = threading.Thread(target=stream, args=(probe, clock, frames(rng, 50),
+                                                     frames(rng, 50)))
+    streamer.start()
+    time.sleep(1.2)
     status = probe.next_status()
+    streamer.join()
     values = status_values(status)
     assert status.level == b'\x00', status.message
     assert status.name == 'convitac_node: inference'

@@ -284,17 +284,20 @@ def test_evaluate_writes_report_and_confusion_pngs(tiny_checkpoint: Path,
 @pytest.mark.slow
 def test_run_killed_by_sigkill_resumes_to_identical_weights(
         synthetic_tag_root: Path, tiny_run_dir: Path, tmp_path: Path) -> None:
-    # A real process, killed with SIGKILL as soon as its first mid-run state is on disk.
-    stage2_only = [*run_args(synthetic_tag_root, tmp_path / 'RUN'), '--checkpoint-every-steps',
-                   '2', '--set', 'stage2.epochs=3', '--contrastive-checkpoint',
-                   str(tiny_run_dir / 'stage1' / 'last.safetensors')]
-    whole = tmp_path / 'whole'
-    train_main([whole.as_posix() if a == str(tmp_path / 'RUN') else a for a in stage2_only])
-    killed = tmp_path / 'killed'
-    argv = [killed.as_posix() if a == str(tmp_path / 'RUN') else a for a in stage2_only]
+    # Real processes (the reference too, so that both run with the same torch threads), one of
+    # them killed with SIGKILL as soon as its first mid-run state is on disk.
     script = Path(__file__).resolve().parents[1] / 'training' / 'train.py'
-    process = subprocess.Popen([sys.executable, str(script), *argv],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def start(run_dir: Path, *extra: str) -> subprocess.Popen:
+        argv = [*run_args(synthetic_tag_root, run_dir), '--checkpoint-every-steps', '2',
+                '--set', 'stage2.epochs=3', '--contrastive-checkpoint',
+                str(tiny_run_dir / 'stage1' / 'last.safetensors'), *extra]
+        return subprocess.Popen([sys.executable, str(script), *argv],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    whole, killed = tmp_path / 'whole', tmp_path / 'killed'
+    assert start(whole).wait(timeout=300) == 0
+    process = start(killed)
     try:
         deadline = time.monotonic() + 120
         while not (killed / 'state.safetensors').exists() and process.poll() is None:
@@ -306,6 +309,8 @@ def test_run_killed_by_sigkill_resumes_to_identical_weights(
         process.wait()
     assert process.returncode == -signal.SIGKILL, 'the run ended before it could be killed'
     assert load_state(killed / 'state.safetensors'), 'the state on disk must be whole'
-    train_main(['--resume', str(killed), '--no-progress'])
+    resumed = subprocess.run([sys.executable, str(script), '--resume', str(killed),
+                              '--no-progress'], capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert_same_tensors(whole / 'last.safetensors', killed / 'last.safetensors')
     assert metric_lines(whole / 'metrics.jsonl') == metric_lines(killed / 'metrics.jsonl')
