@@ -120,7 +120,7 @@ class InferenceThread(threading.Thread):
         latency_ms = (time.perf_counter_ns() - newest.received_ns) / 1e6
         self._outputs.publish(header_of(newest), probabilities,
                               {'latency_ms': round(latency_ms, 3), 'sequence': self._sequence})
-        self.latency.add((time.perf_counter_ns() - newest.received_ns) / 1e6)
+        self.latency.add(latency_ms)
         self.age.add((self._node.get_clock().now().nanoseconds - newest.stamp_ns) / 1e6)
         self._counters.add('inferences')
 
