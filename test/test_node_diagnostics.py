@@ -123,3 +123,38 @@ def test_classification_is_published_exactly_where_vision_msgs_imports():
     from convitac_ros.ros.outputs import has_vision_msgs
 
     assert has_vision_msgs() == (find_spec('vision_msgs') is not None)
+
+
+def test_messages_lost_in_transport_warn_while_recent():
+    health = healthy()
+    health.inputs[0].lost, health.inputs[0].recent_lost = 7, True
+    status = health_status(health)
+    assert status.level == WARN
+    assert 'camera/image_raw lost 7 messages in transport' in status.message
+    assert values(status)['camera/image_raw lost in transport'] == '7'
+    health.inputs[0].recent_lost = False
+    assert health_status(health).level == OK
+
+
+def test_a_publisher_the_node_cannot_connect_to_warns():
+    health = healthy()
+    health.inputs[1].publishers, health.inputs[1].matched = 2, 1
+    status = health_status(health)
+    assert status.level == WARN
+    assert 'tactile/image_raw has 1 publisher(s) this node cannot connect to' in status.message
+    assert values(status)['tactile/image_raw publishers (matched)'] == '2 (1)'
+    assert values(status)['camera/image_raw publishers (matched)'] == 'n/a'
+    health.inputs[1].matched = 2
+    assert health_status(health).level == OK
+
+
+def test_sequence_gaps_count_lost_messages_and_a_new_publisher_restarts():
+    from convitac_ros.ros.node import InputState
+
+    item = InputState('camera/image_raw')
+    for sequence in (1, 2, 3, 7, 8, None, 10):  # 4-6 and 9 never arrived; None: no info
+        item.count_sequence(sequence, now=1.0)
+    assert item.lost == 4 and item.last_lost_s == 1.0
+    for sequence in (1, 2, 3):  # a restarted publisher counts from 1 again: nothing lost
+        item.count_sequence(sequence, now=2.0)
+    assert item.lost == 4 and item.last_sequence == 3

@@ -1,4 +1,7 @@
-"""Two tactile sensors over compressed transport: tactile_b, grasp_success, debug image."""
+"""Two tactile sensors over compressed transport: tactile_b, grasp_success, debug image.
+
+This node takes its images through the executor (``direct_input: false``), the fallback path.
+"""
 
 from __future__ import annotations
 
@@ -35,7 +38,7 @@ def running(two_sensor_checkpoint, tmp_path_factory):
     node = NodeProcess({'checkpoint': str(two_sensor_checkpoint), 'device': 'cpu',
                         'image_transport': 'compressed', 'qos_reliability': 'reliable',
                         'publish_debug_image': True, 'process_every_pair': True,
-                        'warmup_iterations': 1}, log)
+                        'warmup_iterations': 1, 'direct_input': False}, log)
     probe = None
     try:
         probe = Probe(list(HEADS), num_tactile=2, compressed=True)
@@ -106,3 +109,24 @@ def test_debug_image_shows_the_three_frames_with_the_input_stamp(running):
     assert stamp in stamps and picture.header.frame_id == 'camera'
     assert picture.encoding == 'rgb8' and picture.height > 240
     assert picture.width >= 3 * 240  # camera and two tactile panels, 240 px high each
+
+
+def test_a_best_effort_publisher_the_reliable_node_cannot_hear_is_reported(running):
+    from node_harness import status_values
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+    node, probe = running
+    extra = probe.node.create_publisher(
+        CompressedImage, '/camera/image_raw/compressed',
+        QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT))
+    try:
+        def reported():
+            status = probe.next_status()
+            return 'cannot connect' in status.message and status_values(status)[
+                'camera/image_raw publishers (matched)'] == '2 (1)'
+
+        wait_until(reported, 15, 'a WARN naming the unmatched publisher')
+    finally:
+        probe.node.destroy_publisher(extra)
+    wait_until(lambda: status_values(probe.next_status())[
+        'camera/image_raw publishers (matched)'] == '1 (1)', 15, 'the count back to 1 (1)')

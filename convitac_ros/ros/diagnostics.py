@@ -26,6 +26,10 @@ class InputHealth:
     zero_stamps: int
     recent_zero_stamps: bool
     backwards: int
+    lost: int = 0  # publication sequence gaps: sent, never received
+    recent_lost: bool = False
+    publishers: int | None = None  # on the topic in the ROS graph (None: not subscribed)
+    matched: int | None = None  # of those, connected to this node's subscription
 
 
 @dataclass
@@ -80,6 +84,14 @@ def _problems(health: Health) -> tuple[int, list[str]]:
         if item.recent_zero_stamps:
             level = max(level, WARN)
             problems.append(f'{item.topic} has zero stamps ({item.zero_stamps})')
+        if item.publishers is not None and item.matched is not None \
+                and item.publishers > item.matched:
+            level = max(level, WARN)
+            problems.append(f'{item.topic} has {item.publishers - item.matched} publisher(s) '
+                            'this node cannot connect to (incompatible QoS or type)')
+        if item.recent_lost:
+            level = max(level, WARN)
+            problems.append(f'{item.topic} lost {item.lost} messages in transport')
     budget = health.latency_budget_ms
     if budget > 0 and health.latency_ms is not None and health.latency_ms[95] > budget:
         level = max(level, WARN)
@@ -91,7 +103,8 @@ def health_status(health: Health) -> DiagnosticStatus:
     """Build the DiagnosticStatus ``"<node name>: inference"`` for a snapshot.
 
     The level is ERROR for a configure or recent inference failure; WARN (while active) for a
-    silent input, zero stamps, or p95 latency over budget; else OK. The message lists the
+    silent input, zero stamps, a publisher it cannot connect to, messages lost in transport
+    (recently), or p95 latency over budget; else OK. The message lists the
     problems, or summarises the state.
     """
     level, problems = _problems(health)
@@ -113,6 +126,10 @@ def health_status(health: Health) -> DiagnosticStatus:
             KeyValue(key=f'{item.topic} received', value=str(item.received)),
             KeyValue(key=f'{item.topic} zero stamps', value=str(item.zero_stamps)),
             KeyValue(key=f'{item.topic} stamps backwards', value=str(item.backwards)),
+            KeyValue(key=f'{item.topic} lost in transport', value=str(item.lost)),
+            KeyValue(key=f'{item.topic} publishers (matched)',
+                     value='n/a' if item.publishers is None
+                     else f'{item.publishers} ({item.matched})'),
         ]
     values += [
         KeyValue(key='pairing rate (Hz)', value=_fmt(health.pairing_rate_hz)),

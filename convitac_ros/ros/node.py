@@ -7,11 +7,13 @@ A lifecycle node (``autostart`` configures and activates it at start-up):
 - activate: create the image subscriptions and start the inference thread;
 - deactivate / cleanup: undo those, and free GPU memory.
 
-Data path: each subscription callback (executor thread) checks the stamp and offers the
-message to the :class:`ApproximateTimeSynchronizer`; a synchronized set enters the
+Data path: the input thread (:mod:`convitac_ros.ros.direct_take`; with ``direct_input:
+false``, the executor's subscription callbacks) takes each image, checks its stamp and its
+publication sequence number (a gap is a message lost before the node: counted per input) and
+offers it to the :class:`ApproximateTimeSynchronizer`; a synchronized set enters the
 :class:`SlidingWindow`, and the window that ends with it goes into a :class:`DropOldestQueue`.
 The inference thread (:mod:`convitac_ros.ros.inference_thread`) converts, predicts and
-publishes. Nothing heavy runs on the executor thread.
+publishes. The executor thread serves the lifecycle and parameter services and /diagnostics.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 
+from convitac_ros.ros import direct_take
 from convitac_ros.ros.diagnostics import Health, health_status, InputHealth
 from convitac_ros.ros.image_conversion import compressed_to_rgb, image_to_rgb
 from convitac_ros.ros.inference_thread import InferenceThread
@@ -53,9 +56,27 @@ class InputState:
         self.received = 0
         self.zero_stamps = 0
         self.backwards = 0
+        self.lost = 0
         self.last_stamp_ns: int | None = None
+        self.last_sequence: int | None = None
         self.last_receive_s: float | None = None
         self.last_zero_stamp_s: float | None = None
+        self.last_lost_s: float | None = None
+
+    def count_sequence(self, sequence: int | None, now: float) -> None:
+        """Count the messages skipped before publication sequence number ``sequence``.
+
+        A gap means messages the publisher sent never reached the node (best-effort loss, or
+        the subscription's history overflowing). A number that goes backwards (a new or a
+        second publisher) restarts the count without counting anything.
+        """
+        if sequence is None:
+            return
+        last = self.last_sequence
+        if last is not None and sequence > last + 1:
+            self.lost += sequence - last - 1
+            self.last_lost_s = now
+        self.last_sequence = sequence
 
 
 class ConvitacNode(LifecycleNode):
@@ -79,6 +100,7 @@ class ConvitacNode(LifecycleNode):
         self._configure_error: str | None = None
         self._checkpoint: Any = None  # the file of the last configure
         self._image_subscriptions: list[Any] = []
+        self._input_thread: direct_take.ReaderThread | None = None
         self._sync: ApproximateTimeSynchronizer | None = None
         self._window: SlidingWindow | None = None
         self._convert = image_to_rgb
@@ -191,14 +213,24 @@ class ConvitacNode(LifecycleNode):
             history=HistoryPolicy.KEEP_LAST, depth=params.qos_depth,
             reliability=(ReliabilityPolicy.RELIABLE if params.qos_reliability == 'reliable'
                          else ReliabilityPolicy.BEST_EFFORT))
+        direct = params.direct_input and direct_take.available()
+        group = direct_take.HiddenCallbackGroup() if direct else None
         for index, item in enumerate(self.inputs):
             topic = item.topic + ('/compressed' if compressed else '')
-            self._image_subscriptions.append(self.create_subscription(
-                msg_type, topic, lambda msg, i=index: self._on_image(msg, i), qos))
+            self._image_subscriptions.append(
+                direct_take.create_direct_subscription(self, msg_type, topic, qos, group)
+                if direct else self.create_subscription(
+                    msg_type, topic, lambda msg, i=index: self._on_image(msg, i), qos))
+        if direct:
+            reader = direct_take.DirectReader(self.context, self._image_subscriptions)
+            self._input_thread = direct_take.ReaderThread(
+                reader, self._on_taken, self._on_input_error, name='convitac_input')
+            self._input_thread.start()
         self._state = 'active'
         self.get_logger().info(
             'active: ' + ', '.join(self.resolve_topic_name(s.topic_name) for s in
-                                   self._image_subscriptions))
+                                   self._image_subscriptions)
+            + (' (input thread)' if direct else ' (executor callbacks)'))
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -225,6 +257,9 @@ class ConvitacNode(LifecycleNode):
         self._release_model()
 
     def _stop_inputs(self) -> None:
+        if self._input_thread is not None:
+            self._input_thread.stop()
+            self._input_thread = None
         for subscription in self._image_subscriptions:
             self.destroy_subscription(subscription)
         self._image_subscriptions.clear()
@@ -250,8 +285,19 @@ class ConvitacNode(LifecycleNode):
 
     # ------------------------------------------------------------------ inputs
 
+    def _on_taken(self, index: int, msg: Any, info: dict) -> None:
+        """Input thread: one message taken directly, with its message info."""
+        self.inputs[index].count_sequence(info.get('publication_sequence_number'),
+                                          time.monotonic())
+        self._on_image(msg, index)
+
+    def _on_input_error(self, exc: Exception) -> None:
+        self.counters.add('input errors')
+        self.get_logger().error(f'input thread: {type(exc).__name__}: {exc}',
+                                throttle_duration_sec=RECENT_S)
+
     def _on_image(self, msg: Any, index: int) -> None:
-        """Subscription callback: stamp checks, then the synchronizer (which only enqueues)."""
+        """One image: stamp checks, then the synchronizer (which only enqueues)."""
         item = self.inputs[index]
         now = time.monotonic()
         item.received += 1
@@ -314,7 +360,12 @@ class ConvitacNode(LifecycleNode):
             silent_timeout_s=self.params.silent_input_timeout,
             latency_budget_ms=self.params.latency_budget_ms,
             configure_error=self._configure_error)
+        subscriptions = self._image_subscriptions
         for i, item in enumerate(self.inputs):
+            publishers = matched = None
+            if i < len(subscriptions):
+                publishers = self.count_publishers(subscriptions[i].topic_name)
+                matched = subscriptions[i].get_publisher_count()
             health.inputs.append(InputHealth(
                 topic=item.topic, rate_hz=rate(f'received {i}', item.received),
                 received=item.received,
@@ -322,7 +373,9 @@ class ConvitacNode(LifecycleNode):
                 zero_stamps=item.zero_stamps,
                 recent_zero_stamps=(item.last_zero_stamp_s is not None
                                     and now - item.last_zero_stamp_s < RECENT_S),
-                backwards=item.backwards))
+                backwards=item.backwards, lost=item.lost,
+                recent_lost=item.last_lost_s is not None and now - item.last_lost_s < RECENT_S,
+                publishers=publishers, matched=matched))
         if thread is not None:
             health.latency_ms = thread.latency.percentiles()
             health.age_ms = thread.age.percentiles()

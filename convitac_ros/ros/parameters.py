@@ -71,6 +71,10 @@ SPECS: dict[str, Spec] = {
         'best_effort', 'Reliability of the image subscriptions (sensor data QoS by default).',
         choices=('best_effort', 'reliable')),
     'qos_depth': Spec(5, 'History depth of the image subscriptions.', 1, 1000),
+    'direct_input': Spec(
+        True, 'Take the images on a thread of their own that waits on them alone (lower '
+        'latency, and lost messages counted from sequence numbers) instead of through the '
+        'executor.'),
     'sync_queue_size': Spec(
         10, 'Approximate-time synchronizer: distinct stamps kept per input.', 1, 1000),
     'sync_slop': Spec(
@@ -123,6 +127,7 @@ class NodeParameters:
     image_transport: str
     qos_reliability: str
     qos_depth: int
+    direct_input: bool
     sync_queue_size: int
     sync_slop: float
     sync_purge_older: bool
