@@ -1,8 +1,10 @@
 """The transport floor of the node benchmark: a node that answers each pair without a model.
 
 ``python -m convitac_ros.tools.bench_echo --inputs N --reliable`` subscribes to the node's
-input topics with the node's QoS and executor (single-threaded) and, once every input of a stamp
-has arrived, publishes ``~/result`` (JSON with ``stamp_ns``) under the node's name. Its
+input topics with the node's QoS and input path (a thread of its own taking the images, as
+``direct_input: true``; ``--executor``: subscription callbacks on a single-threaded executor)
+and, once every input of a stamp has arrived, publishes ``~/result`` (JSON with ``stamp_ns``)
+under the node's name. Its
 end-to-end latency is what DDS and rclpy cost on this machine before any conversion or model
 work: the floor under the node's latency. It also publishes a minimal /diagnostics status so
 that the benchmark client sees it as ready, exactly as it sees the node.
@@ -22,6 +24,7 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
+from convitac_ros.ros import direct_take
 from convitac_ros.ros.node import INPUT_TOPICS, NODE_NAME
 from convitac_ros.ros.synchronizer import stamp_to_ns
 
@@ -31,17 +34,27 @@ KEEP_STAMPS = 100  # stamps waiting for their partners (a lost message never com
 class EchoNode:
     """Pairs messages by exact stamp and answers each complete pair on ``~/result``."""
 
-    def __init__(self, inputs: int, reliable: bool) -> None:
-        """Create the node, its subscriptions and its publishers."""
+    def __init__(self, inputs: int, reliable: bool, executor_input: bool = False) -> None:
+        """Create the node, its subscriptions and its publishers (and the input thread)."""
         self.node = rclpy.create_node(NODE_NAME)
+        self.input_thread = None
         self._inputs = inputs
         self._seen: dict[int, int] = {}
         qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5,
                          reliability=ReliabilityPolicy.RELIABLE if reliable
                          else ReliabilityPolicy.BEST_EFFORT)
         self._result = self.node.create_publisher(String, '~/result', 10)
-        for topic in INPUT_TOPICS[:inputs]:
-            self.node.create_subscription(Image, topic, self._on_image, qos)
+        if executor_input or not direct_take.available():
+            for topic in INPUT_TOPICS[:inputs]:
+                self.node.create_subscription(Image, topic, self._on_image, qos)
+        else:
+            group = direct_take.HiddenCallbackGroup()
+            subscriptions = [direct_take.create_direct_subscription(
+                self.node, Image, topic, qos, group) for topic in INPUT_TOPICS[:inputs]]
+            self.input_thread = direct_take.ReaderThread(
+                direct_take.DirectReader(self.node.context, subscriptions),
+                lambda _, msg, __: self._on_image(msg), self._on_error, name='echo_input')
+            self.input_thread.start()
         self._diagnostics = self.node.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self.node.create_timer(1.0, self._publish_diagnostics)
 
@@ -55,6 +68,9 @@ class EchoNode:
             return
         self._result.publish(String(data=json.dumps({'stamp_ns': stamp})))
 
+    def _on_error(self, exc: Exception) -> None:
+        self.node.get_logger().error(f'input thread: {type(exc).__name__}: {exc}')
+
     def _publish_diagnostics(self) -> None:
         self._diagnostics.publish(DiagnosticArray(status=[DiagnosticStatus(
             name=f'{NODE_NAME}: inference', message='echo',
@@ -66,11 +82,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--inputs', type=int, default=2, help='camera + tactile topics')
     parser.add_argument('--reliable', action='store_true', help='RELIABLE input QoS')
+    parser.add_argument('--executor', action='store_true',
+                        help='take the images in executor callbacks (direct_input: false)')
     args = parser.parse_args(argv)
     rclpy.init()
     echo = None
     try:
-        echo = EchoNode(args.inputs, args.reliable)
+        echo = EchoNode(args.inputs, args.reliable, args.executor)
         executor = SingleThreadedExecutor()
         executor.add_node(echo.node)
         executor.spin()
@@ -78,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         pass
     finally:
         if echo is not None:
+            if echo.input_thread is not None:
+                echo.input_thread.stop()
             echo.node.destroy_node()
         rclpy.try_shutdown()
     return 0

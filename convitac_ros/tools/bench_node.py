@@ -4,7 +4,7 @@ The node runs as a subprocess (loopback DDS, private domain); this process publi
 camera/tactile pairs and receives ``~/result``. Four runs:
 
 0. the echo floor: :mod:`convitac_ros.tools.bench_echo` in place of the node (same topics, QoS
-   and executor, no model) at ``--rate``: what DDS and rclpy alone cost per pair;
+   and input path, no model) at ``--rate``: what DDS and rclpy alone cost per pair;
 1. latency at ``--rate``: publish of the last message of a pair -> result (p50/p95/p99). In
    the idle gap after each result this process times the model forward (and
    ``Predictor.predict``) on the same checkpoint and device, so the node/model ratio compares
@@ -12,7 +12,9 @@ camera/tactile pairs and receives ``~/result``. Four runs:
 2. rate steps: the rate doubles until the node stops answering every pair (then two bisection
    steps); the highest rate answered in full with no latency growth is the sustainable rate;
 3. overload at ``--overload-factor`` x that rate for ``--overload-s``: latency, node RSS and the
-   node's drop counters per time window.
+   node's drop counters per time window;
+4. the input path compared: the node and the echo again with ``direct_input: false`` (images
+   taken by the executor's subscription callbacks) at ``--rate``.
 """
 
 from __future__ import annotations
@@ -78,7 +80,42 @@ def run_node(args: argparse.Namespace, checkpoint: Path | None, device: torch.de
                 _overload_run(client, process, args, sustained, report)
             finally:
                 client.close()
+        _input_path_runs(args, parameters, sizes, echo, Path(tmp), report)
     return report
+
+
+def _input_path_runs(args: argparse.Namespace, parameters: dict[str, Any],
+                     sizes: list[tuple[int, int]], echo: list[str], folder: Path,
+                     report: Report) -> None:
+    """The echo and the node with executor input, against the direct numbers of this run."""
+    seconds = min(args.duration_s, ECHO_MAX_S)
+    rows = {}
+    for name, command, params in (
+            ('echo', echo + ['--executor'], {}),
+            ('node', None, parameters | {'direct_input': False})):
+        with NodeProcess(params, folder / f'{name}_executor.log', command=command) as process:
+            client = Client(sizes, reliable=args.reliable)
+            try:
+                client.wait_ready(process, timeout_s=180.0)
+                client.run_rate(args.rate, 1.0)  # warm the path up; not measured
+                sent = client.run_rate(args.rate, seconds)
+                client.settle(0.5)
+                rows[name] = summarize(_latencies(client, sent)[0])
+            finally:
+                client.close()
+    stats = report.results['latency']['stats']
+    direct = {'echo': stats['echo_floor'], 'node': stats['end_to_end']}
+    report.results['input_path'] = {'executor': rows, 'direct': direct}
+    table = Table(f'Input path at {args.rate:g} pairs/s: a thread of its own (direct_input: '
+                  'true, the default) vs executor callbacks', [
+                      'process', 'direct p50 ms', 'executor p50 ms', 'direct p95 ms',
+                      'executor p95 ms', 'executor / direct p50'])
+    for name in ('echo', 'node'):
+        table.add(name, direct[name]['p50_ms'], rows[name]['p50_ms'], direct[name]['p95_ms'],
+                  rows[name]['p95_ms'], f"{rows[name]['p50_ms'] / direct[name]['p50_ms']:.2f}x")
+    table.notes.append(f'executor rows: separate {seconds:g} s runs after the others, same '
+                       'rate, frames and client.')
+    report.tables.append(table)
 
 
 def _tiny_checkpoint(folder: Path) -> Path:
@@ -123,8 +160,7 @@ def _latency_run(client: Client, pieces: dict[str, Any], args: argparse.Namespac
     def between(item: Sent, next_time: float) -> None:
         # Wait for this pair's result, then time the model in the idle gap before the next
         # pair (forward and predict by turns), so that it never overlaps the node's work.
-        while item.stamp_ns not in client.results and time.perf_counter() < next_time - 1e-3:
-            time.sleep(5e-5)
+        client.wait_result(item.stamp_ns, next_time - 1e-3)
         name = ('forward', 'predict')[turn[0] % 2]
         if next_time - time.perf_counter() > 2 * estimate[name]:
             turn[0] += 1

@@ -1,9 +1,11 @@
 """The ROS side of the node benchmark: the node as a subprocess and a load-generating client.
 
 The client publishes camera/tactile pairs with a shared stamp at a fixed rate and matches each
-``~/result`` (whose JSON carries the input stamp) to the moment its pair was published. It also
-keeps the newest /diagnostics values of the node. Discovery stays on loopback in a private
-domain (set here when the user did not choose one).
+``~/result`` (whose JSON carries the input stamp) to the moment its pair was published. Results
+are taken the way the node takes its images (:mod:`convitac_ros.ros.direct_take`: a thread
+waiting on that subscription alone), so the instrument adds as little as it can to what it
+measures. It also keeps the newest /diagnostics values of the node. Discovery stays on
+loopback in a private domain (set here when the user did not choose one).
 """
 
 from __future__ import annotations
@@ -140,6 +142,8 @@ class Client:
         from sensor_msgs.msg import Image
         from std_msgs.msg import String
 
+        from convitac_ros.ros import direct_take
+
         self._rclpy = rclpy
         self._context = rclpy.Context()
         rclpy.init(context=self._context)
@@ -152,11 +156,21 @@ class Client:
         self._messages = [_image(height, width, seed) for seed, (height, width)
                           in enumerate(frame_sizes)]
         self._status_name = f'{node_name}: inference'
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
         self.results: dict[int, tuple[int, dict[str, Any]]] = {}
         self.diagnostics: dict[str, str] = {}
-        self._result_sub = self.node.create_subscription(
-            String, f'/{node_name}/result', self._on_result, 100)
+        result_topic = f'/{node_name}/result'
+        self._reader_thread = None
+        if direct_take.available():
+            self._result_sub = direct_take.create_direct_subscription(
+                self.node, String, result_topic, 100, direct_take.HiddenCallbackGroup())
+            self._reader_thread = direct_take.ReaderThread(
+                direct_take.DirectReader(self._context, [self._result_sub]),
+                lambda _, msg, __: self._on_result(msg), _ignore, name='benchmark_results')
+            self._reader_thread.start()
+        else:
+            self._result_sub = self.node.create_subscription(
+                String, result_topic, self._on_result, 100)
         self.node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics, 10)
         self._executor = SingleThreadedExecutor(context=self._context)
         self._executor.add_node(self.node)
@@ -174,6 +188,13 @@ class Client:
         payload = json.loads(msg.data)
         with self._lock:
             self.results[int(payload['stamp_ns'])] = (received, payload)
+            self._lock.notify_all()
+
+    def wait_result(self, stamp_ns: int, deadline: float) -> bool:
+        """Wait until the result for ``stamp_ns`` is in, or ``deadline`` (perf_counter s)."""
+        with self._lock:
+            return self._lock.wait_for(lambda: stamp_ns in self.results,
+                                       max(deadline - time.perf_counter(), 0.0))
 
     def _on_diagnostics(self, msg: Any) -> None:
         for status in msg.status:
@@ -255,10 +276,17 @@ class Client:
 
     def close(self) -> None:
         """Stop spinning and shut this client's ROS context down."""
+        if self._reader_thread is not None:
+            self._reader_thread.stop()
+            self._reader_thread = None
         self._executor.shutdown(timeout_sec=2.0)
         self.node.destroy_node()
         self._rclpy.try_shutdown(context=self._context)
         self._thread.join(timeout=2.0)
+
+
+def _ignore(exc: Exception) -> None:
+    """A result that fails to parse is simply not matched (it shows up as unanswered)."""
 
 
 def _image(height: int, width: int, seed: int) -> Any:
