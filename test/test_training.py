@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -314,3 +315,26 @@ def test_run_killed_by_sigkill_resumes_to_identical_weights(
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert_same_tensors(whole / 'last.safetensors', killed / 'last.safetensors')
     assert metric_lines(whole / 'metrics.jsonl') == metric_lines(killed / 'metrics.jsonl')
+
+
+def test_a_warmup_longer_than_half_the_run_is_capped_so_the_base_rate_is_reached() -> None:
+    from training.optim import build_scheduler
+
+    stage = StageConfig(lr=1e-3, warmup_steps=500, schedule='constant')
+    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=stage.lr)
+    with pytest.warns(UserWarning, match='warming up over 20 steps instead'):
+        scheduler = build_scheduler(optimizer, stage, total_steps=40)
+    rates = []
+    for _ in range(40):
+        rates.append(optimizer.param_groups[0]['lr'])
+        optimizer.step()
+        scheduler.step()
+    assert rates[0] == pytest.approx(1e-3 / 21)
+    assert rates[19] < 1e-3
+    assert rates[20] == pytest.approx(1e-3) and rates[-1] == pytest.approx(1e-3)
+    # A warmup that fits is left alone (no warning).
+    short = StageConfig(lr=1e-3, warmup_steps=5, schedule='constant')
+    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=short.lr)
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        build_scheduler(optimizer, short, total_steps=40)

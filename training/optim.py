@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 import math
+import warnings
 
 import torch
 from torch.optim.lr_scheduler import LambdaLR
@@ -52,18 +53,33 @@ def lr_factor(step: int, total_steps: int, warmup_steps: int, schedule: str,
     return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+def effective_warmup(warmup_steps: int, total_steps: int) -> int:
+    """The warmup actually used: at most half of the run.
+
+    A warmup sized for a large dataset (``touch_and_go.yaml``: 500 steps) would otherwise never
+    reach the base learning rate on a small one; the cap is announced with a warning.
+    """
+    cap = total_steps // 2
+    if warmup_steps > cap:
+        warnings.warn(f'warmup_steps={warmup_steps} is more than half of the {total_steps} '
+                      f'steps of this stage: warming up over {cap} steps instead',
+                      stacklevel=2)
+        return cap
+    return warmup_steps
+
+
 def build_scheduler(optimizer: torch.optim.Optimizer, stage: StageConfig,
                     total_steps: int) -> LambdaLR:
-    """A per-step scheduler following :func:`lr_factor`.
+    """A per-step scheduler following :func:`lr_factor` (warmup capped by effective_warmup).
 
     Raises:
         ValueError: For an unknown schedule name.
     """
     if stage.schedule not in SCHEDULES:
         raise ValueError(f'schedule must be one of {SCHEDULES}, got {stage.schedule!r}')
+    warmup = effective_warmup(stage.warmup_steps, total_steps)
 
     def factor(step: int) -> float:
-        return lr_factor(step, total_steps, stage.warmup_steps, stage.schedule,
-                         stage.min_lr_ratio)
+        return lr_factor(step, total_steps, warmup, stage.schedule, stage.min_lr_ratio)
 
     return LambdaLR(optimizer, factor)
