@@ -7,6 +7,7 @@ Nothing here is timed: the acceptance checks are computed and reported by the be
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from convitac_ros.tools import benchmark
@@ -101,3 +102,29 @@ def test_training_part_times_both_stages(tmp_path):
     stages = [row['stage'] for row in document['results']['rows']]
     assert stages == ['stage1', 'stage2']
     assert all(row['samples_per_s'] > 0 for row in document['results']['rows'])
+
+
+@pytest.mark.slow
+def test_node_part_with_compressed_images_reports_their_size(tmp_path, tiny_checkpoint):
+    document = run_part('node', tmp_path, '--checkpoint', str(tiny_checkpoint), '--rate', '20',
+                        '--duration-s', '1.5', '--rates', '10', '--step-s', '1',
+                        '--overload-s', '1', '--overload-factor', '1', '--compressed')
+    latency = document['results']['latency']
+    assert document['settings']['compressed'] is True
+    assert latency['answered'] > 0 and latency['stats']['echo_floor']['p50_ms'] > 0
+    camera, tactile = latency['message_bytes']
+    # JPEG of a 640x480 and a 320x240 scene: far below the raw 921,600 and 230,400 bytes.
+    assert 1000 < camera < 921_600 // 4 and 500 < tactile < 230_400 // 4
+
+
+def test_smooth_scene_is_deterministic_and_compresses():
+    import cv2
+
+    from convitac_ros.tools.bench_ros import smooth_scene
+
+    frame = smooth_scene(240, 320, seed=3)
+    assert frame.shape == (240, 320, 3) and frame.dtype == np.uint8
+    np.testing.assert_array_equal(frame, smooth_scene(240, 320, seed=3))
+    assert not np.array_equal(frame, smooth_scene(240, 320, seed=4))
+    ok, data = cv2.imencode('.jpg', frame)
+    assert ok and len(data) < frame.nbytes / 4

@@ -21,7 +21,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 
 from convitac_ros.ros import direct_take
@@ -34,7 +34,8 @@ KEEP_STAMPS = 100  # stamps waiting for their partners (a lost message never com
 class EchoNode:
     """Pairs messages by exact stamp and answers each complete pair on ``~/result``."""
 
-    def __init__(self, inputs: int, reliable: bool, executor_input: bool = False) -> None:
+    def __init__(self, inputs: int, reliable: bool, executor_input: bool = False,
+                 compressed: bool = False) -> None:
         """Create the node, its subscriptions and its publishers (and the input thread)."""
         self.node = rclpy.create_node(NODE_NAME)
         self.input_thread = None
@@ -44,13 +45,15 @@ class EchoNode:
                          reliability=ReliabilityPolicy.RELIABLE if reliable
                          else ReliabilityPolicy.BEST_EFFORT)
         self._result = self.node.create_publisher(String, '~/result', 10)
+        msg_type = CompressedImage if compressed else Image
+        topics = [topic + ('/compressed' if compressed else '') for topic in INPUT_TOPICS[:inputs]]
         if executor_input or not direct_take.available():
-            for topic in INPUT_TOPICS[:inputs]:
-                self.node.create_subscription(Image, topic, self._on_image, qos)
+            for topic in topics:
+                self.node.create_subscription(msg_type, topic, self._on_image, qos)
         else:
             group = direct_take.HiddenCallbackGroup()
             subscriptions = [direct_take.create_direct_subscription(
-                self.node, Image, topic, qos, group) for topic in INPUT_TOPICS[:inputs]]
+                self.node, msg_type, topic, qos, group) for topic in topics]
             self.input_thread = direct_take.ReaderThread(
                 direct_take.DirectReader(self.node.context, subscriptions),
                 lambda _, msg, __: self._on_image(msg), self._on_error, name='echo_input')
@@ -84,11 +87,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--reliable', action='store_true', help='RELIABLE input QoS')
     parser.add_argument('--executor', action='store_true',
                         help='take the images in executor callbacks (direct_input: false)')
+    parser.add_argument('--compressed', action='store_true',
+                        help='sensor_msgs/CompressedImage on <topic>/compressed')
     args = parser.parse_args(argv)
     rclpy.init()
     echo = None
     try:
-        echo = EchoNode(args.inputs, args.reliable, args.executor)
+        echo = EchoNode(args.inputs, args.reliable, args.executor, args.compressed)
         executor = SingleThreadedExecutor()
         executor.add_node(echo.node)
         executor.spin()

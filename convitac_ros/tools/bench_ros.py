@@ -126,7 +126,7 @@ class Client:
     """Publishes image pairs into the node and collects its results and diagnostics."""
 
     def __init__(self, frame_sizes: list[tuple[int, int]], reliable: bool = False,
-                 node_name: str = NODE_NAME) -> None:
+                 node_name: str = NODE_NAME, compressed: bool = False) -> None:
         """Create the ROS client.
 
         Args:
@@ -134,12 +134,14 @@ class Client:
             reliable: publish with RELIABLE QoS (the node must subscribe reliably too to
                 benefit) instead of BEST_EFFORT.
             node_name: name of the node under test.
+            compressed: publish JPEG sensor_msgs/CompressedImage on ``<topic>/compressed``
+                (of a smooth synthetic scene, so the JPEG has a realistic size).
         """
         from diagnostic_msgs.msg import DiagnosticArray
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
-        from sensor_msgs.msg import Image
+        from sensor_msgs.msg import CompressedImage, Image
         from std_msgs.msg import String
 
         from convitac_ros.ros import direct_take
@@ -151,10 +153,13 @@ class Client:
         qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5,
                          reliability=ReliabilityPolicy.RELIABLE if reliable
                          else ReliabilityPolicy.BEST_EFFORT)
-        self._publishers = [self.node.create_publisher(Image, topic, qos)
+        suffix, msg_type = ('/compressed', CompressedImage) if compressed else ('', Image)
+        self._publishers = [self.node.create_publisher(msg_type, topic + suffix, qos)
                             for topic in INPUT_TOPICS[:len(frame_sizes)]]
-        self._messages = [_image(height, width, seed) for seed, (height, width)
+        make = _jpeg if compressed else _image
+        self._messages = [make(height, width, seed) for seed, (height, width)
                           in enumerate(frame_sizes)]
+        self.message_bytes = [len(message.data) for message in self._messages]
         self._status_name = f'{node_name}: inference'
         self._lock = threading.Condition()
         self.results: dict[int, tuple[int, dict[str, Any]]] = {}
@@ -287,6 +292,37 @@ class Client:
 
 def _ignore(exc: Exception) -> None:
     """A result that fails to parse is simply not matched (it shows up as unanswered)."""
+
+
+def smooth_scene(height: int, width: int, seed: int) -> np.ndarray:
+    """A camera-like uint8 RGB frame: gradients, a few filled shapes and mild noise."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    rows, cols = np.mgrid[0:height, 0:width].astype(np.float32)
+    base = np.stack([rows / height, cols / width, (rows + cols) / (height + width)], axis=-1)
+    frame = (base * rng.uniform(80, 200, 3) + rng.uniform(0, 40, 3)).astype(np.uint8)
+    for _ in range(6):
+        center = (int(rng.integers(0, width)), int(rng.integers(0, height)))
+        radius = int(rng.integers(min(height, width) // 20 + 1, min(height, width) // 4 + 2))
+        color = tuple(int(c) for c in rng.integers(0, 256, 3))
+        cv2.circle(frame, center, radius, color, thickness=-1)
+    noise = rng.normal(0, 4, frame.shape)
+    return np.clip(frame + noise, 0, 255).astype(np.uint8)
+
+
+def _jpeg(height: int, width: int, seed: int) -> Any:
+    """A JPEG (quality 90) sensor_msgs/CompressedImage of :func:`smooth_scene`."""
+    import cv2
+    from sensor_msgs.msg import CompressedImage
+
+    ok, data = cv2.imencode('.jpg', smooth_scene(height, width, seed)[:, :, ::-1],
+                            [cv2.IMWRITE_JPEG_QUALITY, 90])
+    if not ok:
+        raise RuntimeError('JPEG encoding failed')
+    message = CompressedImage(format='jpeg', data=data.tobytes())
+    message.header.frame_id = f'benchmark_{seed}'
+    return message
 
 
 def _image(height: int, width: int, seed: int) -> Any:
