@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from convitac_ros.inference import Predictor
+from convitac_ros.ros.parameters import SPECS
 from convitac_ros.tools.bench_model import camera_frames, predictor_pieces
 from convitac_ros.tools.bench_report import Check, Report, summarize, Table, time_calls
 from convitac_ros.tools.bench_ros import Client, ensure_local_dds, NodeProcess, Sent
@@ -58,7 +59,13 @@ def run_node(args: argparse.Namespace, checkpoint: Path | None, device: torch.de
         report.settings['checkpoint'] = str(checkpoint)
         predictor = Predictor.from_checkpoint(checkpoint, device=device)
         pieces = _pieces(predictor, args)
+        # The forward timed here runs with the node's torch threads, so that the ratio
+        # compares like with like (the node's default is one thread).
+        threads = args.threads or SPECS['torch_threads'].default
+        torch.set_num_threads(threads)
+        report.settings['torch_threads'] = threads
         parameters = {'checkpoint': str(checkpoint.resolve()), 'device': str(device),
+                      'torch_threads': threads,
                       'qos_reliability': 'reliable' if args.reliable else 'best_effort',
                       'image_transport': 'compressed' if args.compressed else 'raw'}
         sizes = [args.camera_size] + [args.tactile_size] * predictor.num_tactile
