@@ -169,3 +169,8 @@ def test_report_counts_accuracy_confusion_drops_and_unknown_labels():
     assert report['latency_ms']['p50'] == pytest.approx(50.5)
     assert report['latency_ms']['max'] == pytest.approx(100.0)
     assert 'hardness' in format_table(report) and '1 dropped' in format_table(report)
+    report['extra']['node_counters'] = {
+        'pairs': 9, 'inferences': 8, 'dropped total': 1, 'dropped window_filling': 1,
+        'camera/image_raw lost in transport': 2, 'tactile/image_raw lost in transport': 1}
+    assert ('node: 9 pairs, 8 inferences, 1 dropped (window_filling 1), 3 lost in transport'
+            in format_table(report))

@@ -113,9 +113,11 @@ def format_table(report: dict[str, Any]) -> str:
     if node:
         reasons = ', '.join(f'{key[8:]} {count}' for key, count in node.items()
                             if key.startswith('dropped ') and key != 'dropped total' and count)
+        lost = [count for key, count in node.items() if key.endswith(' lost in transport')]
         lines.append(f'node: {node.get("pairs", 0)} pairs, {node.get("inferences", 0)} '
                      f'inferences, {node.get("dropped total", 0)} dropped'
-                     + (f' ({reasons})' if reasons else ''))
+                     + (f' ({reasons})' if reasons else '')
+                     + (f', {sum(lost)} lost in transport' if lost else ''))
     rate = report['pairing_rate']
     lines.append(f'mode {report["mode"]}: {report["answered"]}/{report["samples"]} samples '
                  f'answered, {report["drops"]} dropped'
