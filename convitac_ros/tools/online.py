@@ -23,6 +23,7 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
 
+from convitac_ros.ros import direct_take
 from convitac_ros.tools.bag_samples import BagSamples
 from convitac_ros.tools.bagio import BagError, BagRecord
 from convitac_ros.tools.metrics import EvaluationRecorder, latency_summary
@@ -69,6 +70,10 @@ def parse_result(text: str, received: float) -> Answer:
 class AnswerCollector:
     """Subscribes to a node's results and lets a thread wait for the answer to a stamp.
 
+    The results are taken by a thread of the collector's own that waits on that subscription
+    alone (:mod:`convitac_ros.ros.direct_take`), as the node takes its images, so the
+    receive time is not delayed by the evaluator's executor; :meth:`close` stops it.
+
     Args:
         node: The evaluator's own node (spun by the caller in another thread).
         target: Fully qualified name of the evaluated node, e.g. `/convitac_node`.
@@ -83,7 +88,26 @@ class AnswerCollector:
         self._on_answer = on_answer
         self._cond = threading.Condition()
         qos = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
-        self.subscription = node.create_subscription(String, self.topic, self._receive, qos)
+        self._thread: direct_take.ReaderThread | None = None
+        if direct_take.available():
+            self.subscription = direct_take.create_direct_subscription(
+                node, String, self.topic, qos, direct_take.HiddenCallbackGroup())
+            self._thread = direct_take.ReaderThread(
+                direct_take.DirectReader(node.context, [self.subscription]),
+                lambda _, msg, __: self._receive(msg), self._failed, name='answer_collector')
+            self._thread.start()
+        else:
+            self.subscription = node.create_subscription(String, self.topic, self._receive, qos)
+
+    def close(self) -> None:
+        """Stop taking answers (before the node is destroyed)."""
+        if self._thread is not None:
+            self._thread.stop()
+            self._thread = None
+
+    def _failed(self, exc: Exception) -> None:
+        """An answer that could not be handled counts as malformed."""
+        self.malformed += 1
 
     def _receive(self, msg: String) -> None:
         try:
@@ -193,6 +217,7 @@ class OnlineSession:
 
     def close(self) -> None:
         """Stop spinning, destroy the node, shut rclpy down if this session started it."""
+        self.collector.close()
         self.executor.shutdown()
         self._spinner.join(timeout=5.0)
         self.node.destroy_node()
