@@ -16,6 +16,7 @@ from convitac_ros.ros.pipeline import (
     FrameSet,
     LatencyWindow,
     SlidingWindow,
+    window_inputs,
 )
 
 
@@ -99,6 +100,37 @@ def test_frame_set_converts_once_and_caches_errors():
         with pytest.raises(ImageConversionError, match=r'input 1: Unrecognized'):
             bad.rgb()
     assert calls == ['a', 'b', 'a', 'bad']
+
+
+def test_model_frames_are_resized_once_per_set_exactly_as_the_predictor_resizes():
+    from convitac_ros.data.transforms import resize_frame
+
+    rng = np.random.default_rng(0)
+    pictures = {'cam': rng.integers(0, 256, (120, 160, 3), dtype=np.uint8),
+                'tac': rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)}
+    calls = []
+
+    def convert(msg):
+        calls.append(msg.tag)
+        return pictures[msg.tag]
+
+    sets = [FrameSet((SimpleNamespace(tag='cam'), SimpleNamespace(tag='tac')), k, 0, convert)
+            for k in range(3)]
+    sized = sets[0].model_frames(64)
+    assert sets[0].model_frames(64) is sized and calls == ['cam', 'tac']
+    for frame, name in zip(sized, ('cam', 'tac')):
+        np.testing.assert_array_equal(frame, resize_frame(pictures[name], 64))
+        # A frame already at the model's size is only copied by the Predictor's resize.
+        np.testing.assert_array_equal(resize_frame(frame, 64), frame)
+    # Two overlapping windows: the shared set is resized once, not once per window.
+    window_inputs(sets[:2], 2, 2, image_size=64)
+    visual, tactile = window_inputs(sets[1:], 2, 2, image_size=64)
+    assert calls == ['cam', 'tac'] * 3
+    assert visual[0] is sets[1].model_frames(64)[0]
+    assert tactile[0][1] is sets[2].model_frames(64)[1]
+    assert [f.shape for f in visual] == [(64, 64, 3)] * 2
+    full, _ = window_inputs(sets[1:], 2, 2)
+    assert full[0].shape == (120, 160, 3)
 
 
 def test_queue_drops_the_oldest_when_full():

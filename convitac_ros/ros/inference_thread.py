@@ -75,11 +75,17 @@ class InferenceThread(threading.Thread):
                     batch.append(more)
             self._process(batch)
 
-    def _sample(self, window: Window) -> tuple[list[np.ndarray], list[list[np.ndarray]]] | None:
-        """The model inputs of a window, or None (counted) when an image does not convert."""
+    def _sample(self, window: Window, full_size: bool = False
+                ) -> tuple[list[np.ndarray], list[list[np.ndarray]]] | None:
+        """The model inputs of a window, or None (counted) when an image does not convert.
+
+        The frames come resized to the model's size (once per set), or at their own size with
+        ``full_size`` (the debug picture shows them).
+        """
         predictor = self._predictor
         try:
-            return window_inputs(window, predictor.visual_len, predictor.tactile_len)
+            return window_inputs(window, predictor.visual_len, predictor.tactile_len,
+                                 None if full_size else predictor.image_size)
         except ImageConversionError as exc:
             self._counters.add('dropped conversion_error')
             self.last_conversion_error = str(exc)
@@ -88,12 +94,12 @@ class InferenceThread(threading.Thread):
             return None
 
     def _process(self, batch: list[Window]) -> None:
-        pairs = [(w, s) for w in batch if (s := self._sample(w)) is not None]
-        if not pairs:
-            return
         # The picture (and the attention it needs) is only made for someone who looks at it.
         debug = (self._node.params.publish_debug_image
                  and self._outputs.debug_image.get_subscription_count() > 0)
+        pairs = [(w, s) for w in batch if (s := self._sample(w, full_size=debug)) is not None]
+        if not pairs:
+            return
         attention = None
         try:
             if debug and len(pairs) == 1:
