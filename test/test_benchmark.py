@@ -91,9 +91,9 @@ def test_node_part_measures_latency_rate_and_overload(tmp_path, tiny_checkpoint)
         assert len(results['overload']['windows']) == 6
     assert {check['name'].split(' ')[0] for check in document['checks']} >= {'node'}
     paths = results['input_path']
+    assert paths['rounds'] >= 2
     for name in ('echo', 'node'):
         assert paths['executor'][name]['p50_ms'] > 0 and paths['direct'][name]['p50_ms'] > 0
-    assert paths['direct']['node'] == results['latency']['stats']['end_to_end']
 
 
 @pytest.mark.slow

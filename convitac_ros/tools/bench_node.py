@@ -13,8 +13,9 @@ camera/tactile pairs and receives ``~/result``. Four runs:
    steps); the highest rate answered in full with no latency growth is the sustainable rate;
 3. overload at ``--overload-factor`` x that rate for ``--overload-s``: latency, node RSS and the
    node's drop counters per time window;
-4. the input path compared: the node and the echo again with ``direct_input: false`` (images
-   taken by the executor's subscription callbacks) at ``--rate``.
+4. the input path compared: the echo and the node with ``direct_input: true`` and ``false``
+   (images taken by the executor's subscription callbacks) at ``--rate``, in interleaved
+   rounds so that a machine whose speed drifts does not favour either.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ GROWTH_SLACK_MS = 2.0  # latency differences below this are scheduling noise, no
 RSS_SLACK_MIB = 20.0
 MIN_MODEL_SAMPLES = 30  # forward / predict timings per latency run
 ECHO_MAX_S = 10.0  # the echo floor run lasts --duration-s, at most this long
+INPUT_PATH_ROUNDS = 2  # interleaved rounds of the direct / executor input comparison
 
 
 def run_node(args: argparse.Namespace, checkpoint: Path | None, device: torch.device
@@ -97,34 +99,41 @@ def run_node(args: argparse.Namespace, checkpoint: Path | None, device: torch.de
 def _input_path_runs(args: argparse.Namespace, parameters: dict[str, Any],
                      sizes: list[tuple[int, int]], echo: list[str], folder: Path,
                      report: Report) -> None:
-    """The echo and the node with executor input, against the direct numbers of this run."""
-    seconds = min(args.duration_s, ECHO_MAX_S)
-    rows = {}
-    for name, command, params in (
-            ('echo', echo + ['--executor'], {}),
-            ('node', None, parameters | {'direct_input': False})):
-        with NodeProcess(params, folder / f'{name}_executor.log', command=command) as process:
-            client = Client(sizes, reliable=args.reliable, compressed=args.compressed)
-            try:
-                client.wait_ready(process, timeout_s=180.0)
-                client.run_rate(args.rate, 1.0)  # warm the path up; not measured
-                sent = client.run_rate(args.rate, seconds)
-                client.settle(0.5)
-                rows[name] = summarize(_latencies(client, sent)[0])
-            finally:
-                client.close()
-    stats = report.results['latency']['stats']
-    direct = {'echo': stats['echo_floor'], 'node': stats['end_to_end']}
-    report.results['input_path'] = {'executor': rows, 'direct': direct}
+    """Echo and node with direct and with executor input, in interleaved rounds."""
+    seconds = min(args.duration_s, ECHO_MAX_S) / INPUT_PATH_ROUNDS
+    setups = {('echo', 'direct'): (echo, {}),
+              ('echo', 'executor'): (echo + ['--executor'], {}),
+              ('node', 'direct'): (None, parameters | {'direct_input': True}),
+              ('node', 'executor'): (None, parameters | {'direct_input': False})}
+    samples: dict[tuple[str, str], list[float]] = {key: [] for key in setups}
+    for index in range(INPUT_PATH_ROUNDS):
+        for (name, path), (command, params) in setups.items():
+            log = folder / f'{name}_{path}_{index}.log'
+            with NodeProcess(params, log, command=command) as process:
+                client = Client(sizes, reliable=args.reliable, compressed=args.compressed)
+                try:
+                    client.wait_ready(process, timeout_s=180.0)
+                    client.run_rate(args.rate, 1.0)  # warm the path up; not measured
+                    sent = client.run_rate(args.rate, seconds)
+                    client.settle(0.5)
+                    samples[(name, path)] += _latencies(client, sent)[0]
+                finally:
+                    client.close()
+    stats = {path: {name: summarize(samples[(name, path)]) for name in ('echo', 'node')}
+             for path in ('direct', 'executor')}
+    report.results['input_path'] = stats | {'rounds': INPUT_PATH_ROUNDS, 'seconds': seconds}
+    direct, executor = stats['direct'], stats['executor']
     table = Table(f'Input path at {args.rate:g} pairs/s: a thread of its own (direct_input: '
                   'true, the default) vs executor callbacks', [
                       'process', 'direct p50 ms', 'executor p50 ms', 'direct p95 ms',
                       'executor p95 ms', 'executor / direct p50'])
     for name in ('echo', 'node'):
-        table.add(name, direct[name]['p50_ms'], rows[name]['p50_ms'], direct[name]['p95_ms'],
-                  rows[name]['p95_ms'], f"{rows[name]['p50_ms'] / direct[name]['p50_ms']:.2f}x")
-    table.notes.append(f'executor rows: separate {seconds:g} s runs after the others, same '
-                       'rate, frames and client.')
+        table.add(name, direct[name]['p50_ms'], executor[name]['p50_ms'],
+                  direct[name]['p95_ms'], executor[name]['p95_ms'],
+                  f"{executor[name]['p50_ms'] / direct[name]['p50_ms']:.2f}x")
+    table.notes.append(f'{INPUT_PATH_ROUNDS} interleaved rounds of {seconds:g} s per process '
+                       'and path (echo direct, echo executor, node direct, node executor), '
+                       'after the other runs; same rate, frames and client.')
     report.tables.append(table)
 
 
