@@ -108,9 +108,11 @@ def test_training_part_times_both_stages(tmp_path):
 def test_node_part_with_compressed_images_reports_their_size(tmp_path, tiny_checkpoint):
     document = run_part('node', tmp_path, '--checkpoint', str(tiny_checkpoint), '--rate', '20',
                         '--duration-s', '1.5', '--rates', '10', '--step-s', '1',
-                        '--overload-s', '1', '--overload-factor', '1', '--compressed')
+                        '--overload-s', '1', '--overload-factor', '1', '--compressed',
+                        '--input-rounds', '0')
     latency = document['results']['latency']
     assert document['settings']['compressed'] is True
+    assert 'input_path' not in document['results']  # --input-rounds 0 skips the comparison
     assert latency['answered'] > 0 and latency['stats']['echo_floor']['p50_ms'] > 0
     camera, tactile = latency['message_bytes']
     # JPEG of a 640x480 and a 320x240 scene: far below the raw 921,600 and 230,400 bytes.

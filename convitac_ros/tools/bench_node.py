@@ -43,7 +43,6 @@ GROWTH_SLACK_MS = 2.0  # latency differences below this are scheduling noise, no
 RSS_SLACK_MIB = 20.0
 MIN_MODEL_SAMPLES = 30  # forward / predict timings per latency run
 ECHO_MAX_S = 10.0  # the echo floor run lasts --duration-s, at most this long
-INPUT_PATH_ROUNDS = 2  # interleaved rounds of the direct / executor input comparison
 
 
 def run_node(args: argparse.Namespace, checkpoint: Path | None, device: torch.device
@@ -92,7 +91,8 @@ def run_node(args: argparse.Namespace, checkpoint: Path | None, device: torch.de
                 _overload_run(client, process, args, sustained, report)
             finally:
                 client.close()
-        _input_path_runs(args, parameters, sizes, echo, Path(tmp), report)
+        if args.input_rounds > 0:
+            _input_path_runs(args, parameters, sizes, echo, Path(tmp), report)
     return report
 
 
@@ -100,13 +100,14 @@ def _input_path_runs(args: argparse.Namespace, parameters: dict[str, Any],
                      sizes: list[tuple[int, int]], echo: list[str], folder: Path,
                      report: Report) -> None:
     """Echo and node with direct and with executor input, in interleaved rounds."""
-    seconds = min(args.duration_s, ECHO_MAX_S) / INPUT_PATH_ROUNDS
+    rounds = args.input_rounds
+    seconds = min(args.duration_s, ECHO_MAX_S) / rounds
     setups = {('echo', 'direct'): (echo, {}),
               ('echo', 'executor'): (echo + ['--executor'], {}),
               ('node', 'direct'): (None, parameters | {'direct_input': True}),
               ('node', 'executor'): (None, parameters | {'direct_input': False})}
     samples: dict[tuple[str, str], list[float]] = {key: [] for key in setups}
-    for index in range(INPUT_PATH_ROUNDS):
+    for index in range(rounds):
         for (name, path), (command, params) in setups.items():
             log = folder / f'{name}_{path}_{index}.log'
             with NodeProcess(params, log, command=command) as process:
@@ -121,7 +122,7 @@ def _input_path_runs(args: argparse.Namespace, parameters: dict[str, Any],
                     client.close()
     stats = {path: {name: summarize(samples[(name, path)]) for name in ('echo', 'node')}
              for path in ('direct', 'executor')}
-    report.results['input_path'] = stats | {'rounds': INPUT_PATH_ROUNDS, 'seconds': seconds}
+    report.results['input_path'] = stats | {'rounds': rounds, 'seconds': seconds}
     direct, executor = stats['direct'], stats['executor']
     table = Table(f'Input path at {args.rate:g} pairs/s: a thread of its own (direct_input: '
                   'true, the default) vs executor callbacks', [
@@ -131,7 +132,7 @@ def _input_path_runs(args: argparse.Namespace, parameters: dict[str, Any],
         table.add(name, direct[name]['p50_ms'], executor[name]['p50_ms'],
                   direct[name]['p95_ms'], executor[name]['p95_ms'],
                   f"{executor[name]['p50_ms'] / direct[name]['p50_ms']:.2f}x")
-    table.notes.append(f'{INPUT_PATH_ROUNDS} interleaved rounds of {seconds:g} s per process '
+    table.notes.append(f'{rounds} interleaved rounds of {seconds:g} s per process '
                        'and path (echo direct, echo executor, node direct, node executor), '
                        'after the other runs; same rate, frames and client.')
     report.tables.append(table)

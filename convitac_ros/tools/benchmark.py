@@ -84,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument('--compressed', action='store_true',
                        help='publish sensor_msgs/CompressedImage (JPEG of a smooth synthetic '
                             'scene) and run the node with image_transport: compressed')
+    group.add_argument('--input-rounds', type=int, default=2,
+                       help='interleaved rounds comparing direct and executor input (0: skip)')
     group.add_argument('--overload-factor', type=float, default=3.0,
                        help='overload rate = factor x the highest sustained rate')
     group.add_argument('--overload-s', type=float, default=60.0, help='overload run length')
