@@ -170,9 +170,31 @@ class Probe:
             publisher.publish(msg)
 
     def wait_for_subscribers(self, timeout: float = 20.0) -> None:
-        """Wait until the node subscribes to every input."""
+        """Wait until the node subscribes to every input and has matched these publishers.
+
+        Discovery is not symmetric in time: our publishers may see the node's subscriptions
+        before those have matched our publishers, and a best-effort message sent in between is
+        lost. The node's /diagnostics (``<topic> publishers (matched)``) says when its side is
+        connected too.
+        """
         wait_until(lambda: all(p.get_subscription_count() > 0 for p in self.publishers),
                    timeout, 'the node never subscribed to the inputs')
+        with self._lock:
+            seen = len(self.statuses)
+
+        def node_side_matched() -> bool:
+            with self._lock:
+                newer = self.statuses[seen:]
+            if not newer:
+                return False
+            values = {kv.key: kv.value for kv in newer[-1].values}
+            matched = [value for key, value in values.items()
+                       if key.endswith('publishers (matched)')]
+            return len(matched) >= len(self.publishers) and all(
+                value != 'n/a' and int(value.split('(')[1].rstrip(')')) >= 1
+                for value in matched)
+
+        wait_until(node_side_matched, timeout, 'the node never matched the probe publishers')
 
     # -------------------------------------------------------------- services
 
