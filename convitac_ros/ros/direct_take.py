@@ -4,15 +4,17 @@ An rclpy executor rebuilds its wait set in Python from every entity of its nodes
 wakes up. For the lifecycle node (lifecycle and parameter services, a timer, a dozen
 publishers with their QoS-event handlers) that costs more than taking the message itself, and
 the thread that did it keeps the GIL meanwhile. Measured on a 2-core machine with 64 px frames
-at 30 pairs/s, the node answered about 0.7 ms sooner with its images taken as here
-(``docs/benchmarks``).
+at 30 pairs/s, the node answered about 0.9 ms sooner with its images taken as here
+(``docs/benchmarks``, table "Input path").
 
-- :class:`HiddenCallbackGroup`: subscriptions created with it are never waited on or taken by
-  an executor (their QoS-event handlers are moved back to the node's default group by
-  :func:`create_direct_subscription`, so incompatible-QoS warnings still appear).
+- :class:`HiddenCallbackGroup`: subscriptions created with it (and their QoS-event handlers)
+  are never waited on or taken by an executor.
 - :class:`DirectReader`: waits on a wait set holding just those subscriptions plus a guard
   condition (so that :meth:`DirectReader.close` wakes it at once) and takes every waiting
   message, with its message info (publication sequence number, timestamps).
+- :class:`ReaderThread` / :func:`start_reader`: a thread taking from a reader;
+  :func:`subscribe`: one subscription whose callback runs on such a thread (on the executor
+  where this rclpy has no wait set).
 
 The wait set and take calls are the ones ``rclpy.wait_for_message`` uses, the same in Humble,
 Jazzy and Kilted; :func:`available` says whether this rclpy has them.
@@ -186,3 +188,28 @@ class ReaderThread(threading.Thread):
             self.join(timeout_s)
         if not self.is_alive():
             self.reader.destroy()
+
+
+def start_reader(context: Any, subscriptions: Sequence[Any], handle: Any, on_error: Any,
+                 name: str) -> ReaderThread:
+    """Start a :class:`ReaderThread` on a new :class:`DirectReader` of ``subscriptions``."""
+    thread = ReaderThread(DirectReader(context, subscriptions), handle, on_error, name=name)
+    thread.start()
+    return thread
+
+
+def subscribe(node: Any, msg_type: Any, topic: str, qos: Any, callback: Any, on_error: Any,
+              name: str) -> tuple[Any, ReaderThread | None]:
+    """A subscription whose ``callback(msg)`` runs on a thread of its own, taking directly.
+
+    Where this rclpy has no wait set, an ordinary subscription served by the node's executor.
+
+    Returns:
+        The subscription and its thread (None in the fallback); stop the thread before the
+        node is destroyed.
+    """
+    if not available():
+        return node.create_subscription(msg_type, topic, callback, qos), None
+    subscription = create_direct_subscription(node, msg_type, topic, qos, HiddenCallbackGroup())
+    return subscription, start_reader(node.context, [subscription],
+                                      lambda _, msg, __: callback(msg), on_error, name)

@@ -222,10 +222,9 @@ class ConvitacNode(LifecycleNode):
                 if direct else self.create_subscription(
                     msg_type, topic, lambda msg, i=index: self._on_image(msg, i), qos))
         if direct:
-            reader = direct_take.DirectReader(self.context, self._image_subscriptions)
-            self._input_thread = direct_take.ReaderThread(
-                reader, self._on_taken, self._on_input_error, name='convitac_input')
-            self._input_thread.start()
+            self._input_thread = direct_take.start_reader(
+                self.context, self._image_subscriptions, self._on_taken, self._on_input_error,
+                'convitac_input')
         self._state = 'active'
         self.get_logger().info(
             'active: ' + ', '.join(self.resolve_topic_name(s.topic_name) for s in

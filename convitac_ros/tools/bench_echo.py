@@ -4,10 +4,9 @@
 input topics with the node's QoS and input path (a thread of its own taking the images, as
 ``direct_input: true``; ``--executor``: subscription callbacks on a single-threaded executor)
 and, once every input of a stamp has arrived, publishes ``~/result`` (JSON with ``stamp_ns``)
-under the node's name. Its
-end-to-end latency is what DDS and rclpy cost on this machine before any conversion or model
-work: the floor under the node's latency. It also publishes a minimal /diagnostics status so
-that the benchmark client sees it as ready, exactly as it sees the node.
+under the node's name. Its end-to-end latency is what DDS and rclpy cost on this machine before
+any conversion or model work: the floor under the node's latency. It also publishes a minimal
+/diagnostics status so that the benchmark client sees it as ready, exactly as it sees the node.
 """
 
 from __future__ import annotations
@@ -54,10 +53,9 @@ class EchoNode:
             group = direct_take.HiddenCallbackGroup()
             subscriptions = [direct_take.create_direct_subscription(
                 self.node, msg_type, topic, qos, group) for topic in topics]
-            self.input_thread = direct_take.ReaderThread(
-                direct_take.DirectReader(self.node.context, subscriptions),
-                lambda _, msg, __: self._on_image(msg), self._on_error, name='echo_input')
-            self.input_thread.start()
+            self.input_thread = direct_take.start_reader(
+                self.node.context, subscriptions, lambda _, msg, __: self._on_image(msg),
+                self._on_error, 'echo_input')
         self._diagnostics = self.node.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self.node.create_timer(1.0, self._publish_diagnostics)
 

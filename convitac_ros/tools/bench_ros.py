@@ -164,18 +164,9 @@ class Client:
         self._lock = threading.Condition()
         self.results: dict[int, tuple[int, dict[str, Any]]] = {}
         self.diagnostics: dict[str, str] = {}
-        result_topic = f'/{node_name}/result'
-        self._reader_thread = None
-        if direct_take.available():
-            self._result_sub = direct_take.create_direct_subscription(
-                self.node, String, result_topic, 100, direct_take.HiddenCallbackGroup())
-            self._reader_thread = direct_take.ReaderThread(
-                direct_take.DirectReader(self._context, [self._result_sub]),
-                lambda _, msg, __: self._on_result(msg), _ignore, name='benchmark_results')
-            self._reader_thread.start()
-        else:
-            self._result_sub = self.node.create_subscription(
-                String, result_topic, self._on_result, 100)
+        self._result_sub, self._reader_thread = direct_take.subscribe(
+            self.node, String, f'/{node_name}/result', 100, self._on_result, _ignore,
+            'benchmark_results')
         self.node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics, 10)
         self._executor = SingleThreadedExecutor(context=self._context)
         self._executor.add_node(self.node)

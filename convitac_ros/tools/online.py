@@ -88,16 +88,8 @@ class AnswerCollector:
         self._on_answer = on_answer
         self._cond = threading.Condition()
         qos = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
-        self._thread: direct_take.ReaderThread | None = None
-        if direct_take.available():
-            self.subscription = direct_take.create_direct_subscription(
-                node, String, self.topic, qos, direct_take.HiddenCallbackGroup())
-            self._thread = direct_take.ReaderThread(
-                direct_take.DirectReader(node.context, [self.subscription]),
-                lambda _, msg, __: self._receive(msg), self._failed, name='answer_collector')
-            self._thread.start()
-        else:
-            self.subscription = node.create_subscription(String, self.topic, self._receive, qos)
+        self.subscription, self._thread = direct_take.subscribe(
+            node, String, self.topic, qos, self._receive, self._failed, 'answer_collector')
 
     def close(self) -> None:
         """Stop taking answers (before the node is destroyed)."""
