@@ -9,7 +9,10 @@ PACKAGE = 'convitac_ros'
 setup(
     name=PACKAGE,
     version='0.1.0',
-    packages=find_packages(include=[PACKAGE, PACKAGE + '.*']),
+    # training/ is installed beside the product so that `python training/train.py` finds its
+    # package; nothing in convitac_ros imports it (test/test_package.py). benchmarks/ is not
+    # installed: it runs from a source checkout as `python -m benchmarks`.
+    packages=find_packages(include=[PACKAGE, PACKAGE + '.*', 'training']),
     data_files=[
         ('share/ament_index/resource_index/packages', ['resource/' + PACKAGE]),
         ('share/' + PACKAGE, ['package.xml']),
@@ -17,7 +20,7 @@ setup(
         ('share/' + PACKAGE + '/config', glob('config/*.yaml')),
         ('share/' + PACKAGE + '/models', glob('models/*.safetensors') + glob('models/*.md')),
     ],
-    package_data={PACKAGE: ['py.typed']},
+    package_data={PACKAGE: ['py.typed'], 'training': ['configs/*.yaml']},
     install_requires=['setuptools'],
     zip_safe=True,
     maintainer='convitac_ros maintainers',
@@ -28,10 +31,9 @@ setup(
     entry_points={
         'console_scripts': [
             'convitac_node = convitac_ros.ros.node:main',
-            'convitac_make_bag = convitac_ros.tools.make_bag:main',
-            'convitac_replay = convitac_ros.tools.replay:main',
-            'convitac_evaluate = convitac_ros.tools.evaluate:main',
-            'convitac_benchmark = convitac_ros.tools.benchmark:main',
+            'convitac_make_bag = convitac_ros.bags.make_bag:main',
+            'convitac_replay = convitac_ros.bags.replay:main',
+            'convitac_evaluate = convitac_ros.evaluation.cli:main',
         ],
     },
 )

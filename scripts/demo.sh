@@ -7,4 +7,4 @@ set -euo pipefail
 export ROS_DOMAIN_ID="${CONVITAC_DEMO_DOMAIN_ID:-$((1 + $$ % 100))}"
 # shellcheck source=scripts/env.sh
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
-exec "$python" -m convitac_ros.tools.demo --domain-id "$ROS_DOMAIN_ID" "$@"
+exec "$python" -m convitac_ros.demo --domain-id "$ROS_DOMAIN_ID" "$@"

@@ -22,11 +22,11 @@ from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image
 
 from convitac_ros.ros.image_conversion import compressed_to_rgb, image_to_rgb
-from convitac_ros.tools import make_bag
-from convitac_ros.tools.bag_samples import load_bag_samples
-from convitac_ros.tools.bagio import BagError, BagReader, read_records
-from convitac_ros.tools.make_bag import BagLayout, write_bag
-from convitac_ros.tools.replay import BagPlayer, ReplayOptions
+from convitac_ros.bags import make_bag
+from convitac_ros.bags.samples import load_bag_samples
+from convitac_ros.bags.io import BagError, BagReader, read_records
+from convitac_ros.bags.make_bag import BagLayout, write_bag
+from convitac_ros.bags.replay import BagPlayer, ReplayOptions
 
 
 @pytest.mark.parametrize('storage', ['mcap', 'sqlite3'])
@@ -207,7 +207,7 @@ def test_replay_cli_loops_until_interrupted(tmp_path, ros_node):
         Image, 'tactile/image_raw',
         lambda m: stamps.append(m.header.stamp.sec * NS + m.header.stamp.nanosec), qos)
     process = subprocess.Popen(
-        [sys.executable, '-m', 'convitac_ros.tools.replay', str(tmp_path / 'bag'), '--loop',
+        [sys.executable, '-m', 'convitac_ros.bags.replay', str(tmp_path / 'bag'), '--loop',
          '--quiet', '--wait-for-subscribers', '10', '--topics', 'tactile/image_raw'],
         env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from convitac_ros.tools import benchmark
-from convitac_ros.tools.bench_report import format_cell, summarize, Table, time_interleaved
+from benchmarks import cli as benchmark
+from benchmarks.report import format_cell, summarize, Table, time_interleaved
 
 QUICK = ['--device', 'cpu', '--runs', '3', '--warmup', '1', '--budget-s', '0.2']
 
@@ -122,7 +122,7 @@ def test_node_part_with_compressed_images_reports_their_size(tmp_path, tiny_chec
 def test_smooth_scene_is_deterministic_and_compresses():
     import cv2
 
-    from convitac_ros.tools.bench_ros import smooth_scene
+    from benchmarks.load import smooth_scene
 
     frame = smooth_scene(240, 320, seed=3)
     assert frame.shape == (240, 320, 3) and frame.dtype == np.uint8

@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_demo_prints_live_answers_and_the_table_and_stops_the_node(tiny_checkpoint, tmp_path):
     work = tmp_path / 'demo'
     result = subprocess.run(
-        [sys.executable, '-m', 'convitac_ros.tools.demo', '--checkpoint', str(tiny_checkpoint),
+        [sys.executable, '-m', 'convitac_ros.demo', '--checkpoint', str(tiny_checkpoint),
          '--device', 'cpu', '--samples', '60', '--rate', '4', '--work-dir', str(work),
          '--domain-id', os.environ['ROS_DOMAIN_ID']],
         capture_output=True, text=True, timeout=300, cwd=tmp_path, env=os.environ.copy())
@@ -51,7 +51,7 @@ def test_script_environment_keeps_dds_on_loopback_in_a_private_domain():
 
 def test_demo_reports_a_missing_checkpoint_clearly(tmp_path):
     result = subprocess.run(
-        [sys.executable, '-m', 'convitac_ros.tools.demo', '--checkpoint',
+        [sys.executable, '-m', 'convitac_ros.demo', '--checkpoint',
          str(tmp_path / 'none.safetensors'), '--work-dir', str(tmp_path / 'demo')],
         capture_output=True, text=True, timeout=120, env=os.environ.copy())
     assert result.returncode == 1

@@ -16,10 +16,11 @@ import pytest
 
 from convitac_ros.data import build_dataset
 from convitac_ros.inference import Predictor
-from convitac_ros.tools import evaluate, make_bag
-from convitac_ros.tools.bag_samples import load_bag_samples
-from convitac_ros.tools.evaluate import evaluate_offline
-from convitac_ros.tools.metrics import EvaluationRecorder, format_table
+from convitac_ros.bags import make_bag
+from convitac_ros.evaluation import cli as evaluate
+from convitac_ros.bags.samples import load_bag_samples
+from convitac_ros.evaluation.cli import evaluate_offline
+from convitac_ros.evaluation.metrics import EvaluationRecorder, format_table
 
 NODE = '/convitac_eval_test'
 

@@ -32,8 +32,6 @@ import sys
 import time
 from typing import Any
 
-if __package__ in (None, ''):  # run as `python training/ablate.py`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 import yaml  # noqa: E402

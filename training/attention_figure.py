@@ -19,11 +19,8 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-import sys
 from typing import Any
 
-if __package__ in (None, ''):  # run as `python training/attention_figure.py`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import cv2  # noqa: E402
 import matplotlib  # noqa: E402

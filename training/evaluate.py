@@ -20,8 +20,6 @@ from pathlib import Path
 import sys
 from typing import Any
 
-if __package__ in (None, ''):  # run as `python training/evaluate.py`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import matplotlib
 

@@ -15,11 +15,8 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-import sys
 from typing import Any
 
-if __package__ in (None, ''):  # run as `python training/pretrain.py`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
 from torch import nn

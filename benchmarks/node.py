@@ -3,7 +3,7 @@
 The node runs as a subprocess (loopback DDS, private domain); this process publishes
 camera/tactile pairs and receives ``~/result``. Four runs:
 
-0. the echo floor: :mod:`convitac_ros.tools.bench_echo` in place of the node (same topics, QoS
+0. the echo floor: :mod:`benchmarks.echo` in place of the node (same topics, QoS
    and input path, no model) at ``--rate``: what DDS and rclpy alone cost per pair;
 1. latency at ``--rate``: publish of the last message of a pair -> result (p50/p95/p99). In
    the idle gap after each result this process times the model forward (and
@@ -32,9 +32,9 @@ import torch
 
 from convitac_ros.inference import Predictor
 from convitac_ros.ros.parameters import SPECS
-from convitac_ros.tools.bench_model import camera_frames, predictor_pieces
-from convitac_ros.tools.bench_report import Check, Report, summarize, Table, time_calls
-from convitac_ros.tools.bench_ros import Client, ensure_local_dds, NodeProcess, Sent
+from benchmarks.model import camera_frames, predictor_pieces
+from benchmarks.report import Check, Report, summarize, Table, time_calls
+from benchmarks.load import Client, ensure_local_dds, NodeProcess, Sent
 
 LATENCY_BAR = 1.25  # node p50 / model forward p50 (issue 7, tiny config)
 ANSWERED = 0.95  # fraction of pairs that must get a result for a rate to count as sustained
@@ -70,7 +70,7 @@ def run_node(args: argparse.Namespace, checkpoint: Path | None, device: torch.de
                       'qos_reliability': 'reliable' if args.reliable else 'best_effort',
                       'image_transport': 'compressed' if args.compressed else 'raw'}
         sizes = [args.camera_size] + [args.tactile_size] * predictor.num_tactile
-        echo = [sys.executable, '-m', 'convitac_ros.tools.bench_echo', '--inputs',
+        echo = [sys.executable, '-m', 'benchmarks.echo', '--inputs',
                 str(len(sizes))] + ['--reliable'] * args.reliable + ['--compressed'] * (
                     args.compressed)
         with NodeProcess({}, Path(tmp) / 'echo.log', command=echo) as process:
@@ -232,7 +232,7 @@ def _latency_run(client: Client, pieces: dict[str, Any], args: argparse.Namespac
                        f'{MIN_MODEL_SAMPLES} right after the run). End to end starts right '
                        'before the publication of the last message of a pair.')
     table.notes.append(f'echo floor: a node that answers each pair at once, without a model '
-                       f'(convitac_ros.tools.bench_echo; {floor["answered"]} of {floor["sent"]} '
+                       f'(benchmarks.echo; {floor["answered"]} of {floor["sent"]} '
                        'answered, run before the node): what DDS and rclpy cost alone. Echo '
                        f'floor + Predictor.predict = {bound:.2f}x the forward: the best this '
                        'transport allows.')

@@ -22,7 +22,7 @@ from convitac_ros.checkpoint import default_preprocess, load_checkpoint
 from convitac_ros.data.transforms import normalize_frames, resize_frames
 from convitac_ros.inference import Predictor, resolve_precision
 from convitac_ros.model import ConViTac, ModelConfig
-from convitac_ros.tools.bench_report import (
+from benchmarks.report import (
     device_sync,
     Report,
     summarize,

@@ -23,7 +23,7 @@ import sys
 
 import torch
 
-from convitac_ros.tools.bench_report import command_line, machine_info, Report, write_report
+from benchmarks.report import command_line, machine_info, Report, write_report
 
 PARTS = ('model', 'predictor', 'node', 'training')
 DEFAULT_CHECKPOINT = Path('models/convitac_demo.safetensors')
@@ -133,7 +133,7 @@ def run_part(part: str, args: argparse.Namespace) -> Report:
     devices = devices_for(args.device)
     checkpoint = resolve_checkpoint(args.checkpoint)
     if part in ('model', 'predictor'):
-        from convitac_ros.tools import bench_model
+        from benchmarks import model as bench_model
 
         subjects = bench_model.load_subjects(args.configs, checkpoint)
         if part == 'model':
@@ -143,10 +143,10 @@ def run_part(part: str, args: argparse.Namespace) -> Report:
         sizes = {'camera': args.camera_size, 'tactile': args.tactile_size}
         return bench_model.run_predictor(subjects, devices, settings, sizes, options)
     if part == 'node':
-        from convitac_ros.tools import bench_node
+        from benchmarks import node as bench_node
 
         return bench_node.run_node(args, checkpoint, devices[-1])
-    from convitac_ros.tools import bench_training
+    from benchmarks import train_steps as bench_training
 
     return bench_training.run_training(args, devices[-1])
 

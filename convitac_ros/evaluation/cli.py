@@ -23,14 +23,14 @@ import numpy as np
 from tqdm import tqdm
 
 from convitac_ros.ros.pipeline import window_inputs
-from convitac_ros.tools.bag_samples import (
+from convitac_ros.bags.samples import (
     BagSamples,
     DEFAULT_QUEUE_SIZE,
     DEFAULT_SLOP_S,
     load_bag_samples,
 )
-from convitac_ros.tools.bagio import BagError, BagReader
-from convitac_ros.tools.metrics import EvaluationRecorder, format_table, save_report
+from convitac_ros.bags.io import BagError, BagReader
+from convitac_ros.evaluation.metrics import EvaluationRecorder, format_table, save_report
 
 
 def evaluate_offline(samples: BagSamples, predictor: Any, batch_size: int = 8,
@@ -129,7 +129,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.mode == 'offline':
         recorder = evaluate_offline(samples, predictor, progress=not args.quiet)
     else:
-        from convitac_ros.tools.online import evaluate_online
+        from convitac_ros.evaluation.online import evaluate_online
 
         recorder = evaluate_online(
             samples, node=args.node, rate=args.rate, lock_step=args.lock_step,

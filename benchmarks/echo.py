@@ -1,6 +1,6 @@
 """The transport floor of the node benchmark: a node that answers each pair without a model.
 
-``python -m convitac_ros.tools.bench_echo --inputs N --reliable`` subscribes to the node's
+``python -m benchmarks.echo --inputs N --reliable`` subscribes to the node's
 input topics with the node's QoS and input path (a thread of its own taking the images, as
 ``direct_input: true``; ``--executor``: subscription callbacks on a single-threaded executor)
 and, once every input of a stamp has arrived, publishes ``~/result`` (JSON with ``stamp_ns``)

@@ -24,7 +24,7 @@ from rclpy.utilities import remove_ros_args
 from rosgraph_msgs.msg import Clock
 from tqdm import tqdm
 
-from convitac_ros.tools.bagio import (
+from convitac_ros.bags.io import (
     BagError,
     BagReader,
     BagRecord,

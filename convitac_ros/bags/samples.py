@@ -20,7 +20,7 @@ from convitac_ros.ros.image_conversion import compressed_to_rgb, image_to_rgb
 from convitac_ros.ros.parameters import SPECS
 from convitac_ros.ros.pipeline import FrameSet, SlidingWindow
 from convitac_ros.ros.synchronizer import ApproximateTimeSynchronizer, stamp_to_ns
-from convitac_ros.tools.bagio import (
+from convitac_ros.bags.io import (
     BagError,
     BagReader,
     BagRecord,

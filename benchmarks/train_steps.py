@@ -11,31 +11,20 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-import sys
 import tempfile
 import time
 from typing import Any
 
 import torch
 
-from convitac_ros.tools.bench_report import device_sync, Report, Table
+from benchmarks.report import device_sync, Report, Table
 
 KEEPS_UP = 0.10  # loading keeps up when the step waits for data less than this share
 
 
-def _import_training() -> None:
-    """Make the source checkout's ``training`` package importable."""
-    root = Path(__file__).resolve().parents[2]
-    if not (root / 'training' / 'engine.py').is_file():
-        raise SystemExit('convitac_benchmark training: needs a source checkout of convitac_ros '
-                         f'(no training/ next to {root / "convitac_ros"})')
-    if str(root) not in sys.path:
-        sys.path.insert(0, str(root))
-
 
 def run_training(args: argparse.Namespace, device: torch.device) -> Report:
     """Part `training`: see the module docstring."""
-    _import_training()
     from convitac_ros.data.synthetic import make_synthetic
     from training.config import load_config
     from training.data import train_and_val

@@ -9,7 +9,7 @@
 
 DDS stays on loopback (`ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST`) in a private domain.
 Run it with `scripts/demo.sh` (sets the environment up first) or `python -m
-convitac_ros.tools.demo`.
+convitac_ros.demo`.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def make_demo_bag(work: Path, samples: int, seed: int, fps: float) -> Path:
     """Generate the synthetic world and write its test split as an mcap bag."""
     from convitac_ros.data import build_dataset
     from convitac_ros.data.synthetic import make_synthetic, work_units
-    from convitac_ros.tools.make_bag import BagLayout, write_bag
+    from convitac_ros.bags.make_bag import BagLayout, write_bag
 
     with tqdm(total=work_units('touch_and_go', samples), desc='synthetic world',
               unit='scene') as bar:
@@ -111,9 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace, work: Path) -> int:
     """The demo proper, inside a work folder; returns the exit code."""
     from convitac_ros.ros.parameters import demo_checkpoint
-    from convitac_ros.tools.bag_samples import load_bag_samples
-    from convitac_ros.tools.metrics import format_table, save_report
-    from convitac_ros.tools.online import evaluate_online
+    from convitac_ros.bags.samples import load_bag_samples
+    from convitac_ros.evaluation.metrics import format_table, save_report
+    from convitac_ros.evaluation.online import evaluate_online
 
     checkpoint = (args.checkpoint or demo_checkpoint()).resolve()
     if not checkpoint.is_file():
@@ -155,10 +155,10 @@ def run(args: argparse.Namespace, work: Path) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point: `python -m convitac_ros.tools.demo`."""
+    """Entry point: `python -m convitac_ros.demo`."""
     args = build_parser().parse_args(argv)
     loopback_environment(args.domain_id)
-    from convitac_ros.tools.bagio import BagError
+    from convitac_ros.bags.io import BagError
 
     work = args.work_dir.resolve()
     for previous in ('data', 'demo_bag', 'report', 'node.log'):

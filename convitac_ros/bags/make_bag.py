@@ -28,7 +28,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 from tqdm import tqdm
 
-from convitac_ros.tools.bagio import (
+from convitac_ros.bags.io import (
     BagError,
     BagWriter,
     CAMERA_TOPIC,

@@ -24,10 +24,10 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
 
 from convitac_ros.ros import direct_take
-from convitac_ros.tools.bag_samples import BagSamples
-from convitac_ros.tools.bagio import BagError, BagRecord
-from convitac_ros.tools.metrics import EvaluationRecorder, latency_summary
-from convitac_ros.tools.replay import BagPlayer, ReplayOptions
+from convitac_ros.bags.samples import BagSamples
+from convitac_ros.bags.io import BagError, BagRecord
+from convitac_ros.evaluation.metrics import EvaluationRecorder, latency_summary
+from convitac_ros.bags.replay import BagPlayer, ReplayOptions
 
 RESULT_TOPIC = 'result'
 DIAGNOSTICS_WAIT_S = 2.5

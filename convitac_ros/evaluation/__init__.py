@@ -1,0 +1,1 @@
+"""Evaluation of a checkpoint or a running node: offline, online, one metrics module."""

@@ -1,1 +1,0 @@
-"""convitac_ros.tools."""
