@@ -19,59 +19,23 @@ from collections.abc import Sequence
 import os
 from pathlib import Path
 import shutil
-import signal
-import subprocess
 import sys
 import time
-from typing import IO
 
 from tqdm import tqdm
 
+from convitac_ros.ros.client import loopback_dds, NodeProcess
+
 NODE_NAME = 'convitac_demo_node'
-STOP_TIMEOUT_S = 20.0
-
-
-def loopback_environment(domain_id: int | None = None) -> None:
-    """Keep DDS discovery on this machine, in a private domain (inherited by subprocesses)."""
-    os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
-    if os.environ.get('ROS_DISTRO') == 'humble':  # Humble predates the discovery range
-        os.environ['ROS_LOCALHOST_ONLY'] = '1'
-    else:  # deprecated from Jazzy on; unset, it stays silent
-        os.environ.pop('ROS_LOCALHOST_ONLY', None)
-    if domain_id is None:
-        domain_id = int(os.environ.get('CONVITAC_DEMO_DOMAIN_ID', 1 + os.getpid() % 100))
-    os.environ['ROS_DOMAIN_ID'] = str(domain_id)
-    os.environ.setdefault('HF_HUB_OFFLINE', '1')
-
-
-def start_node(checkpoint: Path, device: str, log: IO[str]) -> subprocess.Popen:
-    """Start `convitac_node` with the checkpoint and evaluation settings; output goes to `log`."""
-    params = {'checkpoint': str(checkpoint), 'device': device, 'qos_reliability': 'reliable',
-              'qos_depth': '100', 'process_every_pair': 'true'}
-    command = [sys.executable, '-m', 'convitac_ros.ros.node', '--ros-args',
-               '-r', f'__node:={NODE_NAME}']
-    for name, value in params.items():
-        command += ['-p', f'{name}:={value}']
-    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())
-
-
-def stop_node(process: subprocess.Popen) -> int:
-    """Ctrl-C the node, as a user would; kill it if it does not exit in time."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    return process.returncode
+# Evaluation settings: reliable inputs, every synchronized set processed.
+NODE_PARAMETERS = {'qos_reliability': 'reliable', 'qos_depth': 100, 'process_every_pair': True}
 
 
 def make_demo_bag(work: Path, samples: int, seed: int, fps: float) -> Path:
     """Generate the synthetic world and write its test split as an mcap bag."""
+    from convitac_ros.bags.make_bag import BagLayout, write_bag
     from convitac_ros.data import build_dataset
     from convitac_ros.data.synthetic import make_synthetic, work_units
-    from convitac_ros.bags.make_bag import BagLayout, write_bag
 
     with tqdm(total=work_units('touch_and_go', samples), desc='synthetic world',
               unit='scene') as bar:
@@ -110,10 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace, work: Path) -> int:
     """The demo proper, inside a work folder; returns the exit code."""
-    from convitac_ros.ros.parameters import demo_checkpoint
     from convitac_ros.bags.samples import load_bag_samples
     from convitac_ros.evaluation.metrics import format_table, save_report
     from convitac_ros.evaluation.online import evaluate_online
+    from convitac_ros.ros.parameters import demo_checkpoint
 
     checkpoint = (args.checkpoint or demo_checkpoint()).resolve()
     if not checkpoint.is_file():
@@ -128,23 +92,20 @@ def run(args: argparse.Namespace, work: Path) -> int:
           f'{args.fps:g} fps in {bag}', flush=True)
     print(f'[2/3] starting convitac_node ({checkpoint.name}, device {args.device}, '
           f'ROS_DOMAIN_ID={os.environ["ROS_DOMAIN_ID"]}, loopback only)', flush=True)
-    log_path = work / 'node.log'
-    with log_path.open('w') as log:
-        node = start_node(checkpoint, args.device, log)
-        try:
-            print('[3/3] replaying; the node answers (label per head, "ok" when right):',
-                  flush=True)
-            recorder = evaluate_online(samples, node=f'/{NODE_NAME}', rate=args.rate,
-                                       lock_step=args.lock_step, timeout=args.timeout,
-                                       live=True, progress=False)
-        except Exception:
-            if node.poll() is not None:
-                log.flush()
-                print(f'demo: the node exited ({node.returncode}); its log:\n'
-                      + log_path.read_text()[-3000:], file=sys.stderr)
-            raise
-        finally:
-            code = stop_node(node)
+    node = NodeProcess({'checkpoint': str(checkpoint), 'device': args.device, **NODE_PARAMETERS},
+                       work / 'node.log', name=NODE_NAME)
+    try:
+        print('[3/3] replaying; the node answers (label per head, "ok" when right):', flush=True)
+        recorder = evaluate_online(samples, node=f'/{NODE_NAME}', rate=args.rate,
+                                   lock_step=args.lock_step, timeout=args.timeout,
+                                   live=True, progress=False)
+    except Exception:
+        if not node.alive():
+            print(f'demo: the node exited ({node.returncode}); its log:\n'
+                  + node.log()[-3000:], file=sys.stderr)
+        raise
+    finally:
+        code = node.stop()
     recorder.extra['checkpoint'] = str(checkpoint)
     report = recorder.report()
     print('\n' + format_table(report))
@@ -157,7 +118,7 @@ def run(args: argparse.Namespace, work: Path) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: `python -m convitac_ros.demo`."""
     args = build_parser().parse_args(argv)
-    loopback_environment(args.domain_id)
+    loopback_dds(args.domain_id)
     from convitac_ros.bags.io import BagError
 
     work = args.work_dir.resolve()

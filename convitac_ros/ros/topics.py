@@ -1,0 +1,12 @@
+"""The node's names, in one place: its default name, input topics and result topic.
+
+Input topics are relative, so that a namespace or a remapping moves them; camera first, then
+one topic per tactile sensor. Bags written by the package use the same names.
+"""
+
+NODE_NAME = 'convitac_node'
+CAMERA_TOPIC = 'camera/image_raw'
+TACTILE_TOPICS = ('tactile/image_raw', 'tactile_b/image_raw')
+INPUT_TOPICS = (CAMERA_TOPIC, *TACTILE_TOPICS)
+RESULT_TOPIC = 'result'
+COMPRESSED_SUFFIX = '/compressed'
