@@ -18,10 +18,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from convitac_ros.checkpoint import default_preprocess, load_checkpoint
-from convitac_ros.data.transforms import normalize_frames, resize_frames
-from convitac_ros.inference import Predictor, resolve_precision
-from convitac_ros.model import ConViTac, ModelConfig
 from benchmarks.report import (
     device_sync,
     Report,
@@ -29,6 +25,10 @@ from benchmarks.report import (
     Table,
     time_interleaved,
 )
+from convitac_ros.checkpoint import default_preprocess, load_checkpoint
+from convitac_ros.data.transforms import normalize_frames, resize_frames
+from convitac_ros.inference import Predictor, resolve_precision
+from convitac_ros.model import ConViTac, ModelConfig
 
 Forward = Callable[[], Any]
 DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}

@@ -30,11 +30,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from convitac_ros.inference import Predictor
-from convitac_ros.ros.parameters import SPECS
+from benchmarks.load import Client, Sent
 from benchmarks.model import camera_frames, predictor_pieces
 from benchmarks.report import Check, Report, summarize, Table, time_calls
-from benchmarks.load import Client, ensure_local_dds, NodeProcess, Sent
+from convitac_ros.inference import Predictor
+from convitac_ros.ros.client import loopback_dds, NodeProcess
+from convitac_ros.ros.parameters import SPECS
 
 LATENCY_BAR = 1.25  # node p50 / model forward p50 (issue 7, tiny config)
 ANSWERED = 0.95  # fraction of pairs that must get a result for a rate to count as sustained
@@ -42,13 +43,14 @@ GROWTH = 1.5  # latency growth allowed over a run (last window p50 / first windo
 GROWTH_SLACK_MS = 2.0  # latency differences below this are scheduling noise, not growth
 RSS_SLACK_MIB = 20.0
 MIN_MODEL_SAMPLES = 30  # forward / predict timings per latency run
+ROOT = Path(__file__).resolve().parents[1]  # the checkout: `-m benchmarks.echo` runs there
 ECHO_MAX_S = 10.0  # the echo floor run lasts --duration-s, at most this long
 
 
 def run_node(args: argparse.Namespace, checkpoint: Path | None, device: torch.device
              ) -> Report:
     """Part `node`: see the module docstring."""
-    dds = ensure_local_dds()
+    dds = loopback_dds()
     report = Report('node', settings={
         'rate_hz': args.rate, 'duration_s': args.duration_s, 'step_s': args.step_s,
         'overload_factor': args.overload_factor, 'overload_s': args.overload_s,
@@ -73,7 +75,7 @@ def run_node(args: argparse.Namespace, checkpoint: Path | None, device: torch.de
         echo = [sys.executable, '-m', 'benchmarks.echo', '--inputs',
                 str(len(sizes))] + ['--reliable'] * args.reliable + ['--compressed'] * (
                     args.compressed)
-        with NodeProcess({}, Path(tmp) / 'echo.log', command=echo) as process:
+        with NodeProcess({}, Path(tmp) / 'echo.log', command=echo, cwd=ROOT) as process:
             client = Client(sizes, reliable=args.reliable, compressed=args.compressed)
             try:
                 client.wait_ready(process, timeout_s=60.0)
@@ -110,7 +112,7 @@ def _input_path_runs(args: argparse.Namespace, parameters: dict[str, Any],
     for index in range(rounds):
         for (name, path), (command, params) in setups.items():
             log = folder / f'{name}_{path}_{index}.log'
-            with NodeProcess(params, log, command=command) as process:
+            with NodeProcess(params, log, command=command, cwd=ROOT) as process:
                 client = Client(sizes, reliable=args.reliable, compressed=args.compressed)
                 try:
                     client.wait_ready(process, timeout_s=180.0)
@@ -251,11 +253,11 @@ def _growth(before_ms: float, after_ms: float) -> tuple[float, bool]:
 
 def _step(client: Client, process: NodeProcess, rate: float, seconds: float) -> dict[str, Any]:
     """Publish at one rate and judge whether the node kept up."""
-    cpu_before, wall_before = process.cpu_times(), time.perf_counter()
+    cpu_before, wall_before = process.cpu_seconds(), time.perf_counter()
     sent = client.run_rate(rate, seconds)
     wall = time.perf_counter() - wall_before
     client.settle(0.3)
-    cpu = (process.cpu_times() - cpu_before) / wall
+    cpu = (process.cpu_seconds() - cpu_before) / wall
     e2e, _ = _latencies(client, sent)
     half = len(sent) // 2
     first, second = (_latencies(client, part)[0] for part in (sent[:half], sent[half:]))

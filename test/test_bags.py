@@ -21,12 +21,12 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image
 
-from convitac_ros.ros.image_conversion import compressed_to_rgb, image_to_rgb
 from convitac_ros.bags import make_bag
-from convitac_ros.bags.samples import load_bag_samples
 from convitac_ros.bags.io import BagError, BagReader, read_records
 from convitac_ros.bags.make_bag import BagLayout, write_bag
 from convitac_ros.bags.replay import BagPlayer, ReplayOptions
+from convitac_ros.bags.samples import load_bag_samples
+from convitac_ros.ros.image_conversion import compressed_to_rgb, image_to_rgb
 
 
 @pytest.mark.parametrize('storage', ['mcap', 'sqlite3'])

@@ -4,23 +4,22 @@ One `convitac_node` process serves the whole module (loopback DDS, the run's pri
 """
 
 import json
-import os
 from pathlib import Path
-import subprocess
-import sys
 import time
 
 from bag_helpers import write_foreign_bag
 import numpy as np
 import pytest
 
-from convitac_ros.data import build_dataset
-from convitac_ros.inference import Predictor
 from convitac_ros.bags import make_bag
-from convitac_ros.evaluation import cli as evaluate
 from convitac_ros.bags.samples import load_bag_samples
+from convitac_ros.data import build_dataset
+from convitac_ros.demo import NODE_PARAMETERS
+from convitac_ros.evaluation import cli as evaluate
 from convitac_ros.evaluation.cli import evaluate_offline
 from convitac_ros.evaluation.metrics import EvaluationRecorder, format_table
+from convitac_ros.inference import Predictor
+from convitac_ros.ros.client import NodeProcess
 
 NODE = '/convitac_eval_test'
 
@@ -55,22 +54,9 @@ def foreign_bag(dataset, tmp_path_factory):
 @pytest.fixture(scope='module')
 def node_process(tiny_checkpoint, tmp_path_factory):
     """A real node with evaluation settings: reliable inputs, every pair processed."""
-    log = (tmp_path_factory.mktemp('node') / 'node.log').open('w')
-    name = NODE.strip('/')
-    process = subprocess.Popen(
-        [sys.executable, '-m', 'convitac_ros.ros.node', '--ros-args', '-r', f'__node:={name}',
-         '-p', f'checkpoint:={tiny_checkpoint}', '-p', 'device:=cpu',
-         '-p', 'qos_reliability:=reliable', '-p', 'qos_depth:=100',
-         '-p', 'process_every_pair:=true'],
-        stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())
-    yield process
-    process.send_signal(2)
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-    log.close()
+    with NodeProcess({'checkpoint': tiny_checkpoint, 'device': 'cpu', **NODE_PARAMETERS},
+                     tmp_path_factory.mktemp('node') / 'node.log', name=NODE.strip('/')) as node:
+        yield node
 
 
 def run_evaluate(bag: Path, out: Path, *extra: str) -> dict:

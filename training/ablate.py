@@ -32,7 +32,6 @@ import sys
 import time
 from typing import Any
 
-
 import torch  # noqa: E402
 import yaml  # noqa: E402
 

@@ -21,7 +21,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-
 import cv2  # noqa: E402
 import matplotlib  # noqa: E402
 

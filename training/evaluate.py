@@ -20,7 +20,6 @@ from pathlib import Path
 import sys
 from typing import Any
 
-
 import matplotlib
 
 matplotlib.use('Agg')

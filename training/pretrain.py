@@ -17,7 +17,6 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset

@@ -20,7 +20,6 @@ from pathlib import Path
 import sys
 from typing import Any
 
-
 import torch
 from torch import nn
 from torch.nn import functional as F

@@ -22,8 +22,6 @@ from rclpy.serialization import deserialize_message, serialize_message
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.typesys import get_typestore, Stores
 
-CAMERA_TOPIC = 'camera/image_raw'
-TACTILE_TOPICS = ('tactile/image_raw', 'tactile_b/image_raw')
 GROUND_TRUTH_PREFIX = 'ground_truth/'
 COMPRESSED_SUFFIX = '/compressed'
 STORAGE_PLUGINS = {'mcap': StoragePlugin.MCAP, 'sqlite3': StoragePlugin.SQLITE3}

@@ -31,13 +31,12 @@ from tqdm import tqdm
 from convitac_ros.bags.io import (
     BagError,
     BagWriter,
-    CAMERA_TOPIC,
     COMPRESSED_SUFFIX,
     GROUND_TRUTH_PREFIX,
     set_stamp,
     STORAGE_PLUGINS,
-    TACTILE_TOPICS,
 )
+from convitac_ros.ros.topics import CAMERA_TOPIC, TACTILE_TOPICS
 
 ENCODINGS = ('rgb8', 'bgr8', 'mono8')
 COMPRESSIONS = ('none', 'jpeg', 'png')

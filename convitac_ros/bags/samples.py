@@ -16,19 +16,18 @@ from typing import Any
 import numpy as np
 from sensor_msgs.msg import CompressedImage
 
-from convitac_ros.ros.image_conversion import compressed_to_rgb, image_to_rgb
-from convitac_ros.ros.parameters import SPECS
-from convitac_ros.ros.pipeline import FrameSet, SlidingWindow
-from convitac_ros.ros.synchronizer import ApproximateTimeSynchronizer, stamp_to_ns
 from convitac_ros.bags.io import (
     BagError,
     BagReader,
     BagRecord,
-    CAMERA_TOPIC,
     COMPRESSED_SUFFIX,
     GROUND_TRUTH_PREFIX,
-    TACTILE_TOPICS,
 )
+from convitac_ros.ros.image_conversion import compressed_to_rgb, image_to_rgb
+from convitac_ros.ros.parameters import SPECS
+from convitac_ros.ros.pipeline import FrameSet, SlidingWindow
+from convitac_ros.ros.synchronizer import ApproximateTimeSynchronizer, stamp_to_ns
+from convitac_ros.ros.topics import CAMERA_TOPIC, TACTILE_TOPICS
 
 # The node's defaults, so that offline pairing matches an unconfigured node.
 DEFAULT_SLOP_S = SPECS['sync_slop'].default

@@ -22,15 +22,15 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from convitac_ros.ros.pipeline import window_inputs
+from convitac_ros.bags.io import BagError, BagReader
 from convitac_ros.bags.samples import (
     BagSamples,
     DEFAULT_QUEUE_SIZE,
     DEFAULT_SLOP_S,
     load_bag_samples,
 )
-from convitac_ros.bags.io import BagError, BagReader
 from convitac_ros.evaluation.metrics import EvaluationRecorder, format_table, save_report
+from convitac_ros.ros.pipeline import window_inputs
 
 
 def evaluate_offline(samples: BagSamples, predictor: Any, batch_size: int = 8,

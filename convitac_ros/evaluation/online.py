@@ -10,155 +10,16 @@ ways, pairing, queueing and inference).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-import json
-import threading
 import time
 from typing import Any
 
-from diagnostic_msgs.msg import DiagnosticArray
-import rclpy
-from rclpy.executors import SingleThreadedExecutor
-from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
-from std_msgs.msg import String
-
-from convitac_ros.ros import direct_take
-from convitac_ros.bags.samples import BagSamples
 from convitac_ros.bags.io import BagError, BagRecord
-from convitac_ros.evaluation.metrics import EvaluationRecorder, latency_summary
 from convitac_ros.bags.replay import BagPlayer, ReplayOptions
+from convitac_ros.bags.samples import BagSamples
+from convitac_ros.evaluation.metrics import EvaluationRecorder, latency_summary
+from convitac_ros.ros.client import Answer, NodeClient
 
-RESULT_TOPIC = 'result'
 DIAGNOSTICS_WAIT_S = 2.5
-
-
-@dataclass
-class Answer:
-    """One result of the node.
-
-    Attributes:
-        stamp_ns: Stamp of the window's newest input set.
-        labels: Head -> predicted class name.
-        received: Arrival time here, `time.monotonic()` seconds.
-        node_latency_ms: The node's own latency (set completed to result published), if sent.
-    """
-
-    stamp_ns: int
-    labels: dict[str, str]
-    received: float
-    node_latency_ms: float | None = None
-
-
-def parse_result(text: str, received: float) -> Answer:
-    """Read the node's `~/result` JSON (input stamp, head -> label, optional `latency_ms`).
-
-    Raises:
-        ValueError: Not a result message.
-    """
-    data = json.loads(text)
-    if 'stamp_ns' in data:
-        stamp = int(data['stamp_ns'])
-    else:
-        stamp = int(data['stamp']['sec']) * 1_000_000_000 + int(data['stamp']['nanosec'])
-    labels = {head: value['label'] if isinstance(value, dict) else str(value)
-              for head, value in data.get('heads', {}).items()}
-    latency = data.get('latency_ms')
-    return Answer(stamp, labels, received, None if latency is None else float(latency))
-
-
-class AnswerCollector:
-    """Subscribes to a node's results and lets a thread wait for the answer to a stamp.
-
-    The results are taken by a thread of the collector's own that waits on that subscription
-    alone (:mod:`convitac_ros.ros.direct_take`), as the node takes its images, so the
-    receive time is not delayed by the evaluator's executor; :meth:`close` stops it.
-
-    Args:
-        node: The evaluator's own node (spun by the caller in another thread).
-        target: Fully qualified name of the evaluated node, e.g. `/convitac_node`.
-        on_answer: Called with every answer as it arrives (e.g. to print it).
-    """
-
-    def __init__(self, node: Node, target: str,
-                 on_answer: Callable[[Answer], None] | None = None) -> None:
-        self.topic = f'{target.rstrip("/")}/{RESULT_TOPIC}'
-        self.answers: dict[int, Answer] = {}
-        self.malformed = 0
-        self._on_answer = on_answer
-        self._cond = threading.Condition()
-        qos = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
-        self.subscription, self._thread = direct_take.subscribe(
-            node, String, self.topic, qos, self._receive, self._failed, 'answer_collector')
-
-    def close(self) -> None:
-        """Stop taking answers (before the node is destroyed)."""
-        if self._thread is not None:
-            self._thread.stop()
-            self._thread = None
-
-    def _failed(self, exc: Exception) -> None:
-        """An answer that could not be handled counts as malformed."""
-        self.malformed += 1
-
-    def _receive(self, msg: String) -> None:
-        try:
-            answer = parse_result(msg.data, time.monotonic())
-        except (ValueError, KeyError, TypeError):
-            self.malformed += 1
-            return
-        with self._cond:
-            self.answers.setdefault(answer.stamp_ns, answer)
-            self._cond.notify_all()
-        if self._on_answer is not None:
-            self._on_answer(answer)
-
-    def wait_for(self, stamp_ns: int, timeout: float) -> Answer | None:
-        """Block until the answer for `stamp_ns` arrived (None after `timeout` seconds)."""
-        with self._cond:
-            self._cond.wait_for(lambda: stamp_ns in self.answers, timeout)
-            return self.answers.get(stamp_ns)
-
-    def wait_all(self, stamps: list[int], timeout: float, settle: float = 0.3) -> None:
-        """Wait until every stamp in `stamps` is answered (at most `timeout` s in all).
-
-        Then wait `settle` s more, for answers to the sets between evaluation points.
-        """
-        deadline = time.monotonic() + timeout
-        for stamp in stamps:
-            if self.wait_for(stamp, max(0.0, deadline - time.monotonic())) is None:
-                break
-        time.sleep(settle)
-
-
-class DiagnosticsWatcher:
-    """Keeps the latest `/diagnostics` values of the evaluated node (its counters).
-
-    Args:
-        node: The evaluator's node.
-        target: Fully qualified name of the evaluated node; its status is `<name>: ...`.
-    """
-
-    def __init__(self, node: Node, target: str) -> None:
-        self._prefix = target.rstrip('/').rsplit('/', 1)[-1] + ':'
-        self._cond = threading.Condition()
-        self._latest: tuple[float, dict[str, str]] | None = None
-        node.create_subscription(DiagnosticArray, '/diagnostics', self._receive, 10)
-
-    def _receive(self, msg: DiagnosticArray) -> None:
-        for status in msg.status:
-            if status.name.startswith(self._prefix):
-                with self._cond:
-                    self._latest = (time.monotonic(), {v.key: v.value for v in status.values})
-                    self._cond.notify_all()
-
-    def wait_newer(self, since: float, timeout: float) -> dict[str, str] | None:
-        """The first values received after `since` (monotonic s); None after `timeout` s."""
-        with self._cond:
-            self._cond.wait_for(lambda: self._latest is not None and self._latest[0] > since,
-                                timeout)
-            latest = self._latest
-        return latest[1] if latest is not None and latest[0] > since else None
 
 
 def counter_changes(before: dict[str, str], after: dict[str, str]) -> dict[str, int]:
@@ -171,50 +32,34 @@ def counter_changes(before: dict[str, str], after: dict[str, str]) -> dict[str, 
 
 
 class OnlineSession:
-    """The evaluator's ROS side: a node with the bag's publishers and the answer collector.
+    """The evaluator's ROS side: a client of the node with the bag's publishers.
 
     Args:
         samples: The paired bag.
         target: Fully qualified name of the evaluated node.
         options: Replay options (rate, subscriber wait).
         on_answer: Called with each answer as it arrives.
-        ros_args: Extra ROS arguments for rclpy.init (when it is not initialised yet).
+        ros_args: Extra ROS arguments for the evaluator's context.
     """
 
     def __init__(self, samples: BagSamples, target: str, options: ReplayOptions,
                  on_answer: Callable[[Answer], None] | None = None,
                  ros_args: list[str] | None = None) -> None:
         self.samples = samples
-        self._own_context = not rclpy.ok()
-        if self._own_context:
-            rclpy.init(args=['convitac_evaluate', *(ros_args or [])])
         # In the evaluated node's namespace, so that the bag's relative topics reach it.
-        namespace = target.rstrip('/').rsplit('/', 1)[0] or '/'
-        self.node = Node('convitac_evaluate', namespace=namespace)
+        self.client = NodeClient(target, on_answer=on_answer, name='convitac_evaluate',
+                                 ros_args=ros_args or ())
         options.topics = samples.image_topics
         try:
-            self.player = BagPlayer(self.node, samples.path, options)
+            self.player = BagPlayer(self.client.node, samples.path, options)
         except BaseException:
-            self.node.destroy_node()
-            if self._own_context:
-                rclpy.try_shutdown()
+            self.client.close()
             raise
-        self.collector = AnswerCollector(self.node, target, on_answer)
-        self.diagnostics = DiagnosticsWatcher(self.node, target)
-        self.executor = SingleThreadedExecutor()
-        self.executor.add_node(self.node)
-        self._spinner = threading.Thread(target=self.executor.spin, daemon=True)
-        self._spinner.start()
         self.published: dict[int, float] = {}
 
     def close(self) -> None:
-        """Stop spinning, destroy the node, shut rclpy down if this session started it."""
-        self.collector.close()
-        self.executor.shutdown()
-        self._spinner.join(timeout=5.0)
-        self.node.destroy_node()
-        if self._own_context:
-            rclpy.try_shutdown()
+        """Stop the client (its node and context)."""
+        self.client.close()
 
     def wait_ready(self, timeout: float) -> None:
         """Wait until the node subscribes to every input and publishes results.
@@ -226,9 +71,9 @@ class OnlineSession:
             raise BagError(f'no node subscribes to {self.samples.image_topics} '
                            f'(is the node running, in this ROS domain?)')
         deadline = time.monotonic() + timeout
-        while self.node.count_publishers(self.collector.topic) == 0:
+        while self.client.result_subscription.get_publisher_count() == 0:
             if time.monotonic() > deadline:
-                raise BagError(f'nothing publishes {self.collector.topic} '
+                raise BagError(f'nothing publishes {self.client.result_topic} '
                                f'(is the node active, with that name?)')
             time.sleep(0.05)
 
@@ -244,7 +89,7 @@ class OnlineSession:
         missed = 0
         for index, frame_set in enumerate(self.samples.sets):
             self.publish_set(index)
-            if index in points and self.collector.wait_for(frame_set.stamp_ns, timeout) is None:
+            if index in points and self.client.wait_for(frame_set.stamp_ns, timeout) is None:
                 missed += 1
         return missed
 
@@ -300,7 +145,7 @@ def evaluate_online(samples: BagSamples, *, node: str = '/convitac_node', rate: 
             (otherwise the bag's layout and the answers tell them).
         live: Print each answer to an evaluation point as it arrives.
         progress: Show the replay progress bar.
-        ros_args: Extra ROS arguments for rclpy.init (when it is not initialised yet).
+        ros_args: Command-line arguments for the evaluator's ROS context.
     """
     truths = {p.stamp_ns: p.labels for p in samples.points}
     options = ReplayOptions(rate=rate, progress=progress and not live,
@@ -311,13 +156,13 @@ def evaluate_online(samples: BagSamples, *, node: str = '/convitac_node', rate: 
     try:
         session.wait_ready(timeout)
         # The node's counters before and after (diagnostics come at about 1 Hz).
-        before = session.diagnostics.wait_newer(0.0, DIAGNOSTICS_WAIT_S)
+        before = session.client.wait_newer_values(float('-inf'), DIAGNOSTICS_WAIT_S)
         if lock_step:
             session.run_lock_step(timeout)
         else:
             session.run_paced()
-        session.collector.wait_all([p.stamp_ns for p in samples.points], timeout)
-        after = (session.diagnostics.wait_newer(time.monotonic(), DIAGNOSTICS_WAIT_S)
+        session.client.wait_all([p.stamp_ns for p in samples.points], timeout)
+        after = (session.client.wait_newer_values(time.monotonic(), DIAGNOSTICS_WAIT_S)
                  if before is not None else None)
     finally:
         session.close()
@@ -332,7 +177,7 @@ def evaluate_online(samples: BagSamples, *, node: str = '/convitac_node', rate: 
 
 def _record(samples: BagSamples, session: OnlineSession, predictor: Any,
             mode: str) -> EvaluationRecorder:
-    answers = session.collector.answers
+    answers = session.client.answers
     if predictor is not None:
         classes = {h: list(c) for h, c in predictor.heads.items()}
     else:
@@ -350,7 +195,7 @@ def _record(samples: BagSamples, session: OnlineSession, predictor: Any,
     recorder.published_sets = len(session.published)
     # Without the node's diagnostics, count the sets it answered (a lower bound of the pairs).
     recorder.paired_sets = sum(1 for s in session.published if s in answers)
-    recorder.extra['malformed_results'] = session.collector.malformed
+    recorder.extra['malformed_results'] = session.client.malformed
     node_ms = [a.node_latency_ms for a in answers.values() if a.node_latency_ms is not None]
     recorder.extra['node_latency_ms'] = latency_summary([ms / 1e3 for ms in node_ms])
     return recorder

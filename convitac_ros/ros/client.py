@@ -210,7 +210,7 @@ class Answer:
     Attributes:
         stamp_ns: Stamp of the window's newest input set.
         labels: Head -> predicted class name.
-        received: Arrival time here, ``time.perf_counter()`` seconds.
+        received: Arrival time here, ``time.monotonic()`` seconds.
         payload: The whole JSON result.
     """
 
@@ -272,7 +272,8 @@ class NodeClient:
         heads: Heads whose ``~/<head>/label`` and ``~/<head>/probabilities`` are recorded.
         on_answer: Called with every answer as it arrives (on the taking thread).
         name: This client's node name.
-        ros_args: ROS arguments for this client's context (e.g. remappings).
+        ros_args: command-line arguments for this client's context; those after
+            ``--ros-args`` count (e.g. remappings).
     """
 
     def __init__(self, target: str = f'/{NODE_NAME}', *, inputs: int = 0,
@@ -294,7 +295,7 @@ class NodeClient:
         namespace = self.target.rsplit('/', 1)[0] or '/'
         self._rclpy = rclpy
         self.context = rclpy.Context()
-        rclpy.init(args=[name, '--ros-args', *ros_args] if ros_args else None,
+        rclpy.init(args=[name, *ros_args] if ros_args else None,
                    context=self.context)
         self.node = rclpy.create_node(name, namespace=namespace, context=self.context)
         self._lock = threading.Condition()
@@ -386,7 +387,7 @@ class NodeClient:
         wait_until(self.inputs_subscribed, timeout, 'the node never subscribed to the inputs')
         if not matched:
             return
-        since = time.perf_counter()
+        since = time.monotonic()
 
         def node_side_matched() -> bool:
             values = self.newest_values(since)
@@ -426,7 +427,7 @@ class NodeClient:
             self.malformed += 1
 
     def _on_result(self, msg: Any) -> None:
-        received = time.perf_counter()
+        received = time.monotonic()
         try:
             answer = parse_result(msg.data, received)
         except (ValueError, KeyError, TypeError):
@@ -466,7 +467,7 @@ class NodeClient:
         return owner in (self.target.lstrip('/'), self.target.rsplit('/', 1)[-1])
 
     def _on_diagnostics(self, msg: Any) -> None:
-        now = time.perf_counter()
+        now = time.monotonic()
         with self._lock:
             for status in msg.status:
                 if self._ours(status.name):
@@ -482,7 +483,7 @@ class NodeClient:
             return self.statuses[-1][1]
 
     def newest_values(self, since: float = float('-inf')) -> dict[str, str] | None:
-        """The node's newest diagnostics values received after ``since`` (perf_counter s)."""
+        """The node's newest diagnostics values received after ``since`` (monotonic s)."""
         with self._lock:
             if not self.statuses or self.statuses[-1][0] <= since:
                 return None

@@ -39,9 +39,8 @@ from convitac_ros.ros.outputs import OutputPublishers
 from convitac_ros.ros.parameters import NodeParameters, SPECS, validate
 from convitac_ros.ros.pipeline import Counters, DropOldestQueue, FrameSet, SlidingWindow
 from convitac_ros.ros.synchronizer import ApproximateTimeSynchronizer, stamp_to_ns
+from convitac_ros.ros.topics import INPUT_TOPICS, NODE_NAME
 
-NODE_NAME = 'convitac_node'
-INPUT_TOPICS = ('camera/image_raw', 'tactile/image_raw', 'tactile_b/image_raw')
 # A zero stamp or an inference failure keeps its WARN / ERROR this long (s) after the event.
 RECENT_S = 5.0
 SWITCH_INTERVAL_S = 0.0005
