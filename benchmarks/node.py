@@ -78,7 +78,7 @@ def run_node(args: argparse.Namespace, checkpoint: Path | None, device: torch.de
         with NodeProcess({}, Path(tmp) / 'echo.log', command=echo, cwd=ROOT) as process:
             client = Client(sizes, reliable=args.reliable, compressed=args.compressed)
             try:
-                client.wait_ready(process, timeout_s=60.0)
+                client.wait_ready(process, 60.0)
                 client.run_rate(args.rate, 1.0)  # warm the path up; not measured
                 floor = _echo_run(client, args)
             finally:
@@ -86,7 +86,7 @@ def run_node(args: argparse.Namespace, checkpoint: Path | None, device: torch.de
         with NodeProcess(parameters, Path(tmp) / 'node.log') as process:
             client = Client(sizes, reliable=args.reliable, compressed=args.compressed)
             try:
-                client.wait_ready(process, timeout_s=180.0)
+                client.wait_ready(process, 180.0)
                 client.run_rate(args.rate, 2.0)  # warm the path up; not measured
                 _latency_run(client, pieces, args, floor, report)
                 sustained = _rate_steps(client, process, args, report)
@@ -115,7 +115,7 @@ def _input_path_runs(args: argparse.Namespace, parameters: dict[str, Any],
             with NodeProcess(params, log, command=command, cwd=ROOT) as process:
                 client = Client(sizes, reliable=args.reliable, compressed=args.compressed)
                 try:
-                    client.wait_ready(process, timeout_s=180.0)
+                    client.wait_ready(process, 180.0)
                     client.run_rate(args.rate, 1.0)  # warm the path up; not measured
                     sent = client.run_rate(args.rate, seconds)
                     client.settle(0.5)

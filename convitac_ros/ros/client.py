@@ -85,15 +85,16 @@ class NodeProcess:
     def __init__(self, parameters: dict[str, Any], log_path: Path, *, name: str | None = None,
                  namespace: str | None = None, params_files: Sequence[Path] = (),
                  command: Sequence[str] | None = None, cwd: Path | None = None) -> None:
-        args = [*(command or NODE_COMMAND), '--ros-args']
+        ros: list[str] = []
         if name:
-            args += ['-r', f'__node:={name}']
+            ros += ['-r', f'__node:={name}']
         if namespace:
-            args += ['-r', f'__ns:={namespace}']
+            ros += ['-r', f'__ns:={namespace}']
         for path in params_files:
-            args += ['--params-file', str(path)]
+            ros += ['--params-file', str(path)]
         for key, value in parameters.items():
-            args += ['-p', f'{key}:={_parameter_text(value)}']
+            ros += ['-p', f'{key}:={_parameter_text(value)}']
+        args = [*(command or NODE_COMMAND), *(['--ros-args', *ros] if ros else [])]
         self.command = args
         self.log_path = Path(log_path)
         self._log = self.log_path.open('w')  # closed in stop()
