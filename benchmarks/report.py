@@ -23,6 +23,8 @@ import numpy as np
 import psutil
 import torch
 
+from convitac_ros.evaluation.metrics import summarize_ms
+
 PERCENTILES = (50, 95, 99)
 
 
@@ -89,15 +91,7 @@ def summarize(samples_s: Sequence[float]) -> dict[str, float]:
     Returns:
         ``count``, ``mean_ms``, ``p50_ms``, ``p95_ms``, ``p99_ms``, ``max_ms`` (NaN when empty).
     """
-    values = np.asarray(samples_s, dtype=np.float64) * 1e3
-    if values.size == 0:
-        nan = float('nan')
-        return {'count': 0, 'mean_ms': nan, 'max_ms': nan,
-                **{f'p{p}_ms': nan for p in PERCENTILES}}
-    stats = {'count': int(values.size), 'mean_ms': float(values.mean()),
-             'max_ms': float(values.max())}
-    stats.update({f'p{p}_ms': float(np.percentile(values, p)) for p in PERCENTILES})
-    return stats
+    return summarize_ms(samples_s, PERCENTILES, suffix='_ms')
 
 
 def time_calls(call: Callable[[], Any], runs: int, warmup: int,

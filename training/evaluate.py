@@ -20,15 +20,12 @@ from pathlib import Path
 import sys
 from typing import Any
 
-import matplotlib
-
-matplotlib.use('Agg')
-import matplotlib.pyplot as plt  # noqa: E402  (after choosing the non-interactive backend)
 import numpy as np  # noqa: E402
 from torch.utils.data import Dataset  # noqa: E402
 
 from convitac_ros.checkpoint import load_checkpoint  # noqa: E402
 from convitac_ros.data import build_dataset, MISSING_LABEL  # noqa: E402
+from convitac_ros.evaluation.metrics import plot_confusion  # noqa: E402
 from convitac_ros.fileio import atomic_write_text  # noqa: E402
 from training.config import parse_override  # noqa: E402
 from training.data import BatchCollator, targets  # noqa: E402
@@ -40,31 +37,6 @@ from training.metrics import (  # noqa: E402
     predict,
 )
 from training.pretrain import eval_loader  # noqa: E402
-
-
-def plot_confusion(matrix: np.ndarray, classes: list[str], title: str, path: Path) -> None:
-    """Saves a confusion matrix (rows: true class, colour: row-normalised) as a PNG."""
-    totals = matrix.sum(axis=1, keepdims=True)
-    share = np.divide(matrix, totals, out=np.zeros(matrix.shape, dtype=float), where=totals > 0)
-    size = max(4.0, 0.55 * len(classes) + 2.5)
-    figure, axes = plt.subplots(figsize=(size, size * 0.9))
-    image = axes.imshow(share, cmap='Blues', vmin=0.0, vmax=1.0)
-    ticks = np.arange(len(classes))
-    axes.set_xticks(ticks, classes, rotation=45, ha='right')
-    axes.set_yticks(ticks, classes)
-    axes.set_xlabel('predicted')
-    axes.set_ylabel('true')
-    axes.set_title(title)
-    for row in range(len(classes)):
-        for column in range(len(classes)):
-            if matrix[row, column]:
-                axes.text(column, row, str(matrix[row, column]), ha='center', va='center',
-                          color='white' if share[row, column] > 0.5 else 'black', fontsize=8)
-    figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04, label='share of true class')
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
 
 
 def head_report(head: str, classes: list[str], predicted: np.ndarray, target: np.ndarray,

@@ -87,15 +87,24 @@ class EvaluationRecorder:
         }
 
 
+def summarize_ms(samples_s: Any, percentiles: Any = PERCENTILES,
+                 suffix: str = '') -> dict[str, float]:
+    """Count, mean, percentiles and max of durations in seconds, in milliseconds.
+
+    Keys: ``count``, ``mean``, ``p<q>`` for each percentile, ``max``, each name followed by
+    ``suffix`` but ``count`` (NaN values when there are no samples).
+    """
+    ms = np.asarray(samples_s, dtype=np.float64) * 1e3
+    values = {'mean': float(ms.mean()) if ms.size else float('nan')}
+    values.update({f'p{q}': float(np.percentile(ms, q)) if ms.size else float('nan')
+                   for q in percentiles})
+    values['max'] = float(ms.max()) if ms.size else float('nan')
+    return {'count': int(ms.size), **{key + suffix: value for key, value in values.items()}}
+
+
 def latency_summary(latencies_s: list[float]) -> dict[str, float] | None:
     """Count, mean, p50/p90/p95/p99 and max in milliseconds (None without samples)."""
-    if not latencies_s:
-        return None
-    ms = np.asarray(latencies_s, dtype=np.float64) * 1e3
-    summary = {'count': int(ms.size), 'mean': float(ms.mean())}
-    summary.update({f'p{p}': float(np.percentile(ms, p)) for p in PERCENTILES})
-    summary['max'] = float(ms.max())
-    return summary
+    return summarize_ms(latencies_s) if len(latencies_s) else None
 
 
 def format_table(report: dict[str, Any]) -> str:
@@ -138,30 +147,42 @@ def save_report(report: dict[str, Any], output_dir: str | Path) -> list[Path]:
     return paths
 
 
-def plot_confusion(confusion: list[list[int]], classes: list[str], title: str,
-                   path: Path) -> Path:
-    """Draw a confusion matrix (rows truth, columns prediction) with counts to a PNG."""
+def plot_confusion(confusion: Any, classes: list[str], title: str, path: Path) -> Path:
+    """Draw a confusion matrix to a PNG (the one plot of training and bag evaluation).
+
+    Rows are the true class, columns the prediction; each cell shows its count and is coloured
+    by the share of its true class, so that imbalanced classes read alike.
+
+    Args:
+        confusion: (C, C) counts, rows true, columns predicted (a nested list or an array).
+        classes: the C class names.
+        title: the figure title.
+        path: the PNG to write (its folder is created).
+    """
     import matplotlib
 
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
-    matrix = np.asarray(confusion)
-    size = 1.2 + 0.45 * len(classes)
-    fig, ax = plt.subplots(figsize=(size + 1.5, size))
-    image = ax.imshow(matrix, cmap='Blues')
-    ax.set_xticks(range(len(classes)), classes, rotation=60, ha='right', fontsize=7)
-    ax.set_yticks(range(len(classes)), classes, fontsize=7)
-    ax.set_xlabel('predicted')
-    ax.set_ylabel('true')
-    ax.set_title(title, fontsize=9)
-    threshold = matrix.max() / 2 if matrix.size else 0
-    for (row, col), count in np.ndenumerate(matrix):
+    matrix = np.asarray(confusion, dtype=np.int64)
+    totals = matrix.sum(axis=1, keepdims=True)
+    share = np.divide(matrix, totals, out=np.zeros(matrix.shape, dtype=float), where=totals > 0)
+    size = max(4.0, 0.55 * len(classes) + 2.5)
+    figure, axes = plt.subplots(figsize=(size, size * 0.9))
+    image = axes.imshow(share, cmap='Blues', vmin=0.0, vmax=1.0)
+    ticks = np.arange(len(classes))
+    axes.set_xticks(ticks, classes, rotation=45, ha='right')
+    axes.set_yticks(ticks, classes)
+    axes.set_xlabel('predicted')
+    axes.set_ylabel('true')
+    axes.set_title(title)
+    for (row, column), count in np.ndenumerate(matrix):
         if count:
-            ax.text(col, row, str(count), ha='center', va='center', fontsize=6,
-                    color='white' if count > threshold else 'black')
-    fig.colorbar(image, ax=ax, fraction=0.046)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+            axes.text(column, row, str(count), ha='center', va='center', fontsize=8,
+                      color='white' if share[row, column] > 0.5 else 'black')
+    figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04, label='share of true class')
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
     return path
