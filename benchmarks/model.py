@@ -26,9 +26,9 @@ from benchmarks.report import (
     time_interleaved,
 )
 from convitac_ros.checkpoint import default_preprocess, load_checkpoint
-from convitac_ros.data.transforms import normalize_frames, resize_frames
 from convitac_ros.inference import Predictor, resolve_precision
 from convitac_ros.model import ConViTac, ModelConfig
+from convitac_ros.preprocess import normalize_frames, resize_frames
 
 Forward = Callable[[], Any]
 DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}

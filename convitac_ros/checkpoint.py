@@ -23,9 +23,9 @@ import torch
 from torch import nn
 
 from convitac_ros import __version__
-from convitac_ros.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from convitac_ros.fileio import atomic_write_bytes
 from convitac_ros.model import ContrastiveEncoder, ConViTac, ModelConfig
+from convitac_ros.preprocess import IMAGENET_MEAN, IMAGENET_STD
 
 FORMAT = 'convitac/1'
 KINDS = ('convitac', 'contrastive_encoder')

@@ -23,8 +23,8 @@ import numpy as np
 import torch
 
 from convitac_ros.checkpoint import load_checkpoint
-from convitac_ros.data.transforms import check_frame, normalize_frames, resize_frames
 from convitac_ros.model import ConViTac
+from convitac_ros.preprocess import check_frame, normalize_frames, resize_frames
 
 PRECISIONS = ('auto', 'fp32', 'bf16', 'fp16')
 _DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}

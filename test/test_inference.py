@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from convitac_ros.checkpoint import save_checkpoint
-from convitac_ros.data.transforms import preprocess_frames
 from convitac_ros.inference import Predictor
 from convitac_ros.model import ConViTac, ModelConfig
+from convitac_ros.preprocess import preprocess_frames
 
 torch.set_num_threads(1)
 

@@ -103,7 +103,7 @@ def test_frame_set_converts_once_and_caches_errors():
 
 
 def test_model_frames_are_resized_once_per_set_exactly_as_the_predictor_resizes():
-    from convitac_ros.data.transforms import resize_frame
+    from convitac_ros.preprocess import resize_frame
 
     rng = np.random.default_rng(0)
     pictures = {'cam': rng.integers(0, 256, (120, 160, 3), dtype=np.uint8),

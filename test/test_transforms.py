@@ -5,13 +5,14 @@ import numpy as np
 import pytest
 import torch
 
+from convitac_ros import preprocess as preprocess_module
 from convitac_ros.data import transforms
 from convitac_ros.data.sample import MISSING_LABEL, Sample
 from convitac_ros.data.transforms import FrameAugmentation
 
 SIZE = 16
-MEAN, STD = transforms.IMAGENET_MEAN, transforms.IMAGENET_STD
-preprocess = transforms.preprocess_frames
+MEAN, STD = preprocess_module.IMAGENET_MEAN, preprocess_module.IMAGENET_STD
+preprocess = preprocess_module.preprocess_frames
 collate = transforms.collate_samples
 
 
@@ -51,12 +52,12 @@ def test_preprocess_frames_keeps_rgb_channel_order():
 def test_shrinking_uses_area_interpolation():
     frame = np.random.default_rng(0).integers(0, 256, (64, 48, 3), dtype=np.uint8)
     expected = cv2.resize(frame, (SIZE, SIZE), interpolation=cv2.INTER_AREA)
-    np.testing.assert_array_equal(transforms.resize_frames([frame], SIZE)[0], expected)
+    np.testing.assert_array_equal(preprocess_module.resize_frames([frame], SIZE)[0], expected)
 
 
 def test_resize_frames_writes_into_a_given_buffer():
     out = np.zeros((2, SIZE, SIZE, 3), dtype=np.uint8)
-    result = transforms.resize_frames([solid(7), solid(9, 5, 5)], SIZE, out=out)
+    result = preprocess_module.resize_frames([solid(7), solid(9, 5, 5)], SIZE, out=out)
     assert result is out and out[0].max() == 7 and out[1].min() == 9
 
 

@@ -34,8 +34,8 @@ from torch import nn
 from convitac_ros.checkpoint import LoadedCheckpoint
 from convitac_ros.data import build_dataset, Sample
 from convitac_ros.data.touch_and_go import parse_frame_list
-from convitac_ros.data.transforms import preprocess_frames
 from convitac_ros.model.encoders import FusionEncoder
+from convitac_ros.preprocess import preprocess_frames
 
 SIDES = ('visual', 'tactile')
 APPROACH_LABEL = -1
