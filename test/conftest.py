@@ -44,3 +44,11 @@ def tiny_checkpoint(tiny_run_dir: Path) -> Path:
     64 px frames. Trained for a few steps only: its predictions are not meaningful.
     """
     return tiny_run_dir / 'last.safetensors'
+
+
+@pytest.fixture(scope='session')
+def tiny_predictor(tiny_checkpoint: Path):
+    """The one CPU Predictor of ``tiny_checkpoint`` shared by the tests."""
+    from convitac_ros.inference import Predictor
+
+    return Predictor.from_checkpoint(tiny_checkpoint, device='cpu')

@@ -6,7 +6,10 @@ process's environment (loopback discovery and a private ROS_DOMAIN_ID, set by co
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+import contextlib
+from pathlib import Path
+from typing import Any
 
 from convitac_ros.ros.client import image_message as image
 from convitac_ros.ros.client import NodeClient, NodeProcess, status_values, wait_until
@@ -24,4 +27,57 @@ class Probe(NodeClient):
                          name='convitac_test_probe')
 
 
-__all__ = ['image', 'NODE', 'NodeProcess', 'Probe', 'status_values', 'wait_until']
+@contextlib.contextmanager
+def running_node(parameters: dict[str, Any], log_path: Path, heads: Sequence[str], *,
+                 num_tactile: int = 1, compressed: bool = False, wait: bool = True,
+                 check_exit: bool = True) -> Iterator[tuple[NodeProcess, Probe]]:
+    """A node process and a probe; both are cleaned up and the log checked, even on failure.
+
+    Args:
+        parameters: node parameters.
+        log_path: the node's log file.
+        heads: heads whose labels and probabilities the probe records.
+        num_tactile: tactile inputs the probe publishes.
+        compressed: the probe publishes CompressedImage inputs.
+        wait: wait until the node subscribed to (and matched) the probe's publishers.
+        check_exit: assert that the node exits 0 when stopped.
+    """
+    node = NodeProcess(parameters, log_path)
+    probe = None
+    try:
+        probe = Probe(heads, num_tactile=num_tactile, compressed=compressed)
+        if wait:
+            probe.wait_for_subscribers(timeout=60)
+        yield node, probe
+    finally:
+        if probe is not None:
+            probe.close()
+        code = node.stop()
+        text = node.log()
+        assert 'Traceback' not in text, text
+        if check_exit:
+            assert code == 0, text
+
+
+def random_checkpoint(path: Path, heads: dict[str, list[str]], seed: int = 0,
+                      **config: Any) -> Path:
+    """A real checkpoint of a randomly initialised tiny model, written by save_checkpoint.
+
+    Args:
+        path: the .safetensors file to write.
+        heads: head -> class names.
+        seed: torch seed of the initialisation.
+        config: ModelConfig.tiny arguments (num_tactile, visual_len, tactile_len, ...).
+    """
+    import torch
+
+    from convitac_ros.checkpoint import save_checkpoint
+    from convitac_ros.model import ConViTac, ModelConfig
+
+    torch.manual_seed(seed)
+    model_config = ModelConfig.tiny(heads=tuple((h, len(c)) for h, c in heads.items()), **config)
+    return save_checkpoint(path, ConViTac(model_config), heads=heads)
+
+
+__all__ = ['image', 'NODE', 'NodeProcess', 'Probe', 'random_checkpoint', 'running_node',
+           'status_values', 'wait_until']

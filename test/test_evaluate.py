@@ -18,7 +18,6 @@ from convitac_ros.demo import NODE_PARAMETERS
 from convitac_ros.evaluation import cli as evaluate
 from convitac_ros.evaluation.cli import evaluate_offline
 from convitac_ros.evaluation.metrics import EvaluationRecorder, format_table
-from convitac_ros.inference import Predictor
 from convitac_ros.ros.client import NodeProcess
 
 NODE = '/convitac_eval_test'
@@ -30,8 +29,8 @@ def dataset(synthetic_tag_root):
 
 
 @pytest.fixture(scope='module')
-def predictor(tiny_checkpoint):
-    return Predictor.from_checkpoint(tiny_checkpoint, device='cpu')
+def predictor(tiny_predictor):
+    return tiny_predictor
 
 
 @pytest.fixture(scope='module')

@@ -1,12 +1,11 @@
 """Predictor: same numbers as a manual forward, any frame sizes, clear input errors."""
 
+from node_harness import random_checkpoint
 import numpy as np
 import pytest
 import torch
 
-from convitac_ros.checkpoint import save_checkpoint
 from convitac_ros.inference import Predictor
-from convitac_ros.model import ConViTac, ModelConfig
 from convitac_ros.preprocess import preprocess_frames
 
 torch.set_num_threads(1)
@@ -17,10 +16,8 @@ CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA GP
 
 @pytest.fixture(scope='module')
 def checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    config = ModelConfig.tiny(num_tactile=2, heads=(('grasp_success', 2), ('hardness', 2)))
-    path = tmp_path_factory.mktemp('ckpt') / 'tiny.safetensors'
-    return save_checkpoint(path, ConViTac(config), heads=HEADS)
+    return random_checkpoint(tmp_path_factory.mktemp('ckpt') / 'tiny.safetensors', HEADS,
+                             num_tactile=2)
 
 
 @pytest.fixture(scope='module')

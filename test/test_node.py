@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 import time
 
-from node_harness import image, NodeProcess, Probe, status_values, wait_until
+from node_harness import image, running_node, status_values, wait_until
 import numpy as np
 import psutil
 import pytest
@@ -30,31 +30,19 @@ class StampClock:
 
 
 @pytest.fixture(scope='module')
-def predictor(tiny_checkpoint):
-    from convitac_ros.inference import Predictor
-
-    return Predictor.from_checkpoint(tiny_checkpoint, device='cpu')
+def running(tiny_checkpoint, tiny_predictor, tmp_path_factory):
+    """The node (CPU, process_every_pair) and a probe, cleaned up even when a test fails."""
+    parameters = {'checkpoint': str(tiny_checkpoint), 'device': 'cpu',
+                  'process_every_pair': True, 'silent_input_timeout': 1.0,
+                  'diagnostics_period': 0.5, 'warmup_iterations': 1}
+    log = tmp_path_factory.mktemp('node') / 'convitac_node.log'
+    with running_node(parameters, log, list(tiny_predictor.heads)) as (node, probe):
+        yield node, probe, StampClock()
 
 
 @pytest.fixture(scope='module')
-def running(tiny_checkpoint, predictor, tmp_path_factory):
-    """The node (CPU, process_every_pair) and a probe, cleaned up even when a test fails."""
-    log = tmp_path_factory.mktemp('node') / 'convitac_node.log'
-    node = NodeProcess({'checkpoint': str(tiny_checkpoint), 'device': 'cpu',
-                        'process_every_pair': True, 'silent_input_timeout': 1.0,
-                        'diagnostics_period': 0.5, 'warmup_iterations': 1}, log)
-    probe = None
-    try:
-        probe = Probe(list(predictor.heads))
-        probe.wait_for_subscribers(timeout=60)
-        yield node, probe, StampClock()
-    finally:
-        if probe is not None:
-            probe.close()
-        code = node.stop()
-        text = node.log()
-        assert 'Traceback' not in text, text
-        assert code == 0, text
+def predictor(tiny_predictor):
+    return tiny_predictor
 
 
 def frames(rng, n, shape=(64, 64, 3)):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from node_harness import image, NodeProcess, Probe, status_values, wait_until
+from node_harness import image, running_node, status_values, wait_until
 import numpy as np
 import pytest
 
@@ -13,19 +13,11 @@ HEADS = ['material', 'hardness', 'roughness']
 
 @pytest.fixture(scope='module')
 def managed(tiny_checkpoint, tmp_path_factory):
+    parameters = {'autostart': False, 'checkpoint': str(tiny_checkpoint), 'device': 'cpu',
+                  'diagnostics_period': 0.5, 'warmup_iterations': 0}
     log = tmp_path_factory.mktemp('lifecycle') / 'convitac_node.log'
-    node = NodeProcess({'autostart': False, 'checkpoint': str(tiny_checkpoint),
-                        'device': 'cpu', 'diagnostics_period': 0.5,
-                        'warmup_iterations': 0}, log)
-    probe = None
-    try:
-        probe = Probe(HEADS)
+    with running_node(parameters, log, HEADS, wait=False, check_exit=False) as (node, probe):
         yield node, probe, str(tiny_checkpoint)
-    finally:
-        if probe is not None:
-            probe.close()
-        node.stop()
-        assert 'Traceback' not in node.log(), node.log()
 
 
 def publish_pairs(probe, n, start_ns):

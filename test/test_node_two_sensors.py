@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 
 import cv2
-from node_harness import NodeProcess, Probe, wait_until
+from node_harness import random_checkpoint, running_node, wait_until
 import numpy as np
 import pytest
 from sensor_msgs.msg import CompressedImage, Image
@@ -20,28 +20,19 @@ HEADS = {'grasp_success': ['failure', 'success'], 'hardness': ['hard', 'soft']}
 @pytest.fixture(scope='module')
 def two_sensor_checkpoint(tmp_path_factory):
     """A real (randomly initialised) two-sensor checkpoint written by save_checkpoint."""
-    import torch
-
-    from convitac_ros.checkpoint import save_checkpoint
-    from convitac_ros.model import ConViTac, ModelConfig
-
-    torch.manual_seed(0)
-    config = ModelConfig.tiny(num_tactile=2, visual_len=1, tactile_len=1,
-                              heads=tuple((h, len(c)) for h, c in HEADS.items()))
-    path = tmp_path_factory.mktemp('two_sensors') / 'two_sensors.safetensors'
-    return save_checkpoint(path, ConViTac(config), heads=HEADS)
+    return random_checkpoint(tmp_path_factory.mktemp('two_sensors') / 'two_sensors.safetensors',
+                             HEADS, num_tactile=2, visual_len=1, tactile_len=1)
 
 
 @pytest.fixture(scope='module')
 def running(two_sensor_checkpoint, tmp_path_factory):
+    parameters = {'checkpoint': str(two_sensor_checkpoint), 'device': 'cpu',
+                  'image_transport': 'compressed', 'qos_reliability': 'reliable',
+                  'publish_debug_image': True, 'process_every_pair': True,
+                  'warmup_iterations': 1, 'direct_input': False}
     log = tmp_path_factory.mktemp('node_two') / 'convitac_node.log'
-    node = NodeProcess({'checkpoint': str(two_sensor_checkpoint), 'device': 'cpu',
-                        'image_transport': 'compressed', 'qos_reliability': 'reliable',
-                        'publish_debug_image': True, 'process_every_pair': True,
-                        'warmup_iterations': 1, 'direct_input': False}, log)
-    probe = None
-    try:
-        probe = Probe(list(HEADS), num_tactile=2, compressed=True)
+    with running_node(parameters, log, list(HEADS), num_tactile=2, compressed=True,
+                      wait=False, check_exit=False) as (node, probe):
         probe.extra = {'debug': [], 'success': []}
         probe.node.create_subscription(Image, '/convitac_node/debug_image',
                                        probe.extra['debug'].append, 10)
@@ -49,11 +40,6 @@ def running(two_sensor_checkpoint, tmp_path_factory):
                                        lambda m: probe.extra['success'].append(m.data), 10)
         probe.wait_for_subscribers(timeout=60)
         yield node, probe
-    finally:
-        if probe is not None:
-            probe.close()
-        node.stop()
-        assert 'Traceback' not in node.log(), node.log()
 
 
 def compressed(pixels: np.ndarray, stamp_ns: int, ext: str = '.png') -> CompressedImage:
