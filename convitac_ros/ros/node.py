@@ -148,6 +148,18 @@ class ConvitacNode(LifecycleNode):
                 self.params.diagnostics_period, self._publish_diagnostics)
         return SetParametersResult(successful=True)
 
+    def set_parameters_atomically(self, parameter_list: list[Parameter]
+                                  ) -> SetParametersResult:
+        """Refuse undeclared parameters by name, then set as rclpy does.
+
+        rclpy's own refusal lists an already exhausted generator, so its reason names none.
+        """
+        undeclared = [p.name for p in parameter_list if not self.has_parameter(p.name)]
+        if undeclared:
+            return SetParametersResult(successful=False, reason=one_line(
+                f'undeclared parameter(s): {", ".join(undeclared)} (see ros2 param list)'))
+        return super().set_parameters_atomically(parameter_list)
+
     def _capacity(self) -> int:
         params = self.params
         return params.backlog_limit if params.process_every_pair else params.queue_depth
@@ -193,6 +205,7 @@ class ConvitacNode(LifecycleNode):
             path, device=params.device, precision=params.precision, compile=params.torch_compile,
             cuda_graph=params.cuda_graph)
         if params.warmup_iterations:
+            self.get_logger().info(f'warming up ({params.warmup_iterations} iterations)')
             predictor.warmup(params.warmup_iterations, batch_size=params.max_batch)
         return predictor
 
