@@ -176,8 +176,8 @@ def test_report_counts_accuracy_confusion_drops_and_unknown_labels():
             in format_table(report))
 
 
-def test_an_output_dir_that_is_a_file_is_refused_before_any_work(made_bag, tiny_checkpoint,
-                                                                  tmp_path, capsys):
+def test_an_output_dir_that_is_a_file_is_refused_before_any_work(
+        made_bag, tiny_checkpoint, tmp_path, capsys):
     taken = tmp_path / 'report'
     taken.write_text('keep me')
     assert evaluate.main([str(made_bag), '--checkpoint', str(tiny_checkpoint), '--output-dir',
