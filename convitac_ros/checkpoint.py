@@ -5,6 +5,13 @@
 names), `preprocess` (image size, mean, std, channel order, sequence lengths, tactile sensors),
 `training` (free-form summary) and `created` (UTC time). Loading rebuilds the model from that
 metadata alone and loads the tensors strictly; every failure names the file and the problem.
+
+A checkpoint is data, never instructions: before any model is built, the metadata is checked
+against sane ranges (mean and std, heads against the config's head sizes, known backbones and
+constructor arguments only, see ``ModelConfig``) and the tensor shapes in the file header are
+compared with those of the model the metadata describes, built on the ``meta`` device (no
+memory). So a small file cannot make the loader allocate gigabytes, read other files or reach
+the network, and a file that loads gives finite weights and well-formed heads.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -35,6 +43,10 @@ PREPROCESS_KEYS = ('image_size', 'mean', 'std', 'channel_order', 'visual_len', '
 ENCODER_FIELDS = ('image_size', 'contrastive_arch', 'contrastive_kwargs', 'num_pooled_tokens',
                   'dim', 'projection_dim')
 _METADATA_KEYS = ('format', 'kind', 'model_config', 'heads', 'preprocess', 'training')
+# Pixels are scaled to [0, 1] before normalisation: a mean outside it or a tiny std is an
+# error in the file, not a choice (std 0 turned every output into NaN).
+MEAN_RANGE = (0.0, 1.0)
+STD_RANGE = (1e-3, 10.0)
 
 
 class CheckpointError(ValueError):
@@ -130,6 +142,8 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
         CheckpointError: not a safetensors file, truncated, unknown format or missing entries.
     """
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f'{path} is a directory, not a checkpoint file')
     if not path.is_file():
         raise CheckpointNotFoundError(f'checkpoint not found: {path}')
     try:
@@ -171,18 +185,28 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     Raises:
         CheckpointNotFoundError: no such file.
         CheckpointError: unreadable file, unknown format, kind mismatch, bad config, missing or
-            unexpected tensors, shape mismatches.
+            unexpected tensors, shape mismatches (all found before the model is built), metadata
+            that disagrees with the config or is out of range, non-finite weights.
     """
     path = Path(path)
     metadata = read_metadata(path)
     if kind is not None and metadata['kind'] != kind:
         raise CheckpointError(f'{path}: holds a {metadata["kind"]!r} checkpoint, expected '
                               f'{kind!r}')
+    if not isinstance(metadata['model_config'], dict):
+        raise CheckpointError(f'{path}: invalid model_config: not a mapping')
     try:
         config = ModelConfig.from_dict(metadata['model_config'])
     except (TypeError, ValueError) as error:
         raise CheckpointError(f'{path}: invalid model_config: {error}') from error
-    model = ConViTac(config) if metadata['kind'] == 'convitac' else ContrastiveEncoder(config)
+    try:
+        _check_heads(metadata['heads'], config, metadata['kind'], path)
+        _check_preprocess(metadata['preprocess'], config, path)
+    except ValueError as error:
+        raise CheckpointError(str(error)) from error
+    build = ConViTac if metadata['kind'] == 'convitac' else ContrastiveEncoder
+    _check_tensor_header(path, build, config)
+    model = build(config)
     _load_tensors_into(model, path)
     return LoadedCheckpoint(model=model.to(map_location).eval(), config=config,
                             kind=metadata['kind'], heads=metadata['heads'],
@@ -228,6 +252,11 @@ def _check_heads(heads: dict[str, list[str]], config: ModelConfig, kind: str, pa
                  ) -> None:
     if kind == 'contrastive_encoder':
         return
+    if not isinstance(heads, dict) or not all(
+            isinstance(classes, list) and classes and all(
+                isinstance(name, str) and name for name in classes)
+            for classes in heads.values()):
+        raise ValueError(f'{path}: heads must map each head to a list of class names')
     declared = [(name, len(classes)) for name, classes in heads.items()]
     if declared != list(config.heads):
         raise ValueError(f'{path}: heads {declared} (name, number of class names) do not match '
@@ -235,6 +264,8 @@ def _check_heads(heads: dict[str, list[str]], config: ModelConfig, kind: str, pa
 
 
 def _check_preprocess(preprocess: dict[str, Any], config: ModelConfig, path: Path) -> None:
+    if not isinstance(preprocess, dict):
+        raise ValueError(f'{path}: preprocess must be a mapping')
     missing = [key for key in PREPROCESS_KEYS if key not in preprocess]
     if missing:
         raise ValueError(f'{path}: preprocess lacks {missing}')
@@ -242,27 +273,53 @@ def _check_preprocess(preprocess: dict[str, Any], config: ModelConfig, path: Pat
         if preprocess[key] != getattr(config, key):
             raise ValueError(f'{path}: preprocess {key}={preprocess[key]!r} differs from the '
                              f'model config ({getattr(config, key)!r})')
-    for key in ('mean', 'std'):
-        if len(preprocess[key]) != 3:
-            raise ValueError(f'{path}: preprocess {key} must have 3 (RGB) values')
+    for key, (low, high) in (('mean', MEAN_RANGE), ('std', STD_RANGE)):
+        values = preprocess[key]
+        if not isinstance(values, (list, tuple)) or len(values) != 3 or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                and low <= v <= high for v in values):
+            raise ValueError(f'{path}: preprocess {key} must be 3 (RGB) numbers within '
+                             f'[{low}, {high}], got {str(values)[:100]}')
     if preprocess['channel_order'] != 'RGB':
         raise ValueError(f'{path}: channel_order must be "RGB"')
 
 
+def _check_tensor_header(path: Path, build: type[nn.Module], config: ModelConfig) -> None:
+    """Compare the tensor names and shapes in the file header with the model ``config`` makes.
+
+    The model is built on the ``meta`` device (shapes only, no memory), so metadata that
+    describes a huge model is refused before anything is allocated.
+    """
+    try:
+        with safe_open(str(path), framework='pt') as handle:
+            stored = {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}
+    except (safetensors.SafetensorError, OSError) as error:
+        raise CheckpointError(f'{path}: cannot read tensors (corrupted or truncated?): '
+                              f'{error}') from error
+    with torch.device('meta'):
+        expected = {key: tuple(value.shape) for key, value in build(config).state_dict().items()}
+    missing = sorted(set(expected) - set(stored))
+    unexpected = sorted(set(stored) - set(expected))
+    mismatched = [f'{key}: file {stored[key]} vs model {expected[key]}'
+                  for key in sorted(set(expected) & set(stored)) if stored[key] != expected[key]]
+    if missing or unexpected or mismatched:
+        raise CheckpointError(
+            f'{path}: tensors do not fit the model_config in its metadata: '
+            f'missing {missing[:10]}{" ..." if len(missing) > 10 else ""}, unexpected '
+            f'{unexpected[:10]}, shape mismatches {mismatched[:10]}'
+            f'{" ..." if len(mismatched) > 10 else ""}')
+
+
 def _load_tensors_into(model: nn.Module, path: Path) -> None:
+    """Load the (header-checked) tensors strictly; refuse non-finite weights by name."""
     try:
         tensors = load_file(str(path))
     except (safetensors.SafetensorError, OSError) as error:
         raise CheckpointError(f'{path}: cannot read tensors (corrupted or truncated?): '
                               f'{error}') from error
-    own = model.state_dict()
-    missing = sorted(set(own) - set(tensors))
-    unexpected = sorted(set(tensors) - set(own))
-    mismatched = [f'{key}: file {tuple(tensors[key].shape)} vs model {tuple(own[key].shape)}'
-                  for key in sorted(set(own) & set(tensors))
-                  if tensors[key].shape != own[key].shape]
-    if missing or unexpected or mismatched:
-        raise CheckpointError(f'{path}: tensors do not fit the model rebuilt from its metadata: '
-                              f'missing {missing[:10]}{" ..." if len(missing) > 10 else ""}, '
-                              f'unexpected {unexpected[:10]}, shape mismatches {mismatched}')
+    broken = [key for key, value in tensors.items()
+              if value.is_floating_point() and not bool(torch.isfinite(value).all())]
+    if broken:
+        raise CheckpointError(f'{path}: non-finite (NaN or inf) values in tensors '
+                              f'{broken[:10]}{" ..." if len(broken) > 10 else ""}')
     model.load_state_dict(tensors, strict=True)

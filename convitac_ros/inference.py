@@ -46,11 +46,36 @@ class AttentionFrames:
     tactile: list[list[np.ndarray]]
 
 
+class DeviceError(ValueError):
+    """The requested inference device does not exist here (the text names it)."""
+
+
+class NonFiniteOutputError(ValueError):
+    """The model produced NaN or inf probabilities; nothing of the batch is returned."""
+
+
 def resolve_device(device: str | torch.device) -> torch.device:
-    """Map 'auto' to CUDA when available, else CPU."""
+    """Map 'auto' to CUDA when available, else CPU; check that a named device exists.
+
+    Raises:
+        DeviceError: An unknown device name, CUDA asked for where torch sees none, or a CUDA
+            index beyond the devices present.
+    """
     if str(device) == 'auto':
         return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-    return torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise DeviceError(f'device {str(device)[:100]!r} is not a torch device: {error}') from None
+    if resolved.type == 'cuda':
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise DeviceError(f'device {str(device)!r} asked for, but CUDA is not available here '
+                              f'(torch {torch.__version__}); use device auto or cpu')
+        if resolved.index is not None and resolved.index >= count:
+            raise DeviceError(f'device {str(device)!r} asked for, but only {count} CUDA '
+                              'device(s) exist')
+    return resolved
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
@@ -261,8 +286,21 @@ class Predictor:
         return static_output
 
     def _split(self, probabilities: torch.Tensor) -> list[dict[str, np.ndarray]]:
-        """`(N, sum C)` CPU tensor -> one {head: `(C,)`} dict per sample."""
+        """`(N, sum C)` CPU tensor -> one {head: `(C,)`} dict per sample.
+
+        Raises:
+            NonFiniteOutputError: Any probability is NaN or inf (overflowing weights): such
+                a result must never be published or scored.
+        """
         array = probabilities.numpy()
+        finite = np.isfinite(array)
+        if not finite.all():
+            bounds = np.cumsum([0, *self._head_sizes])
+            heads = [name for name, start, end in zip(self.heads, bounds[:-1], bounds[1:])
+                     if not finite[:, start:end].all()]
+            raise NonFiniteOutputError(
+                f'the model gave non-finite probabilities for head(s) {", ".join(heads)} in '
+                f'{int((~finite.all(axis=1)).sum())} of {len(array)} sample(s)')
         bounds = np.cumsum([0, *self._head_sizes])
         return [{name: row[start:end].copy()
                  for name, start, end in zip(self.heads, bounds[:-1], bounds[1:])}

@@ -160,3 +160,15 @@ def test_report_counts_accuracy_confusion_drops_and_unknown_labels():
         'camera/image_raw lost in transport': 2, 'tactile/image_raw lost in transport': 1}
     assert ('node: 9 pairs, 8 inferences, 1 dropped (window_filling 1), 3 lost in transport'
             in format_table(report))
+
+
+def test_an_output_dir_that_is_a_file_is_refused_before_any_work(
+        made_bag, tiny_checkpoint, tmp_path, capsys):
+    taken = tmp_path / 'report'
+    taken.write_text('keep me')
+    assert evaluate.main([str(made_bag), '--checkpoint', str(tiny_checkpoint), '--output-dir',
+                          str(taken), '--quiet']) == 1
+    captured = capsys.readouterr()
+    assert 'exists and is not a folder' in captured.err
+    assert captured.out == ''  # nothing was evaluated: no table
+    assert taken.read_text() == 'keep me'

@@ -83,7 +83,7 @@ def test_window_length_must_be_positive():
         SlidingWindow(0)
 
 
-def test_frame_set_converts_once_and_caches_errors():
+def test_frame_set_keeps_no_full_size_frames_and_caches_errors():
     calls = []
 
     def convert(msg):
@@ -93,13 +93,14 @@ def test_frame_set_converts_once_and_caches_errors():
         return np.zeros((1, 1, 3), np.uint8)
 
     good = FrameSet((SimpleNamespace(tag='a'), SimpleNamespace(tag='b')), 1, 0, convert)
-    assert good.rgb() is good.rgb()
-    assert calls == ['a', 'b']
+    assert good.rgb() is not good.rgb()  # converted anew: full-size frames are never kept
+    assert calls == ['a', 'b', 'a', 'b']
+    calls.clear()
     bad = FrameSet((SimpleNamespace(tag='a'), SimpleNamespace(tag='bad')), 2, 0, convert)
     for _ in range(2):
         with pytest.raises(ImageConversionError, match=r'input 1: Unrecognized'):
             bad.rgb()
-    assert calls == ['a', 'b', 'a', 'bad']
+    assert calls == ['a', 'bad']
 
 
 def test_model_frames_are_resized_once_per_set_exactly_as_the_predictor_resizes():

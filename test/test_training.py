@@ -221,7 +221,7 @@ def test_run_folder_holds_config_metrics_events_and_checkpoints(tiny_run_dir: Pa
 
 @pytest.mark.slow
 def test_killed_run_resumes_to_identical_weights_and_metrics(
-        synthetic_tag_root: Path, tmp_path: Path) -> None:
+        synthetic_tag_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     every = ['--checkpoint-every-steps', '3']
     whole = tmp_path / 'whole'
     train_main(run_args(synthetic_tag_root, whole, *every))
@@ -230,7 +230,9 @@ def test_killed_run_resumes_to_identical_weights_and_metrics(
     with pytest.raises(RunStopped):
         train_main(run_args(synthetic_tag_root, killed, *every, '--stop-after-steps', '5'))
     assert not (killed / 'last.safetensors').exists()
+    capsys.readouterr()
     train_main(['--resume', str(killed), '--no-progress'])
+    assert 'stage1: resumed from step 3 of ' in capsys.readouterr().out
     # Stage 2 alone, killed in the middle of its second epoch (7 steps per epoch).
     encoder = whole / 'stage1' / 'last.safetensors'
     stage2 = tmp_path / 'stage2'

@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import Dataset, DistributedSampler, Subset
 
 from convitac_ros.data import build_dataset, Sample
+from convitac_ros.data.files import DataError
 from convitac_ros.data.transforms import (
     collate_contrastive_pairs,
     collate_samples,
@@ -78,18 +79,27 @@ def holdout_indices(size: int, fraction: float, seed: int) -> tuple[list[int], l
     """Seeded random (train, validation) index lists holding out ``fraction`` of ``size``.
 
     Raises:
-        ValueError: When the fraction leaves either side empty.
+        DataError: When the fraction leaves either side empty.
     """
     count = int(round(size * fraction))
     if not 0 < count < size:
-        raise ValueError(f'val_fraction {fraction} of {size} samples leaves an empty side')
+        raise DataError(f'cannot hold out a validation set: val_fraction {fraction} of '
+                        f'{size} training sample(s) leaves one side empty (more data, or set '
+                        'data.val_split to a split of its own)')
     order = np.random.default_rng(seed).permutation(size)
     return sorted(order[count:].tolist()), sorted(order[:count].tolist())
 
 
 def train_and_val(data: DataConfig, seed: int, **overrides: Any) -> tuple[Dataset, Dataset]:
-    """The training set and the validation set (a named split, or a seeded holdout of train)."""
+    """The training set and the validation set (a named split, or a seeded holdout of train).
+
+    Raises:
+        DataError: An empty training split, or too few samples to hold some out.
+    """
     train = open_split(data, data.train_split, **overrides)
+    if len(train) == 0:
+        raise DataError(f'the {data.train_split!r} split of {data.dataset} at {data.root} has no '
+                        'samples: its list file is empty or names no usable frames')
     if data.val_split != HOLDOUT:
         return train, open_split(data, data.val_split, **overrides)
     kept, held = holdout_indices(len(train), data.val_fraction, seed)

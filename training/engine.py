@@ -202,6 +202,11 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if resume and self.state_path.exists():
             self.load_state()
+            if self.context.is_main:
+                progress = self.progress
+                print(f'{self.task.name}: resumed from step {progress.global_step} of '
+                      f'{self.total_steps} (epoch {progress.epoch})'
+                      + (' - already finished' if progress.finished else ''), flush=True)
         elif self.context.is_main:
             self._truncate_metrics(0)
         if self.progress.finished:

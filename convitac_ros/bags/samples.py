@@ -24,6 +24,7 @@ from convitac_ros.bags.io import (
     GROUND_TRUTH_PREFIX,
 )
 from convitac_ros.ros.image_conversion import compressed_to_rgb, image_to_rgb
+from convitac_ros.ros.image_limits import check_image_size, DEFAULT_MAX_PIXELS
 from convitac_ros.ros.parameters import SPECS
 from convitac_ros.ros.pipeline import FrameSet, SlidingWindow
 from convitac_ros.ros.synchronizer import ApproximateTimeSynchronizer, stamp_to_ns
@@ -35,7 +36,12 @@ DEFAULT_QUEUE_SIZE = SPECS['sync_queue_size'].default
 
 
 def to_rgb(msg: Any) -> np.ndarray:
-    """Convert a sensor_msgs Image or CompressedImage into uint8 (H, W, 3) RGB (node rules)."""
+    """Convert a sensor_msgs Image or CompressedImage into uint8 (H, W, 3) RGB (node rules).
+
+    Images that would decode to more than the node's default ``max_image_pixels`` are refused
+    (ImageTooLargeError) before decoding.
+    """
+    check_image_size(msg, DEFAULT_MAX_PIXELS)
     return compressed_to_rgb(msg) if isinstance(msg, CompressedImage) else image_to_rgb(msg)
 
 

@@ -9,6 +9,10 @@ import cv2
 import numpy as np
 
 
+class DataError(ValueError):
+    """A dataset that cannot be used as it is on disk (the text names the file or folder)."""
+
+
 def require_root(root: str | Path, dataset: str) -> Path:
     """Return `root` as a Path, or raise when it is not an existing directory.
 
@@ -39,14 +43,14 @@ def read_image(path: Path) -> np.ndarray:
 
     Raises:
         FileNotFoundError: when the file does not exist.
-        ValueError: when the file cannot be decoded (corrupt or not an image).
+        DataError: when the file cannot be decoded (corrupt or not an image).
     """
     if not path.is_file():
         raise FileNotFoundError(f'image file not found: {path}')
     data = np.fromfile(str(path), dtype=np.uint8)
     image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if image is None:
-        raise ValueError(f'cannot decode image (corrupt or not an image): {path}')
+        raise DataError(f'cannot decode image (corrupt or not an image): {path}')
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+import os
+from pathlib import Path
 import sys
 import time
 from typing import Any
@@ -60,7 +62,8 @@ def evaluate_offline(samples: BagSamples, predictor: Any, batch_size: int = 8,
         for first in range(0, len(scored), batch_size):
             batch = scored[first:first + batch_size]
             inputs = [window_inputs(windows[p.set_index], predictor.visual_len,
-                                    predictor.tactile_len) for p in batch]
+                                    predictor.tactile_len, predictor.image_size)
+                      for p in batch]
             started = time.perf_counter()
             outputs = predictor.predict_batch(inputs)
             elapsed = (time.perf_counter() - started) / len(batch)
@@ -110,8 +113,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_output_dir(output_dir: str | os.PathLike) -> None:
+    """Refuse, before any work, an output folder that could not receive the report.
+
+    Raises:
+        ValueError: The path is an existing file, or its nearest existing ancestor is not a
+            writable folder.
+    """
+    out = Path(output_dir)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f'--output-dir {out} exists and is not a folder')
+    existing = next(p for p in (out, *out.parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f'--output-dir {out}: cannot write into {existing}')
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Evaluate as the parsed arguments say; return the report (also printed and saved)."""
+    check_output_dir(args.output_dir)
     with BagReader(args.bag) as bag:  # a missing or corrupt bag is reported before anything else
         bag.info()
     predictor = None

@@ -11,13 +11,26 @@ import dataclasses
 import math
 from typing import Any, Union
 
-BackboneArg = Union[int, float, str, bool]
+BackboneArg = Union[int, float, bool]
 BackboneKwargs = tuple[tuple[str, BackboneArg], ...]
 
 FUSIONS = ('cec', 'cross_attention', 'concat', 'add')
 MODALITIES = ('both', 'vision', 'touch')
 CONDITIONS = ('tokens', 'pooled')
 HEAD_NAMES = ('material', 'hardness', 'roughness', 'grasp_success')
+
+# The timm backbones a config may name, with the constructor arguments it may pass them. A
+# checkpoint's config is data: anything else (a hub name such as 'hf-hub:owner/model', a
+# 'checkpoint_path' or 'pretrained_cfg' argument that makes timm read a file or download) is
+# refused before any model is built.
+_VIT_ARGS = frozenset(('patch_size', 'embed_dim', 'depth', 'num_heads', 'mlp_ratio', 'qkv_bias',
+                       'drop_rate', 'drop_path_rate'))
+_RESNET_ARGS = frozenset(('drop_rate', 'drop_path_rate'))
+BACKBONES: dict[str, frozenset[str]] = {
+    'vit_tiny_patch16_224': _VIT_ARGS, 'vit_small_patch16_224': _VIT_ARGS,
+    'vit_base_patch16_224': _VIT_ARGS, 'resnet18': _RESNET_ARGS, 'resnet34': _RESNET_ARGS,
+    'resnet50': _RESNET_ARGS,
+}
 
 # A DINO-style tiny ViT: 64 px images, patch 8 (an 8 x 8 grid), width 64.
 _TINY_VIT: BackboneKwargs = (('patch_size', 8), ('embed_dim', 64), ('depth', 2), ('num_heads', 2))
@@ -35,8 +48,10 @@ class ModelConfig:
         visual_len: T_v, camera frames per sample (oldest first).
         tactile_len: T_t, frames per tactile sensor per sample.
         num_tactile: number of tactile sensors (1 Touch and Go, 2 Feeling of Success).
-        contrastive_arch: timm name of the contrastive encoder E^c (a ViT).
-        contrastive_kwargs: extra timm constructor arguments for E^c (width, depth, patch).
+        contrastive_arch: timm name of the contrastive encoder E^c (a ViT; one of
+            :data:`BACKBONES`).
+        contrastive_kwargs: extra timm constructor arguments for E^c (width, depth, patch;
+            only those :data:`BACKBONES` allows, numbers or bools).
         num_pooled_tokens: P, tokens E^c keeps per image (a square: its patch grid is
             adaptively average-pooled to sqrt(P) x sqrt(P)).
         dim: d, the fusion width (E^c tokens, feature tokens and CEC blocks).
@@ -110,15 +125,27 @@ class ModelConfig:
             raise ValueError(f'ModelConfig.mlp_ratio must be > 0, got {self.mlp_ratio}')
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f'ModelConfig.dropout must be in [0, 1), got {self.dropout}')
-        for name in ('contrastive_arch', 'visual_arch', 'tactile_arch'):
-            if not isinstance(getattr(self, name), str) or not getattr(self, name):
-                raise ValueError(f'ModelConfig.{name} must be a timm model name')
-        for name in ('contrastive_kwargs', 'visual_kwargs', 'tactile_kwargs'):
-            for item in getattr(self, name):
-                if len(item) != 2 or not isinstance(item[0], str):
-                    raise ValueError(f'ModelConfig.{name} must hold (name, value) pairs, '
-                                     f'got {item!r}')
+        self._validate_backbones()
         self._validate_heads()
+
+    def _validate_backbones(self) -> None:
+        for stream in ('contrastive', 'visual', 'tactile'):
+            arch = getattr(self, f'{stream}_arch')
+            if arch not in BACKBONES:
+                raise ValueError(f'ModelConfig.{stream}_arch {str(arch)[:100]!r} is not a '
+                                 f'supported backbone; supported: {sorted(BACKBONES)}')
+            for item in getattr(self, f'{stream}_kwargs'):
+                if len(item) != 2 or not isinstance(item[0], str):
+                    raise ValueError(f'ModelConfig.{stream}_kwargs must hold (name, value) '
+                                     f'pairs, got {str(item)[:100]}')
+                key, value = item
+                if key not in BACKBONES[arch]:
+                    raise ValueError(f'ModelConfig.{stream}_kwargs: {key[:100]!r} is not an '
+                                     f'allowed argument of {arch}; allowed: '
+                                     f'{sorted(BACKBONES[arch])}')
+                if isinstance(value, str) or not isinstance(value, (int, float)):
+                    raise ValueError(f'ModelConfig.{stream}_kwargs: {key} must be a number or '
+                                     f'a bool, got {str(value)[:100]!r}')
 
     def _validate_heads(self) -> None:
         if not self.heads:

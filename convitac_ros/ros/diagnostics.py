@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 
+from convitac_ros.ros.node_guards import one_line
+
 OK, WARN, ERROR, STALE = (DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR,
                           DiagnosticStatus.STALE)
 
@@ -53,6 +55,7 @@ class Health:
     latency_budget_ms: float = 0.0
     recent_inference_error: str | None = None
     last_conversion_error: str | None = None
+    last_refused_image: str | None = None  # too large, or a size that cannot be read
     configure_error: str | None = None
 
 
@@ -70,10 +73,10 @@ def _problems(health: Health) -> tuple[int, list[str]]:
     level, problems = OK, []
     if health.configure_error:
         level = ERROR
-        problems.append(f'configure failed: {health.configure_error}')
+        problems.append(f'configure failed: {one_line(health.configure_error)}')
     if health.recent_inference_error:
         level = ERROR
-        problems.append(f'inference failed: {health.recent_inference_error}')
+        problems.append(f'inference failed: {one_line(health.recent_inference_error)}')
     if health.state != 'active':
         return level, problems
     for item in health.inputs:
@@ -142,7 +145,12 @@ def health_status(health: Health) -> DiagnosticStatus:
     values += [KeyValue(key=f'dropped {reason}', value=str(n))
                for reason, n in sorted(health.drops.items())]
     values.append(KeyValue(key='dropped total', value=str(sum(health.drops.values()))))
+    # Reasons quote message fields (an encoding, a format) of any length: one bounded line.
     if health.last_conversion_error:
-        values.append(KeyValue(key='last conversion error', value=health.last_conversion_error))
+        values.append(KeyValue(key='last conversion error',
+                               value=one_line(health.last_conversion_error)))
+    if health.last_refused_image:
+        values.append(KeyValue(key='last refused image',
+                               value=one_line(health.last_refused_image)))
     return DiagnosticStatus(level=level, name=f'{health.node_name}: inference', message=message,
                             hardware_id=health.device or 'none', values=values)

@@ -19,6 +19,7 @@ from std_msgs.msg import Header
 
 from convitac_ros.ros.debug_image import render_debug_image
 from convitac_ros.ros.image_conversion import ImageConversionError
+from convitac_ros.ros.node_guards import one_line
 from convitac_ros.ros.pipeline import DropOldestQueue, FrameSet, LatencyWindow, window_inputs
 
 LOG_THROTTLE_S = 5.0
@@ -88,8 +89,8 @@ class InferenceThread(threading.Thread):
                                  None if full_size else predictor.image_size)
         except ImageConversionError as exc:
             self._counters.add('dropped conversion_error')
-            self.last_conversion_error = str(exc)
-            self._logger.warning(f'dropped a window: {exc}',
+            self.last_conversion_error = one_line(str(exc))
+            self._logger.warning(f'dropped a window: {self.last_conversion_error}',
                                  throttle_duration_sec=LOG_THROTTLE_S)
             return None
 
@@ -112,8 +113,9 @@ class InferenceThread(threading.Thread):
         except Exception as exc:  # noqa: BLE001 - counted, logged and reported as ERROR
             self._counters.add('inference errors')
             self._counters.add('dropped inference_error', len(pairs))
-            self._last_error = (time.monotonic(), f'{type(exc).__name__}: {exc}')
-            self._logger.error(f'inference failed: {exc}', throttle_duration_sec=LOG_THROTTLE_S)
+            reason = one_line(f'{type(exc).__name__}: {exc}')
+            self._last_error = (time.monotonic(), reason)
+            self._logger.error(f'inference failed: {reason}', throttle_duration_sec=LOG_THROTTLE_S)
             return
         for (window, sample), probabilities in zip(pairs, results):
             self._publish(window, probabilities)

@@ -33,8 +33,20 @@ from sensor_msgs.msg import CompressedImage, Image
 
 from convitac_ros.ros import direct_take
 from convitac_ros.ros.diagnostics import Health, health_status, InputHealth
-from convitac_ros.ros.image_conversion import compressed_to_rgb, image_to_rgb
+from convitac_ros.ros.image_conversion import (
+    compressed_to_rgb,
+    image_to_rgb,
+    ImageConversionError,
+)
+from convitac_ros.ros.image_limits import check_image_size, ImageTooLargeError
 from convitac_ros.ros.inference_thread import InferenceThread
+from convitac_ros.ros.node_guards import (
+    guard_change_state,
+    ignore_stop_signals,
+    init_ros,
+    install_stop_signals,
+    one_line,
+)
 from convitac_ros.ros.outputs import OutputPublishers
 from convitac_ros.ros.parameters import NodeParameters, SPECS, validate
 from convitac_ros.ros.pipeline import Counters, DropOldestQueue, FrameSet, SlidingWindow
@@ -44,6 +56,8 @@ from convitac_ros.ros.topics import INPUT_TOPICS, NODE_NAME
 # A zero stamp or an inference failure keeps its WARN / ERROR this long (s) after the event.
 RECENT_S = 5.0
 SWITCH_INTERVAL_S = 0.0005
+# The executor wakes at least this often (s) so that SIGINT / SIGTERM stop the node promptly.
+SIGNAL_POLL_S = 0.1
 
 
 class InputState:
@@ -84,6 +98,7 @@ class ConvitacNode(LifecycleNode):
     def __init__(self, **kwargs: Any) -> None:
         """Declare the parameters and the diagnostics publisher; stay unconfigured."""
         super().__init__(NODE_NAME, **kwargs)
+        guard_change_state(self)
         for name, spec in SPECS.items():
             self.declare_parameter(name, spec.default, spec.descriptor(name))
         self.params = NodeParameters.from_values(
@@ -97,6 +112,7 @@ class ConvitacNode(LifecycleNode):
         self.outputs: OutputPublishers | None = None
         self.inputs: list[InputState] = []
         self._configure_error: str | None = None
+        self._last_refused_image: str | None = None
         self._checkpoint: Any = None  # the file of the last configure
         self._image_subscriptions: list[Any] = []
         self._input_thread: direct_take.ReaderThread | None = None
@@ -131,6 +147,18 @@ class ConvitacNode(LifecycleNode):
                 self.params.diagnostics_period, self._publish_diagnostics)
         return SetParametersResult(successful=True)
 
+    def set_parameters_atomically(self, parameter_list: list[Parameter]
+                                  ) -> SetParametersResult:
+        """Refuse undeclared parameters by name, then set as rclpy does.
+
+        rclpy's own refusal lists an already exhausted generator, so its reason names none.
+        """
+        undeclared = [p.name for p in parameter_list if not self.has_parameter(p.name)]
+        if undeclared:
+            return SetParametersResult(successful=False, reason=one_line(
+                f'undeclared parameter(s): {", ".join(undeclared)} (see ros2 param list)'))
+        return super().set_parameters_atomically(parameter_list)
+
     def _capacity(self) -> int:
         params = self.params
         return params.backlog_limit if params.process_every_pair else params.queue_depth
@@ -149,8 +177,9 @@ class ConvitacNode(LifecycleNode):
             predictor = self._load_predictor(path)
             self._declare_heads(predictor.heads)
         except Exception as exc:  # noqa: BLE001 - any failure is a clear configure failure
-            self._configure_error = f'{type(exc).__name__}: {exc}'
-            self.get_logger().error(f'configure failed: cannot use checkpoint {path}: {exc}')
+            self._configure_error = one_line(f'{type(exc).__name__}: {exc}')
+            self.get_logger().error(one_line(f'configure failed: {configure_reason(exc, path)}',
+                                             limit=1000))
             return TransitionCallbackReturn.FAILURE
         self.predictor = predictor
         self._configure_error = None
@@ -163,19 +192,19 @@ class ConvitacNode(LifecycleNode):
         return super().on_configure(state)
 
     def _load_predictor(self, path: Any) -> Any:
-        if not path.is_file():
-            raise FileNotFoundError('no such file')
         import torch  # imported only when needed: the node starts fast without a model
 
-        from convitac_ros.inference import Predictor
+        from convitac_ros.inference import Predictor, resolve_device
 
         params = self.params
+        resolve_device(params.device)  # a missing device is blamed before the checkpoint
         if params.torch_threads:
             torch.set_num_threads(params.torch_threads)
         predictor = Predictor.from_checkpoint(
             path, device=params.device, precision=params.precision, compile=params.torch_compile,
             cuda_graph=params.cuda_graph)
         if params.warmup_iterations:
+            self.get_logger().info(f'warming up ({params.warmup_iterations} iterations)')
             predictor.warmup(params.warmup_iterations, batch_size=params.max_batch)
         return predictor
 
@@ -291,7 +320,7 @@ class ConvitacNode(LifecycleNode):
 
     def _on_input_error(self, exc: Exception) -> None:
         self.counters.add('input errors')
-        self.get_logger().error(f'input thread: {type(exc).__name__}: {exc}',
+        self.get_logger().error(one_line(f'input thread: {type(exc).__name__}: {exc}'),
                                 throttle_duration_sec=RECENT_S)
 
     def _on_image(self, msg: Any, index: int) -> None:
@@ -300,6 +329,8 @@ class ConvitacNode(LifecycleNode):
         now = time.monotonic()
         item.received += 1
         item.last_receive_s = now
+        if not self._size_allowed(msg, index):
+            return
         stamp = stamp_to_ns(msg)
         if not stamp:
             item.zero_stamps += 1
@@ -319,6 +350,24 @@ class ConvitacNode(LifecycleNode):
                 other.last_stamp_ns = None
         item.last_stamp_ns = stamp
         self._sync.add((msg, stamp), index, stamp_ns=stamp)
+
+    def _size_allowed(self, msg: Any, index: int) -> bool:
+        """Refuse (counted, logged) an image that would decode to more than the limit.
+
+        Checked from the declared size or the PNG/JPEG header before anything is decoded or
+        enters the synchronizer; a compressed payload whose size cannot be read is refused too.
+        """
+        try:
+            check_image_size(msg, self.params.max_image_pixels)
+        except ImageConversionError as exc:
+            reason = 'image_too_large' if isinstance(exc, ImageTooLargeError) \
+                else 'unreadable_image_size'
+            self.counters.add(f'dropped {reason}')
+            self._last_refused_image = one_line(f'{self.inputs[index].topic}: {exc}')
+            self.get_logger().warning(f'dropped an image: {self._last_refused_image}',
+                                      throttle_duration_sec=RECENT_S)
+            return False
+        return True
 
     def _on_synchronized(self, *stamped: tuple[Any, int]) -> None:
         self.counters.add('pairs')
@@ -357,7 +406,8 @@ class ConvitacNode(LifecycleNode):
             queue_length=len(self._queue),
             silent_timeout_s=self.params.silent_input_timeout,
             latency_budget_ms=self.params.latency_budget_ms,
-            configure_error=self._configure_error)
+            configure_error=self._configure_error,
+            last_refused_image=self._last_refused_image)
         subscriptions = self._image_subscriptions
         for i, item in enumerate(self.inputs):
             publishers = matched = None
@@ -384,27 +434,47 @@ class ConvitacNode(LifecycleNode):
         self._diagnostics.publish(array)
 
 
+def configure_reason(error: Exception, path: Any) -> str:
+    """What a configure failure blames: the device, or the checkpoint file."""
+    from convitac_ros.inference import DeviceError  # torch is imported only for a model
+
+    if isinstance(error, DeviceError):
+        return str(error)
+    return f'cannot use checkpoint {path}: {error}'
+
+
 def main(args: list[str] | None = None) -> int:
-    """Run the node until Ctrl-C or shutdown; return the exit code."""
+    """Run the node until SIGINT, SIGTERM or shutdown; return the exit code.
+
+    Exit codes: 0 after a stop signal or a shutdown request, 2 for a command line that rcl
+    refuses (one line on stderr), 1 for any other failure (one line on stderr).
+    """
     # Under overload the executor thread is always busy in Python and would keep the GIL for
     # the default 5 ms between forced switches, starving the inference thread each time a
     # torch op returns; 0.5 ms raised the answered rate at 300 pairs/s by about 15 % here.
     sys.setswitchinterval(SWITCH_INTERVAL_S)
-    rclpy.init(args=args)
+    install_stop_signals()
     node = None
     code = 0
     try:
+        reason = init_ros(args)
+        if reason is not None:
+            print(f'{NODE_NAME}: invalid command line: {reason}', file=sys.stderr)
+            return 2
         node = ConvitacNode()
         node.autostart()
         executor = SingleThreadedExecutor()
         executor.add_node(node)
-        executor.spin()
+        while rclpy.ok():
+            executor.spin_once(timeout_sec=SIGNAL_POLL_S)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except Exception as exc:  # noqa: BLE001 - a clear line instead of a traceback
-        print(f'{NODE_NAME}: {type(exc).__name__}: {exc}', file=sys.stderr)
+        print(f'{NODE_NAME}: {one_line(f"{type(exc).__name__}: {exc}", limit=1000)}',
+              file=sys.stderr)
         code = 1
     finally:
+        ignore_stop_signals()  # a second signal must not interrupt the orderly shutdown
         if node is not None:
             node.release()
             node.destroy_node()

@@ -14,6 +14,8 @@ from typing import Any
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
+from convitac_ros.ros.image_limits import DEFAULT_MAX_PIXELS
+
 PACKAGE = 'convitac_ros'
 DEMO_CHECKPOINT = 'convitac_demo.safetensors'
 
@@ -67,6 +69,10 @@ SPECS: dict[str, Spec] = {
     'image_transport': Spec(
         'raw', 'raw: sensor_msgs/Image on <topic>; compressed: sensor_msgs/CompressedImage on '
         '<topic>/compressed.', choices=('raw', 'compressed')),
+    'max_image_pixels': Spec(
+        DEFAULT_MAX_PIXELS, 'Images larger than this (width x height, as declared or read from '
+        'the PNG/JPEG header) are dropped before decoding, counted as image_too_large.', 1,
+        2 ** 31 - 1, live=True),
     'qos_reliability': Spec(
         'best_effort', 'Reliability of the image subscriptions (sensor data QoS by default).',
         choices=('best_effort', 'reliable')),
@@ -125,6 +131,7 @@ class NodeParameters:
     torch_threads: int
     warmup_iterations: int
     image_transport: str
+    max_image_pixels: int
     qos_reliability: str
     qos_depth: int
     direct_input: bool

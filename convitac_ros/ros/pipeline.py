@@ -38,12 +38,14 @@ class FrameSet:
     stamp_ns: int
     received_ns: int
     convert: Callable[[Any], np.ndarray]
-    _rgb: list[np.ndarray] | None = field(default=None, repr=False)
     _error: str | None = field(default=None, repr=False)
     _sized: tuple[int, list[np.ndarray]] | None = field(default=None, repr=False)
 
     def rgb(self) -> list[np.ndarray]:
-        """The RGB frames, converted on first use (only by the inference thread).
+        """The RGB frames at their own size, converted anew at each call (never kept).
+
+        A set stays in ``2 * length`` windows; keeping full-resolution frames for that long
+        held gigabytes for large images, so only :meth:`model_frames` is kept.
 
         Raises:
             ImageConversionError: With the input index in the text; the failure is cached so
@@ -51,24 +53,22 @@ class FrameSet:
         """
         if self._error is not None:
             raise ImageConversionError(self._error)
-        if self._rgb is None:
-            frames = []
-            for index, msg in enumerate(self.msgs):
-                try:
-                    frames.append(self.convert(msg))
-                except ImageConversionError as exc:
-                    self._error = f'input {index}: {exc}'
-                    raise ImageConversionError(self._error) from None
-            self._rgb = frames
-        return self._rgb
+        frames = []
+        for index, msg in enumerate(self.msgs):
+            try:
+                frames.append(self.convert(msg))
+            except ImageConversionError as exc:
+                self._error = f'input {index}: {exc}'
+                raise ImageConversionError(self._error) from None
+        return frames
 
     def model_frames(self, image_size: int) -> list[np.ndarray]:
-        """The RGB frames resized to the model's ``image_size``, resized once per set.
+        """The RGB frames resized to the model's ``image_size``, converted once per set.
 
-        A set appears in ``length`` consecutive windows; resizing it once instead of in every
-        window saves the resize of the large frames of all but the newest set. The Predictor
-        then finds frames of its own size, which its resize only copies, so the result is the
-        same as predicting on :meth:`rgb`.
+        A set appears in ``length`` consecutive windows; converting and resizing it once
+        instead of in every window saves the work for all but the newest set, and only frames
+        of the model's size are kept. The Predictor then finds frames of its own size, which
+        its resize only copies, so the result is the same as predicting on :meth:`rgb`.
 
         Raises:
             ImageConversionError: As :meth:`rgb`.
