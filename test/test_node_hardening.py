@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import signal
 import struct
-import subprocess
-import sys
 import threading
 import time
 import zlib
@@ -22,6 +20,8 @@ import numpy as np
 import psutil
 import pytest
 from sensor_msgs.msg import CompressedImage
+
+from convitac_ros.ros.client import NODE_COMMAND
 
 HEADS = ['material', 'hardness', 'roughness']
 BOMB_SIDE = 20000
@@ -242,9 +242,9 @@ def test_malformed_ros_args_give_one_line_and_exit_2(args, reason, tmp_path):
     bad_yaml = tmp_path / 'bad.yaml'
     bad_yaml.write_text('a: [b\n')
     args = [arg.format(bad_yaml=bad_yaml) for arg in args]
-    done = subprocess.run([sys.executable, '-m', 'convitac_ros.ros.node', '--ros-args', *args],
-                          capture_output=True, text=True, timeout=60)
-    assert done.returncode == 2
-    ours = [li for li in done.stderr.splitlines() if li.startswith('convitac_node:')]
-    assert len(ours) == 1 and reason in ours[0] and '.c:' not in ours[0], done.stderr
-    assert 'Traceback' not in done.stderr
+    node = NodeProcess({}, tmp_path / 'node.log', command=[*NODE_COMMAND, '--ros-args', *args])
+    assert node.wait(60) == 2
+    output = node.log()
+    ours = [li for li in output.splitlines() if li.startswith('convitac_node:')]
+    assert len(ours) == 1 and reason in ours[0] and '.c:' not in ours[0], output
+    assert 'Traceback' not in output
