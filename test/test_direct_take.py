@@ -13,7 +13,7 @@ from std_msgs.msg import String
 
 from convitac_ros.ros import direct_take
 
-pytestmark = pytest.mark.skipif(not direct_take.available(), reason='no rclpy wait set')
+needs_wait_set = pytest.mark.skipif(not direct_take.available(), reason='no rclpy wait set')
 RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
 
 
@@ -64,6 +64,7 @@ def take_all(reader, count, timeout=10.0):
     return taken
 
 
+@needs_wait_set
 def test_reader_takes_every_message_in_order_with_sequence_numbers(graph):
     node, publisher, reader, errors = graph
     for k in range(5):
@@ -78,6 +79,7 @@ def test_reader_takes_every_message_in_order_with_sequence_numbers(graph):
     assert errors == []
 
 
+@needs_wait_set
 def test_take_times_out_empty_and_close_wakes_a_blocked_take(graph):
     _, _, reader, _ = graph
     start = time.monotonic()
@@ -94,6 +96,7 @@ def test_take_times_out_empty_and_close_wakes_a_blocked_take(graph):
     assert reader.take(timeout_s=0.0) is None
 
 
+@needs_wait_set
 def test_reader_thread_reports_a_failing_handler_and_goes_on(graph):
     _, publisher, reader, _ = graph
     seen, failures = [], []
@@ -114,3 +117,19 @@ def test_reader_thread_reports_a_failing_handler_and_goes_on(graph):
     assert seen == ['good']
     assert [str(f) for f in failures] == ['bad message']
     assert not thread.is_alive()
+
+
+def test_this_rclpy_still_offers_the_private_api_of_direct_input():
+    """Fails loudly when an rclpy update removes what ``direct_input`` relies on.
+
+    Then the node falls back to executor input by itself (``direct_take.subscribe``); update
+    ``ros/direct_take.py`` or set ``direct_input: false`` for good.
+    """
+    from rclpy.impl.implementation_singleton import rclpy_implementation
+
+    assert direct_take.available(), 'rclpy has no pybind11 WaitSet: direct_input falls back'
+    wait_set = rclpy_implementation.WaitSet
+    for method in ('add_subscription', 'add_guard_condition', 'wait', 'get_ready_entities',
+                   'clear_entities'):
+        assert hasattr(wait_set, method), f'rclpy WaitSet lost {method}'
+    assert hasattr(rclpy_implementation.Subscription, 'take_message'), 'no take_message'
