@@ -1,13 +1,13 @@
-"""`convitac_benchmark`: measure the model, the Predictor, the live node and training.
+"""`python -m benchmarks`: measure the model, the Predictor, the live node and training.
 
 Each part prints markdown tables and, with ``--output DIR``, writes ``DIR/<part>-<tag>.json``
 and ``.md`` holding the date, the machine and the exact command. Examples::
 
-    convitac_benchmark model --configs tiny,paper --device all
-    convitac_benchmark predictor --checkpoint models/convitac_demo.safetensors
-    convitac_benchmark node --checkpoint models/convitac_demo.safetensors --rate 30
-    convitac_benchmark training --steps 20
-    convitac_benchmark all --output docs/benchmarks
+    python -m benchmarks model --configs tiny,paper --device all
+    python -m benchmarks predictor --checkpoint models/convitac_demo.safetensors
+    python -m benchmarks node --checkpoint models/convitac_demo.safetensors --rate 30
+    python -m benchmarks training --steps 20
+    python -m benchmarks all --output docs/benchmarks
 
 Benchmarks are not tests: on a shared machine the absolute numbers move with the load, so
 every table also reports ratios measured in the same run.
@@ -42,7 +42,7 @@ def _size(text: str) -> tuple[int, int]:
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface (one option set shared by every part)."""
     parser = argparse.ArgumentParser(
-        prog='convitac_benchmark', description=__doc__.split('\n\n')[0],
+        prog="python -m benchmarks", description=__doc__.split('\n\n')[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument('part', choices=(*PARTS, 'all'), help='what to measure')
     parser.add_argument('--checkpoint', type=Path, default=None,
@@ -100,7 +100,7 @@ def devices_for(choice: str) -> list[torch.device]:
     """The devices to measure on."""
     cuda = torch.cuda.is_available()
     if choice == 'cuda' and not cuda:
-        raise SystemExit('convitac_benchmark: --device cuda but CUDA is not available')
+        raise SystemExit('benchmarks: --device cuda but CUDA is not available')
     if choice == 'all':
         return [torch.device('cpu')] + ([torch.device('cuda')] if cuda else [])
     if choice == 'auto':
@@ -112,7 +112,7 @@ def resolve_checkpoint(path: Path | None) -> Path | None:
     """The checkpoint to use: the given one (must exist) or the demo checkpoint if present."""
     if path is not None:
         if not path.is_file():
-            raise SystemExit(f'convitac_benchmark: checkpoint {path} does not exist')
+            raise SystemExit(f'benchmarks: checkpoint {path} does not exist')
         return path
     return DEFAULT_CHECKPOINT if DEFAULT_CHECKPOINT.is_file() else None
 
@@ -152,7 +152,7 @@ def run_part(part: str, args: argparse.Namespace) -> Report:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of `convitac_benchmark`."""
+    """Entry point of `python -m benchmarks`."""
     args = build_parser().parse_args(argv)
     command = command_line(argv)
     tag = args.tag or ('gpu' if torch.cuda.is_available() and args.device != 'cpu' else 'cpu')

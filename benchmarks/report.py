@@ -210,12 +210,12 @@ def machine_line(info: dict[str, Any]) -> str:
 def command_line(argv: Sequence[str] | None = None) -> str:
     """The command that produced a report, as one could type it again."""
     args = list(sys.argv[1:] if argv is None else argv)
-    return shlex.join(['convitac_benchmark', *args])
+    return shlex.join(['python', '-m', 'benchmarks', *args])
 
 
 def render_markdown(report: Report, header: dict[str, Any]) -> str:
     """The whole report as markdown: provenance, tables, checks."""
-    lines = [f'## convitac_benchmark {report.part}', '',
+    lines = [f'## benchmark: {report.part}', '',
              f"- date: {header['date']}",
              f"- machine: {machine_line(header['machine'])}",
              f"- load average (1 min) at start: {header['machine']['load_average_1min']}",

@@ -1,4 +1,4 @@
-"""Smoke tests of `convitac_benchmark`: each part runs on tiny settings, reports well-formed.
+"""Smoke tests of `python -m benchmarks`: each part runs on tiny settings, reports well-formed.
 
 Nothing here is timed: the acceptance checks are computed and reported by the benchmark itself
 (pass/fail in its JSON and exit code); these tests only check that they are present.
@@ -21,7 +21,7 @@ def run_part(part: str, tmp_path: Path, *extra: str) -> dict:
     document = json.loads((tmp_path / f'{part}-test.json').read_text())
     markdown = (tmp_path / f'{part}-test.md').read_text()
     assert document['part'] == part
-    assert document['command'].startswith(f'convitac_benchmark {part} ')
+    assert document['command'].startswith(f'python -m benchmarks {part} ')
     assert document['date'] and document['machine']['cpu_logical_cores'] >= 1
     assert document['command'] in markdown
     for table in document['tables']:
