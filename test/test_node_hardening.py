@@ -207,8 +207,8 @@ def test_sigterm_mid_inference_exits_0_promptly_without_traceback(managed):
     try:
         wait_until(lambda: probe.result_count() > count + 2, 15, 'inference running')
         started = time.monotonic()
-        node.process.send_signal(signal.SIGTERM)
-        assert node.process.wait(timeout=10) == 0
+        node.popen.send_signal(signal.SIGTERM)
+        assert node.popen.wait(timeout=10) == 0
         assert time.monotonic() - started < 5
     finally:
         done.set()
@@ -225,8 +225,8 @@ def test_a_stop_signal_during_warmup_exits_0_promptly(signum, tmp_path):
         time.sleep(0.5)
         assert node.alive(), node.log()  # still warming up (it takes far longer)
         started = time.monotonic()
-        node.process.send_signal(signum)
-        assert node.process.wait(timeout=10) == 0, node.log()
+        node.popen.send_signal(signum)
+        assert node.popen.wait(timeout=10) == 0, node.log()
         assert time.monotonic() - started < 5
     finally:
         node.stop()
