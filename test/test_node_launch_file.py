@@ -12,7 +12,7 @@ import re
 import yaml
 
 from convitac_ros.ros.node import INPUT_TOPICS, NODE_NAME
-from convitac_ros.ros.parameters import SPECS
+from convitac_ros.ros.parameters import INPUT_SPECS, SPECS
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH = ROOT / 'launch' / 'convitac.launch.py'
@@ -71,9 +71,20 @@ def test_launch_arguments_are_declared_and_used():
     assert {k.value for d in overrides for k in d.keys} <= set(SPECS)
 
 
+def flatten(values: dict, prefix: str = '') -> dict:
+    """Nested YAML parameters as ROS names: {'a': {'b': x}} -> {'a.b': x}."""
+    flat = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat |= flatten(value, f'{prefix}{key}.')
+        else:
+            flat[f'{prefix}{key}'] = value
+    return flat
+
+
 def test_yaml_holds_every_parameter_with_its_default():
     data = yaml.safe_load((ROOT / 'config' / 'convitac.yaml').read_text())
     (key,) = data
     assert key.endswith(NODE_NAME)
-    values = data[key]['ros__parameters']
-    assert values == {name: spec.default for name, spec in SPECS.items()}
+    values = flatten(data[key]['ros__parameters'])
+    assert values == {name: spec.default for name, spec in (SPECS | INPUT_SPECS).items()}
