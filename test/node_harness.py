@@ -32,6 +32,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Float32MultiArray, String
 
 NODE = '/convitac_node'
+OUTPUTS = '/convitac'  # the node's outputs: <its namespace>/convitac/...
 TRANSITIONS = {
     'configure': Transition.TRANSITION_CONFIGURE, 'activate': Transition.TRANSITION_ACTIVATE,
     'deactivate': Transition.TRANSITION_DEACTIVATE, 'cleanup': Transition.TRANSITION_CLEANUP,
@@ -104,8 +105,12 @@ class Probe:
     """A test-side node: publishes images, records outputs and diagnostics, calls services."""
 
     def __init__(self, heads: list[str], num_tactile: int = 1, compressed: bool = False,
-                 node: str = NODE) -> None:
-        """Create publishers, subscriptions and clients and start spinning."""
+                 node: str = NODE, outputs: str = OUTPUTS, topics_prefix: str = '') -> None:
+        """Create publishers, subscriptions and clients and start spinning.
+
+        ``node`` is the node's fully qualified name, ``outputs`` where its outputs are, and
+        ``topics_prefix`` goes before the input topics (e.g. ``/left_hand``).
+        """
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
         self.node = rclpy.create_node('convitac_test_probe', context=self.context)
@@ -119,14 +124,15 @@ class Probe:
         msg_type = CompressedImage if compressed else Image
         suffix = '/compressed' if compressed else ''
         topics = ['camera/image_raw', 'tactile/image_raw', 'tactile_b/image_raw']
-        self.publishers = [self.node.create_publisher(msg_type, f'/{t}{suffix}', reliable)
+        self.publishers = [self.node.create_publisher(msg_type, f'{topics_prefix}/{t}{suffix}',
+                                                       reliable)
                            for t in topics[:1 + num_tactile]]
         sub = self.node.create_subscription
-        sub(String, f'{node}/result', self._on_result, reliable)
+        sub(String, f'{outputs}/result', self._on_result, reliable)
         for head in heads:
-            sub(String, f'{node}/{head}/label',
+            sub(String, f'{outputs}/{head}/label',
                 lambda m, h=head: self.labels[h].append(m.data), reliable)
-            sub(Float32MultiArray, f'{node}/{head}/probabilities',
+            sub(Float32MultiArray, f'{outputs}/{head}/probabilities',
                 lambda m, h=head: self.probabilities[h].append(np.array(m.data, np.float32)),
                 reliable)
         sub(DiagnosticArray, '/diagnostics', self._on_diagnostics, 100)
@@ -152,7 +158,7 @@ class Probe:
 
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
         for status in msg.status:
-            if status.name.startswith(self.target.rsplit('/', 1)[-1] + ':'):
+            if status.name.startswith(self.target + ':'):
                 with self._lock:
                     self.statuses.append(status)
 

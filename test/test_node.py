@@ -6,6 +6,7 @@ that only moves forward (except where a test makes time jump back on purpose).
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 
@@ -169,9 +170,9 @@ def test_diagnostics_report_rates_latency_device_and_model(running):
     streamer.join()
     values = status_values(status)
     assert status.level == b'\x00', status.message
-    assert status.name == 'convitac_node: inference'
+    assert status.name == '/convitac_node: inference'
     assert values['state'] == 'active' and values['device'] == 'cpu'
-    assert values['model'] and status.hardware_id == 'cpu'
+    assert values['model'] and status.hardware_id == f'{socket.gethostname()}/cpu'
     assert float(values['camera/image_raw rate (Hz)']) > 5
     assert float(values['tactile/image_raw rate (Hz)']) > 5
     assert float(values['pairing rate (Hz)']) > 5

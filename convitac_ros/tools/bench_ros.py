@@ -145,6 +145,7 @@ class Client:
         from std_msgs.msg import String
 
         from convitac_ros.ros import direct_take
+        from convitac_ros.ros.outputs import OUTPUT_NAMESPACE
 
         self._rclpy = rclpy
         self._context = rclpy.Context()
@@ -160,12 +161,12 @@ class Client:
         self._messages = [make(height, width, seed) for seed, (height, width)
                           in enumerate(frame_sizes)]
         self.message_bytes = [len(message.data) for message in self._messages]
-        self._status_name = f'{node_name}: inference'
+        self._status_name = f'/{node_name}: inference'
         self._lock = threading.Condition()
         self.results: dict[int, tuple[int, dict[str, Any]]] = {}
         self.diagnostics: dict[str, str] = {}
         self._result_sub, self._reader_thread = direct_take.subscribe(
-            self.node, String, f'/{node_name}/result', 100, self._on_result, _ignore,
+            self.node, String, f'/{OUTPUT_NAMESPACE}/result', 100, self._on_result, _ignore,
             'benchmark_results')
         self.node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics, 10)
         self._executor = SingleThreadedExecutor(context=self._context)

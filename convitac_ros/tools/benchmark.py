@@ -23,6 +23,7 @@ import sys
 
 import torch
 
+from convitac_ros.ros.dds_profile import use_fastdds_profile
 from convitac_ros.tools.bench_report import command_line, machine_info, Report, write_report
 
 PARTS = ('model', 'predictor', 'node', 'training')
@@ -154,6 +155,7 @@ def run_part(part: str, args: argparse.Namespace) -> Report:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `convitac_benchmark`."""
     args = build_parser().parse_args(argv)
+    use_fastdds_profile()  # for the node process and the in-process client that sends images
     command = command_line(argv)
     tag = args.tag or ('gpu' if torch.cuda.is_available() and args.device != 'cpu' else 'cpu')
     if args.threads > 0:

@@ -27,6 +27,8 @@ from typing import IO
 
 from tqdm import tqdm
 
+from convitac_ros.ros.dds_profile import use_fastdds_profile
+
 NODE_NAME = 'convitac_demo_node'
 STOP_TIMEOUT_S = 20.0
 
@@ -158,6 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: `python -m convitac_ros.tools.demo`."""
     args = build_parser().parse_args(argv)
     loopback_environment(args.domain_id)
+    use_fastdds_profile()  # the demo publishes images: the robot-wide profile, here too
     from convitac_ros.tools.bagio import BagError
 
     work = args.work_dir.resolve()

@@ -24,6 +24,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
 
 from convitac_ros.ros import direct_take
+from convitac_ros.ros.outputs import OUTPUT_NAMESPACE
 from convitac_ros.tools.bag_samples import BagSamples
 from convitac_ros.tools.bagio import BagError, BagRecord
 from convitac_ros.tools.metrics import EvaluationRecorder, latency_summary
@@ -82,7 +83,8 @@ class AnswerCollector:
 
     def __init__(self, node: Node, target: str,
                  on_answer: Callable[[Answer], None] | None = None) -> None:
-        self.topic = f'{target.rstrip("/")}/{RESULT_TOPIC}'
+        namespace = target.rstrip('/').rsplit('/', 1)[0]
+        self.topic = f'{namespace}/{OUTPUT_NAMESPACE}/{RESULT_TOPIC}'
         self.answers: dict[int, Answer] = {}
         self.malformed = 0
         self._on_answer = on_answer
@@ -140,7 +142,7 @@ class DiagnosticsWatcher:
     """
 
     def __init__(self, node: Node, target: str) -> None:
-        self._prefix = target.rstrip('/').rsplit('/', 1)[-1] + ':'
+        self._prefix = target.rstrip('/') + ':'
         self._cond = threading.Condition()
         self._latest: tuple[float, dict[str, str]] | None = None
         node.create_subscription(DiagnosticArray, '/diagnostics', self._receive, 10)

@@ -24,6 +24,7 @@ from rclpy.utilities import remove_ros_args
 from rosgraph_msgs.msg import Clock
 from tqdm import tqdm
 
+from convitac_ros.ros.dds_profile import use_fastdds_profile
 from convitac_ros.tools.bagio import (
     BagError,
     BagReader,
@@ -218,6 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                             clock=args.clock, topics=args.topics,
                             wait_for_subscribers=args.wait_for_subscribers,
                             progress=not args.quiet)
+    use_fastdds_profile()  # a process publishing images must load it (see the README)
     rclpy.init(args=['convitac_replay', *argv])
     node = Node('convitac_replay')
     try:
