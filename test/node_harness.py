@@ -51,9 +51,16 @@ def _arg(value: Any) -> str:
 class NodeProcess:
     """A convitac_node subprocess; :meth:`stop` always ends it (SIGINT, then SIGKILL)."""
 
-    def __init__(self, params: dict[str, Any], log_path: Path) -> None:
-        """Start the node with ``-p name:=value`` for each parameter; output goes to a log."""
-        args = [sys.executable, '-m', 'convitac_ros.ros.node', '--ros-args']
+    def __init__(self, params: dict[str, Any], log_path: Path,
+                 params_files: tuple[Path, ...] = (), ros_args: tuple[str, ...] = ()) -> None:
+        """Start the node with ``-p name:=value`` for each parameter; output goes to a log.
+
+        ``params_files`` come first (``--params-file``), the ``-p`` values after them win;
+        ``ros_args`` are more ``--ros-args`` (e.g. ``-r __ns:=/left_hand``).
+        """
+        args = [sys.executable, '-m', 'convitac_ros.ros.node', '--ros-args', *ros_args]
+        for path in params_files:
+            args += ['--params-file', str(path)]
         for name, value in params.items():
             args += ['-p', f'{name}:={_arg(value)}']
         self.log_path = log_path
@@ -119,6 +126,7 @@ class Probe:
         self.labels: dict[str, list[str]] = {h: [] for h in heads}
         self.probabilities: dict[str, list[np.ndarray]] = {h: [] for h in heads}
         self.statuses: list[Any] = []
+        self.all_statuses: list[Any] = []  # of every node on /diagnostics
         self._lock = threading.Lock()
         reliable = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
         msg_type = CompressedImage if compressed else Image
@@ -157,6 +165,8 @@ class Probe:
             self.results.append(json.loads(msg.data))
 
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        with self._lock:
+            self.all_statuses.extend(msg.status)
         for status in msg.status:
             if status.name.startswith(self.target + ':'):
                 with self._lock:
@@ -236,6 +246,11 @@ class Probe:
             name=name, value=response.values[0])).value
 
     # -------------------------------------------------------------- observations
+
+    def node_statuses(self) -> list[Any]:
+        """Every diagnostics status received so far, of any node."""
+        with self._lock:
+            return list(self.all_statuses)
 
     def result_count(self) -> int:
         """Results received so far."""
