@@ -113,9 +113,9 @@ def test_gelsight_mini_8uc3_bgr_zero_stamps_with_the_preset_equals_the_predictor
                     by_stamp[stamps[i]]['heads'][head]['probabilities'], probabilities,
                     atol=1e-4)
         values = status_values(probe.next_status(timeout=5))
-        assert values['dropped total'] == '0', values
-        assert int(values['tactile/image_raw zero stamps']) == len(stamps) or \
-            int(values['/gsmini/image zero stamps']) == len(stamps)
+        # Only the first set is dropped (it fills the two-set window): nothing fails to convert.
+        assert values['dropped total'] == values.get('dropped window_filling', '0') == '1', values
+        assert values['/gsmini/image zero stamps'] == str(len(stamps)), values
     finally:
         probe.close()
         stop(node)
