@@ -24,6 +24,7 @@ import sys
 import torch
 
 from benchmarks.report import command_line, machine_info, Report, write_report
+from convitac_ros.ros.dds_profile import use_fastdds_profile
 
 PARTS = ('model', 'predictor', 'node', 'training')
 DEFAULT_CHECKPOINT = Path('models/convitac_demo.safetensors')
@@ -42,7 +43,7 @@ def _size(text: str) -> tuple[int, int]:
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface (one option set shared by every part)."""
     parser = argparse.ArgumentParser(
-        prog="python -m benchmarks", description=__doc__.split('\n\n')[0],
+        prog='python -m benchmarks', description=__doc__.split('\n\n')[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument('part', choices=(*PARTS, 'all'), help='what to measure')
     parser.add_argument('--checkpoint', type=Path, default=None,
@@ -154,6 +155,7 @@ def run_part(part: str, args: argparse.Namespace) -> Report:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `python -m benchmarks`."""
     args = build_parser().parse_args(argv)
+    use_fastdds_profile()  # for the node process and the in-process client that sends images
     command = command_line(argv)
     tag = args.tag or ('gpu' if torch.cuda.is_available() and args.device != 'cpu' else 'cpu')
     if args.threads > 0:

@@ -3,7 +3,8 @@
 ``python -m benchmarks.echo --inputs N --reliable`` subscribes to the node's
 input topics with the node's QoS and input path (a thread of its own taking the images, as
 ``direct_input: true``; ``--executor``: subscription callbacks on a single-threaded executor)
-and, once every input of a stamp has arrived, publishes ``~/result`` (JSON with ``stamp_ns``)
+and, once every input of a stamp has arrived, publishes ``convitac/result`` (JSON with
+``stamp_ns``)
 under the node's name. Its end-to-end latency is what DDS and rclpy cost on this machine before
 any conversion or model work: the floor under the node's latency. It also publishes a minimal
 /diagnostics status so that the benchmark client sees it as ready, exactly as it sees the node.
@@ -25,13 +26,13 @@ from std_msgs.msg import String
 
 from convitac_ros.ros import direct_take
 from convitac_ros.ros.synchronizer import stamp_to_ns
-from convitac_ros.ros.topics import INPUT_TOPICS, NODE_NAME
+from convitac_ros.ros.topics import INPUT_TOPICS, NODE_NAME, OUTPUT_NAMESPACE
 
 KEEP_STAMPS = 100  # stamps waiting for their partners (a lost message never completes one)
 
 
 class EchoNode:
-    """Pairs messages by exact stamp and answers each complete pair on ``~/result``."""
+    """Pairs messages by exact stamp and answers each complete pair on ``convitac/result``."""
 
     def __init__(self, inputs: int, reliable: bool, executor_input: bool = False,
                  compressed: bool = False) -> None:
@@ -43,7 +44,7 @@ class EchoNode:
         qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5,
                          reliability=ReliabilityPolicy.RELIABLE if reliable
                          else ReliabilityPolicy.BEST_EFFORT)
-        self._result = self.node.create_publisher(String, '~/result', 10)
+        self._result = self.node.create_publisher(String, f'{OUTPUT_NAMESPACE}/result', 10)
         msg_type = CompressedImage if compressed else Image
         topics = [topic + ('/compressed' if compressed else '') for topic in INPUT_TOPICS[:inputs]]
         if executor_input or not direct_take.available():
@@ -74,7 +75,7 @@ class EchoNode:
 
     def _publish_diagnostics(self) -> None:
         self._diagnostics.publish(DiagnosticArray(status=[DiagnosticStatus(
-            name=f'{NODE_NAME}: inference', message='echo',
+            name=f'/{NODE_NAME}: inference', message='echo',
             values=[KeyValue(key='model', value='none (echo)')])]))
 
 

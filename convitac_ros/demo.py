@@ -25,6 +25,7 @@ import time
 from tqdm import tqdm
 
 from convitac_ros.ros.client import loopback_dds, NodeProcess
+from convitac_ros.ros.dds_profile import use_fastdds_profile
 
 NODE_NAME = 'convitac_demo_node'
 # Evaluation settings: reliable inputs, every synchronized set processed.
@@ -119,6 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: `python -m convitac_ros.demo`."""
     args = build_parser().parse_args(argv)
     loopback_dds(args.domain_id)
+    use_fastdds_profile()  # the demo publishes images: the robot-wide profile, here too
     from convitac_ros.bags.io import BagError
 
     work = args.work_dir.resolve()

@@ -1,53 +1,38 @@
-"""Start convitac_node with config/convitac.yaml and a few overrides.
+"""Start convitac_node as a lifecycle node: parameter file, sensor preset, overrides.
 
-    ros2 launch convitac_ros convitac.launch.py
-    ros2 launch convitac_ros convitac.launch.py checkpoint:=/path/model.safetensors \
-        device:=cuda namespace:=left_hand camera_topic:=/wrist_cam/image_raw \
-        tactile_topic:=/digit/image_raw
+    ros2 launch convitac_ros convitac.launch.py checkpoint:=/path/model.safetensors
+    ros2 launch convitac_ros convitac.launch.py checkpoint:=demo sensor:=gelsight_mini \
+        namespace:=left_hand camera_topic:=/wrist_cam/image_raw tactile_topic:=/gsmini/image_raw
+    ros2 launch convitac_ros convitac.launch.py params_file:=my.yaml autostart:=false
 
-Every other parameter comes from ``params_file`` (default: the installed convitac.yaml).
+An argument overrides the parameter file only when it is given. The rules live in
+convitac_ros/ros/launch_arguments.py (tested without launch); this file only wires them.
 """
 
-from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
-from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
-from launch_ros.actions import Node
-from launch_ros.substitutions import FindPackageShare
+import os
 
-ARGUMENTS = {
-    'params_file': (PathJoinSubstitution([FindPackageShare('convitac_ros'), 'config',
-                                          'convitac.yaml']),
-                    'Parameter file of convitac_node.'),
-    'checkpoint': ('', 'Checkpoint (.safetensors); empty: the installed demo checkpoint.'),
-    'device': ('auto', 'Inference device: auto, cpu, cuda or cuda:N.'),
-    'namespace': ('', 'Namespace of the node (and of its relative input topics).'),
-    'camera_topic': ('camera/image_raw', 'Camera image topic.'),
-    'tactile_topic': ('tactile/image_raw', 'Tactile sensor image topic.'),
-    'tactile_b_topic': ('tactile_b/image_raw', 'Second tactile sensor (two-sensor models).'),
-}
-# Input name inside the node -> launch argument giving the real topic.
-REMAPS = {'camera/image_raw': 'camera_topic', 'tactile/image_raw': 'tactile_topic',
-          'tactile_b/image_raw': 'tactile_b_topic'}
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import LifecycleNode
+
+from convitac_ros.ros.launch_arguments import ARGUMENTS, EXECUTABLE, launch_plan
+
+
+def start_node(context, *args, **kwargs):
+    """Resolve the argument values and return the environment and the node actions."""
+    values = {name: LaunchConfiguration(name).perform(context) for name in ARGUMENTS}
+    plan = launch_plan(values, os.environ)
+    actions = [SetEnvironmentVariable(name, value) for name, value in plan.environment.items()]
+    actions.append(LifecycleNode(
+        package='convitac_ros', executable=EXECUTABLE, name=plan.name,
+        namespace=plan.namespace, parameters=plan.parameters,
+        ros_arguments=plan.ros_arguments, output='screen', emulate_tty=True))
+    return actions
 
 
 def generate_launch_description() -> LaunchDescription:
-    """Declare the arguments and the node."""
+    """Declare the arguments; the node is made once their values are known."""
     declared = [DeclareLaunchArgument(name, default_value=default, description=text)
                 for name, (default, text) in ARGUMENTS.items()]
-    remappings = []
-    for name, argument in REMAPS.items():
-        topic = LaunchConfiguration(argument)
-        remappings += [(name, topic), (f'{name}/compressed', [topic, '/compressed'])]
-    node = Node(
-        package='convitac_ros',
-        executable='convitac_node',
-        name='convitac_node',
-        namespace=LaunchConfiguration('namespace'),
-        parameters=[LaunchConfiguration('params_file'),
-                    {'checkpoint': LaunchConfiguration('checkpoint'),
-                     'device': LaunchConfiguration('device')}],
-        remappings=remappings,
-        output='screen',
-        emulate_tty=True,
-    )
-    return LaunchDescription([*declared, node])
+    return LaunchDescription([*declared, OpaqueFunction(function=start_node)])

@@ -6,6 +6,7 @@ that only moves forward (except where a test makes time jump back on purpose).
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 
@@ -157,9 +158,9 @@ def test_diagnostics_report_rates_latency_device_and_model(running):
     streamer.join()
     values = status_values(status)
     assert status.level == b'\x00', status.message
-    assert status.name == 'convitac_node: inference'
+    assert status.name == '/convitac_node: inference'
     assert values['state'] == 'active' and values['device'] == 'cpu'
-    assert values['model'] and status.hardware_id == 'cpu'
+    assert values['model'] and status.hardware_id == f'{socket.gethostname()}/cpu'
     assert float(values['camera/image_raw rate (Hz)']) > 5
     assert float(values['tactile/image_raw rate (Hz)']) > 5
     assert float(values['pairing rate (Hz)']) > 5
@@ -177,11 +178,18 @@ def test_wrong_encoding_is_counted_and_reported_and_the_node_recovers(running):
     stream(probe, clock, frames(rng, 4), depth, encoding='32FC1')
     wait_until(lambda: int(status_values(probe.next_status()).get(
         'dropped conversion_error', 0)) >= 3, 10, 'conversion errors counted')
-    values = status_values(probe.next_status())
+    status = probe.next_status()
+    values = status_values(status)
     assert '[32FC1] has no colour meaning' in values['last conversion error']
+    # Dropped windows raise the level and say why (ERROR: none got through in the period).
+    assert status.level in (b'\x01', b'\x02')
+    assert 'image conversion failed' in status.message and '32FC1' in status.message
     stamps = stream(probe, clock, frames(rng, 3), frames(rng, 3))
     results_by_stamp(probe, stamps[1:])
     assert node.alive()
+    # The problem is reported while recent (5 s), then the level comes back down.
+    wait_until(lambda: 'conversion' not in probe.next_status().message, 15,
+               'the conversion failure stays reported')
 
 
 def test_zero_stamps_are_stamped_on_receipt_counted_and_warned(running):

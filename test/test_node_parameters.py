@@ -61,13 +61,17 @@ def test_with_changes_coerces_ints_for_float_parameters():
     assert params.sync_slop == 1.0 and isinstance(params.sync_slop, float)
 
 
-def test_empty_checkpoint_resolves_to_the_demo_checkpoint(tmp_path):
-    params = NodeParameters.from_values({})
-    assert params.resolved_checkpoint() == demo_checkpoint()
+def test_demo_checkpoint_only_when_asked_for_and_an_empty_one_is_an_error(tmp_path):
+    with pytest.raises(ValueError, match='checkpoint is empty: give a .safetensors path'):
+        NodeParameters.from_values({}).resolved_checkpoint()
+    params = NodeParameters.from_values({'checkpoint': 'demo'})
+    assert params.uses_demo and params.resolved_checkpoint() == demo_checkpoint()
+    assert demo_checkpoint().is_file()
     assert demo_checkpoint().name == 'convitac_demo.safetensors'
     assert demo_checkpoint().parent.name == 'models'
     chosen = NodeParameters.from_values({'checkpoint': str(tmp_path / 'm.safetensors')})
     assert chosen.resolved_checkpoint() == Path(tmp_path / 'm.safetensors')
+    assert not chosen.uses_demo
 
 
 def test_the_readme_parameter_table_lists_every_parameter_with_its_default():

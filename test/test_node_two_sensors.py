@@ -34,9 +34,9 @@ def running(two_sensor_checkpoint, tmp_path_factory):
     with running_node(parameters, log, list(HEADS), num_tactile=2, compressed=True,
                       wait=False, check_exit=False) as (node, probe):
         probe.extra = {'debug': [], 'success': []}
-        probe.node.create_subscription(Image, '/convitac_node/debug_image',
+        probe.node.create_subscription(Image, '/convitac/debug_image',
                                        probe.extra['debug'].append, 10)
-        probe.node.create_subscription(Float32, '/convitac_node/grasp_success/probability',
+        probe.node.create_subscription(Float32, '/convitac/grasp_success/probability',
                                        lambda m: probe.extra['success'].append(m.data), 10)
         probe.wait_for_subscribers(timeout=60)
         yield node, probe

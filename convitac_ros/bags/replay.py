@@ -32,6 +32,7 @@ from convitac_ros.bags.io import (
     message_class,
     set_stamp,
 )
+from convitac_ros.ros.dds_profile import use_fastdds_profile
 
 NANOSECONDS = 1_000_000_000
 
@@ -218,6 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                             clock=args.clock, topics=args.topics,
                             wait_for_subscribers=args.wait_for_subscribers,
                             progress=not args.quiet)
+    use_fastdds_profile()  # a process publishing images must load it (see the README)
     rclpy.init(args=['convitac_replay', *argv])
     node = Node('convitac_replay')
     try:

@@ -29,7 +29,13 @@ from typing import Any
 
 import numpy as np
 
-from convitac_ros.ros.topics import COMPRESSED_SUFFIX, INPUT_TOPICS, NODE_NAME, RESULT_TOPIC
+from convitac_ros.ros.topics import (
+    COMPRESSED_SUFFIX,
+    INPUT_TOPICS,
+    NODE_NAME,
+    OUTPUT_NAMESPACE,
+    RESULT_TOPIC,
+)
 
 NODE_COMMAND = (sys.executable, '-m', 'convitac_ros.ros.node')
 STOP_TIMEOUT_S = 20.0
@@ -80,12 +86,14 @@ class NodeProcess:
         command: run this instead of the node (e.g. the benchmark's echo node); its ROS
             arguments are appended the same way.
         cwd: working directory of the process.
+        ros_args: more ROS arguments, first (e.g. ``-r __ns:=/left_hand``).
     """
 
     def __init__(self, parameters: dict[str, Any], log_path: Path, *, name: str | None = None,
                  namespace: str | None = None, params_files: Sequence[Path] = (),
-                 command: Sequence[str] | None = None, cwd: Path | None = None) -> None:
-        ros: list[str] = []
+                 command: Sequence[str] | None = None, cwd: Path | None = None,
+                 ros_args: Sequence[str] = ()) -> None:
+        ros: list[str] = list(ros_args)
         if name:
             ros += ['-r', f'__node:={name}']
         if namespace:
@@ -262,7 +270,8 @@ def wait_until(predicate: Callable[[], bool], timeout: float, message: str) -> N
 class NodeClient:
     """Publishes into a node and observes it: answers, labels, /diagnostics, services.
 
-    The client's node lives in the target's namespace, so the relative input topics reach it.
+    The client's node lives in the target's namespace, so the relative input topics reach it;
+    the node's outputs are under ``<its namespace>/convitac/``.
 
     Args:
         target: Fully qualified name of the node, e.g. ``/convitac_node``.
@@ -272,6 +281,8 @@ class NodeClient:
         depth: History depth of the input publishers.
         heads: Heads whose ``~/<head>/label`` and ``~/<head>/probabilities`` are recorded.
         on_answer: Called with every answer as it arrives (on the taking thread).
+        outputs: Where the node's outputs are (default ``<target namespace>/convitac``).
+        inputs_prefix: Prefix of the input topics (default: relative, in the target's namespace).
         name: This client's node name.
         ros_args: command-line arguments for this client's context; those after
             ``--ros-args`` count (e.g. remappings).
@@ -280,6 +291,7 @@ class NodeClient:
     def __init__(self, target: str = f'/{NODE_NAME}', *, inputs: int = 0,
                  compressed: bool = False, reliable: bool = True, depth: int = 1000,
                  heads: Sequence[str] = (), on_answer: Callable[[Answer], None] | None = None,
+                 outputs: str | None = None, inputs_prefix: str | None = None,
                  name: str = 'convitac_client', ros_args: Sequence[str] = ()) -> None:
         from diagnostic_msgs.msg import DiagnosticArray
         from lifecycle_msgs.srv import ChangeState, GetState
@@ -306,25 +318,28 @@ class NodeClient:
         self.labels: dict[str, list[str]] = {head: [] for head in heads}
         self.probabilities: dict[str, list[np.ndarray]] = {head: [] for head in heads}
         self.statuses: list[tuple[float, Any]] = []
+        self.all_statuses: list[Any] = []  # of every node on /diagnostics
         self._on_answer = on_answer
 
         qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth,
                          reliability=ReliabilityPolicy.RELIABLE if reliable
                          else ReliabilityPolicy.BEST_EFFORT)
         msg_type, suffix = (CompressedImage, COMPRESSED_SUFFIX) if compressed else (Image, '')
-        self.publishers = [self.node.create_publisher(msg_type, topic + suffix, qos)
+        prefix = '' if inputs_prefix is None else inputs_prefix.rstrip('/') + '/'
+        self.publishers = [self.node.create_publisher(msg_type, prefix + topic + suffix, qos)
                            for topic in INPUT_TOPICS[:inputs]]
+        self.outputs = outputs or f'{namespace.rstrip("/")}/{OUTPUT_NAMESPACE}'
         reliable_qos = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
-        self.result_topic = f'{self.target}/{RESULT_TOPIC}'
+        self.result_topic = f'{self.outputs}/{RESULT_TOPIC}'
         self.result_subscription, self._reader = direct_take.subscribe(
             self.node, String, self.result_topic, reliable_qos, self._on_result,
             self._on_malformed, 'client_results')
         for head in heads:
             self.node.create_subscription(
-                String, f'{self.target}/{head}/label',
+                String, f'{self.outputs}/{head}/label',
                 lambda msg, h=head: self._append(self.labels[h], msg.data), reliable_qos)
             self.node.create_subscription(
-                Float32MultiArray, f'{self.target}/{head}/probabilities',
+                Float32MultiArray, f'{self.outputs}/{head}/probabilities',
                 lambda msg, h=head: self._append(self.probabilities[h],
                                                  np.array(msg.data, np.float32)), reliable_qos)
         self.node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics, 100)
@@ -470,10 +485,16 @@ class NodeClient:
     def _on_diagnostics(self, msg: Any) -> None:
         now = time.monotonic()
         with self._lock:
+            self.all_statuses.extend(msg.status)
             for status in msg.status:
                 if self._ours(status.name):
                     self.statuses.append((now, status))
             self._lock.notify_all()
+
+    def node_statuses(self) -> list[Any]:
+        """Every diagnostics status received so far, of any node."""
+        with self._lock:
+            return list(self.all_statuses)
 
     def next_status(self, timeout: float = 5.0) -> Any:
         """The first diagnostics status of the node received after this call."""

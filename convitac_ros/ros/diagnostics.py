@@ -2,7 +2,8 @@
 
 :class:`Health` is a plain snapshot the node fills each period; :func:`health_status` turns it
 into a status with a level and a message, so the rules (WARN for a silent input, zero stamps,
-latency over budget; ERROR for a recent inference failure) are tested without a ROS graph.
+latency over budget, windows dropped for images that do not convert; ERROR for a recent
+inference failure, or when every window fails to convert) are tested without a ROS graph.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ class InputHealth:
 class Health:
     """Everything /diagnostics reports, gathered by the node once per period."""
 
-    node_name: str
+    node_name: str  # fully qualified (/left_hand/convitac_node): unique per instance
     state: str
     model: str = ''
     device: str = ''
@@ -56,7 +57,10 @@ class Health:
     recent_inference_error: str | None = None
     last_conversion_error: str | None = None
     last_refused_image: str | None = None  # too large, or a size that cannot be read
+    recent_conversion_error: str | None = None  # a window was dropped for it recently
     configure_error: str | None = None
+    hardware_id: str = ''  # e.g. gripper-pc/cuda:0; empty: the device
+    demo: bool = False  # the demo checkpoint was asked for (checkpoint: demo)
 
 
 def _fmt(value: float) -> str:
@@ -95,6 +99,11 @@ def _problems(health: Health) -> tuple[int, list[str]]:
         if item.recent_lost:
             level = max(level, WARN)
             problems.append(f'{item.topic} lost {item.lost} messages in transport')
+    if health.recent_conversion_error:
+        # Some windows still answered: WARN; none at all: the input is unusable, ERROR.
+        level = max(level, WARN if health.inference_rate_hz > 0 else ERROR)
+        problems.append(f'windows dropped: image conversion failed: '
+                        f'{health.recent_conversion_error}')
     budget = health.latency_budget_ms
     if budget > 0 and health.latency_ms is not None and health.latency_ms[95] > budget:
         level = max(level, WARN)
@@ -103,12 +112,13 @@ def _problems(health: Health) -> tuple[int, list[str]]:
 
 
 def health_status(health: Health) -> DiagnosticStatus:
-    """Build the DiagnosticStatus ``"<node name>: inference"`` for a snapshot.
+    """Build the DiagnosticStatus ``"<fully qualified node name>: inference"`` for a snapshot.
 
-    The level is ERROR for a configure or recent inference failure; WARN (while active) for a
-    silent input, zero stamps, a publisher it cannot connect to, messages lost in transport
-    (recently), or p95 latency over budget; else OK. The message lists the
-    problems, or summarises the state.
+    The level is ERROR for a configure or recent inference failure, or when recent windows all
+    failed to convert; WARN (while active) for a silent input, zero stamps, a publisher it
+    cannot connect to, messages lost in transport (recently), windows dropped for conversion
+    failures (recently), or p95 latency over budget; else OK. The message lists the problems,
+    or summarises the state (and says when the demo model runs).
     """
     level, problems = _problems(health)
     if problems:
@@ -117,11 +127,14 @@ def health_status(health: Health) -> DiagnosticStatus:
         message = f'running {health.model} on {health.device}'
     else:
         message = health.state
+    if health.demo:
+        message += ' (the demo model: checkpoint demo, trained on a synthetic world)'
     values = [
         KeyValue(key='state', value=health.state),
         KeyValue(key='model', value=health.model),
         KeyValue(key='device', value=health.device),
         KeyValue(key='checkpoint', value=health.checkpoint),
+        KeyValue(key='demo model', value='yes' if health.demo else 'no'),
     ]
     for item in health.inputs:
         values += [
@@ -153,4 +166,5 @@ def health_status(health: Health) -> DiagnosticStatus:
         values.append(KeyValue(key='last refused image',
                                value=one_line(health.last_refused_image)))
     return DiagnosticStatus(level=level, name=f'{health.node_name}: inference', message=message,
-                            hardware_id=health.device or 'none', values=values)
+                            hardware_id=health.hardware_id or health.device or 'none',
+                            values=values)

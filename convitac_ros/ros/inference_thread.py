@@ -47,9 +47,11 @@ class InferenceThread(threading.Thread):
         self._outputs = node.outputs
         self._counters = node.counters
         self._logger = node.get_logger()
+        self._contact = node.contact
         self.latency = LatencyWindow()
         self.age = LatencyWindow()
         self.last_conversion_error: str | None = None
+        self._last_conversion_error_s: float | None = None
         self._last_error: tuple[float, str] | None = None
         self._sequence = 0
 
@@ -59,6 +61,13 @@ class InferenceThread(threading.Thread):
         if last is None or time.monotonic() - last[0] > within_s:
             return None
         return last[1]
+
+    def recent_conversion_error(self, within_s: float) -> str | None:
+        """The last conversion error if a window was dropped for it within ``within_s`` s."""
+        last = self._last_conversion_error_s
+        if last is None or time.monotonic() - last > within_s:
+            return None
+        return self.last_conversion_error
 
     def run(self) -> None:
         """Take windows (batches of them in process_every_pair mode) until closed."""
@@ -90,6 +99,7 @@ class InferenceThread(threading.Thread):
         except ImageConversionError as exc:
             self._counters.add('dropped conversion_error')
             self.last_conversion_error = one_line(str(exc))
+            self._last_conversion_error_s = time.monotonic()
             self._logger.warning(f'dropped a window: {self.last_conversion_error}',
                                  throttle_duration_sec=LOG_THROTTLE_S)
             return None
@@ -118,16 +128,24 @@ class InferenceThread(threading.Thread):
             self._logger.error(f'inference failed: {reason}', throttle_duration_sec=LOG_THROTTLE_S)
             return
         for (window, sample), probabilities in zip(pairs, results):
-            self._publish(window, probabilities)
+            self._publish(window, probabilities, sample)
             if debug:
                 self._publish_debug(window, sample, probabilities, attention)
 
-    def _publish(self, window: Window, probabilities: dict[str, np.ndarray]) -> None:
+    def _publish(self, window: Window, probabilities: dict[str, np.ndarray],
+                 sample: tuple[list[np.ndarray], list[list[np.ndarray]]]) -> None:
         newest = window[-1]
         self._sequence += 1
+        params = self._node.params
+        contact = self._contact.update([sensor[-1] for sensor in sample[1]],
+                                       params.contact_threshold)
         latency_ms = (time.perf_counter_ns() - newest.received_ns) / 1e6
-        self._outputs.publish(header_of(newest), probabilities,
-                              {'latency_ms': round(latency_ms, 3), 'sequence': self._sequence})
+        self._outputs.publish(
+            header_of(newest), probabilities,
+            {'contact_score': round(contact.score, 3), 'latency_ms': round(latency_ms, 3),
+             'sequence': self._sequence},
+            in_contact=contact.in_contact,
+            labels=contact.in_contact or not params.publish_only_in_contact)
         self.latency.add(latency_ms)
         self.age.add((self._node.get_clock().now().nanoseconds - newest.stamp_ns) / 1e6)
         self._counters.add('inferences')

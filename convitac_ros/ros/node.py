@@ -18,6 +18,7 @@ publishes. The executor thread serves the lifecycle and parameter services and /
 
 from __future__ import annotations
 
+import socket
 import sys
 import time
 from typing import Any
@@ -30,16 +31,18 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
+from std_srvs.srv import Trigger
 
 from convitac_ros.ros import direct_take
+from convitac_ros.ros.contact import ContactDetector
 from convitac_ros.ros.diagnostics import Health, health_status, InputHealth
 from convitac_ros.ros.image_conversion import (
-    compressed_to_rgb,
     image_to_rgb,
     ImageConversionError,
 )
 from convitac_ros.ros.image_limits import check_image_size, ImageTooLargeError
 from convitac_ros.ros.inference_thread import InferenceThread
+from convitac_ros.ros.input_settings import InputSettings, make_converter
 from convitac_ros.ros.node_guards import (
     guard_change_state,
     ignore_stop_signals,
@@ -48,10 +51,10 @@ from convitac_ros.ros.node_guards import (
     one_line,
 )
 from convitac_ros.ros.outputs import OutputPublishers
-from convitac_ros.ros.parameters import NodeParameters, SPECS, validate
+from convitac_ros.ros.parameters import INPUT_SPECS, INPUTS, NodeParameters, SPECS, validate
 from convitac_ros.ros.pipeline import Counters, DropOldestQueue, FrameSet, SlidingWindow
 from convitac_ros.ros.synchronizer import ApproximateTimeSynchronizer, stamp_to_ns
-from convitac_ros.ros.topics import INPUT_TOPICS, NODE_NAME
+from convitac_ros.ros.topics import NODE_NAME
 
 # A zero stamp or an inference failure keeps its WARN / ERROR this long (s) after the event.
 RECENT_S = 5.0
@@ -99,15 +102,18 @@ class ConvitacNode(LifecycleNode):
         """Declare the parameters and the diagnostics publisher; stay unconfigured."""
         super().__init__(NODE_NAME, **kwargs)
         guard_change_state(self)
-        for name, spec in SPECS.items():
+        for name, spec in (SPECS | INPUT_SPECS).items():
             self.declare_parameter(name, spec.default, spec.descriptor(name))
         self.params = NodeParameters.from_values(
             {name: self.get_parameter(name).value for name in SPECS})
-        reasons = [r for r in (validate(n, getattr(self.params, n)) for n in SPECS) if r]
+        reasons = [r for r in (validate(n, self.get_parameter(n).value)
+                               for n in SPECS | INPUT_SPECS) if r]
         if reasons:
             raise ValueError('; '.join(reasons))
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.counters = Counters()
+        self.contact = ContactDetector()
+        self.create_service(Trigger, '~/reset_contact_reference', self._on_reset_contact)
         self.predictor: Any = None
         self.outputs: OutputPublishers | None = None
         self.inputs: list[InputState] = []
@@ -132,12 +138,11 @@ class ConvitacNode(LifecycleNode):
     def _on_set_parameters(self, parameters: list[Parameter]) -> SetParametersResult:
         changes = {}
         for parameter in parameters:
-            if parameter.name not in SPECS:
-                continue
             reason = validate(parameter.name, parameter.value)
             if reason:
                 return SetParametersResult(successful=False, reason=reason)
-            changes[parameter.name] = parameter.value
+            if parameter.name in SPECS:  # inputs.* are read at the next activate
+                changes[parameter.name] = parameter.value
         self.params = self.params.with_changes(changes)
         if {'queue_depth', 'process_every_pair', 'backlog_limit'} & changes.keys():
             self.counters.add('dropped queue_full', self._queue.set_capacity(self._capacity()))
@@ -172,8 +177,9 @@ class ConvitacNode(LifecycleNode):
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Load and warm up the model, declare the head parameters, create the outputs."""
-        path = self._checkpoint = self.params.resolved_checkpoint()
+        path = self._checkpoint = self.params.checkpoint
         try:
+            path = self._checkpoint = self.params.resolved_checkpoint()
             predictor = self._load_predictor(path)
             self._declare_heads(predictor.heads)
         except Exception as exc:  # noqa: BLE001 - any failure is a clear configure failure
@@ -189,6 +195,10 @@ class ConvitacNode(LifecycleNode):
             f'loaded {predictor.model_name} from {path} on {predictor.device} '
             f'(heads {", ".join(predictor.heads)}; {predictor.visual_len} visual, '
             f'{predictor.num_tactile}x{predictor.tactile_len} tactile frames)')
+        if self.params.uses_demo:
+            self.get_logger().warning(
+                'running the DEMO model (checkpoint: demo), trained on a synthetic world: its '
+                'answers mean nothing for real objects; give checkpoint:=<model>.safetensors')
         return super().on_configure(state)
 
     def _load_predictor(self, path: Any) -> Any:
@@ -225,7 +235,13 @@ class ConvitacNode(LifecycleNode):
         """Create the synchronizer, the window, the subscriptions and the inference thread."""
         params, predictor = self.params, self.predictor
         num_inputs = 1 + predictor.num_tactile
-        self.inputs = [InputState(topic) for topic in INPUT_TOPICS[:num_inputs]]
+        settings = self._input_settings(num_inputs)
+        try:
+            converters = [make_converter(s) for s in settings]
+        except ValueError as exc:
+            self.get_logger().error(f'activate failed: {exc}')
+            return TransitionCallbackReturn.FAILURE
+        self.inputs = [InputState(s.topic) for s in settings]
         self._sync = ApproximateTimeSynchronizer(
             num_inputs, params.sync_queue_size, params.sync_slop, self._on_synchronized,
             purge_older=params.sync_purge_older)
@@ -234,17 +250,17 @@ class ConvitacNode(LifecycleNode):
         self._queue.reopen()
         self._thread = InferenceThread(self, self._queue)
         self._thread.start()
-        compressed = params.image_transport == 'compressed'
-        msg_type = CompressedImage if compressed else Image
-        self._convert = compressed_to_rgb if compressed else image_to_rgb
+        self._convert = converters
+        self.contact.request_reference()
         qos = QoSProfile(
             history=HistoryPolicy.KEEP_LAST, depth=params.qos_depth,
             reliability=(ReliabilityPolicy.RELIABLE if params.qos_reliability == 'reliable'
                          else ReliabilityPolicy.BEST_EFFORT))
         direct = params.direct_input and direct_take.available()
         group = direct_take.HiddenCallbackGroup() if direct else None
-        for index, item in enumerate(self.inputs):
-            topic = item.topic + ('/compressed' if compressed else '')
+        for index, setting in enumerate(settings):
+            topic = setting.subscribed_topic
+            msg_type = CompressedImage if setting.compressed else Image
             self._image_subscriptions.append(
                 direct_take.create_direct_subscription(self, msg_type, topic, qos, group)
                 if direct else self.create_subscription(
@@ -257,8 +273,26 @@ class ConvitacNode(LifecycleNode):
         self.get_logger().info(
             'active: ' + ', '.join(self.resolve_topic_name(s.topic_name) for s in
                                    self._image_subscriptions)
-            + (' (input thread)' if direct else ' (executor callbacks)'))
+            + (' (input thread)' if direct else ' (executor callbacks)') + '; '
+            + '; '.join(s.describe() for s in settings))
         return super().on_activate(state)
+
+    def _input_settings(self, count: int) -> list[InputSettings]:
+        values = {name: self.get_parameter(name).value for name in INPUT_SPECS}
+        return [InputSettings.from_parameters(name, values, self.params.image_transport)
+                for name in INPUTS[:count]]
+
+    def _on_reset_contact(self, request: Trigger.Request,
+                          response: Trigger.Response) -> Trigger.Response:
+        """``~/reset_contact_reference``: the next tactile frames become the reference."""
+        self.contact.request_reference()
+        response.success = True
+        response.message = 'the next tactile frames become the no-contact reference'
+        return response
+
+    def _hardware_id(self) -> str:
+        device = getattr(self.predictor, 'device', None)
+        return self.params.hardware_id or f'{socket.gethostname()}/{device or "no model"}'
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Stop the inputs and the inference thread."""
@@ -395,7 +429,7 @@ class ConvitacNode(LifecycleNode):
 
         thread, predictor = self._thread, self.predictor
         health = Health(
-            node_name=self.get_name(), state=self._state,
+            node_name=self.get_fully_qualified_name(), state=self._state,
             model=getattr(predictor, 'model_name', ''),
             device=str(getattr(predictor, 'device', '')),
             checkpoint=str(self._checkpoint or self.params.checkpoint),
@@ -406,8 +440,8 @@ class ConvitacNode(LifecycleNode):
             queue_length=len(self._queue),
             silent_timeout_s=self.params.silent_input_timeout,
             latency_budget_ms=self.params.latency_budget_ms,
-            configure_error=self._configure_error,
-            last_refused_image=self._last_refused_image)
+            configure_error=self._configure_error, hardware_id=self._hardware_id(),
+            demo=self.params.uses_demo, last_refused_image=self._last_refused_image)
         subscriptions = self._image_subscriptions
         for i, item in enumerate(self.inputs):
             publishers = matched = None
@@ -429,6 +463,7 @@ class ConvitacNode(LifecycleNode):
             health.age_ms = thread.age.percentiles()
             health.recent_inference_error = thread.recent_error(RECENT_S)
             health.last_conversion_error = thread.last_conversion_error
+            health.recent_conversion_error = thread.recent_conversion_error(RECENT_S)
         array = DiagnosticArray(status=[health_status(health)])
         array.header.stamp = self.get_clock().now().to_msg()
         self._diagnostics.publish(array)

@@ -8,6 +8,7 @@ bad values with a reason.
 
 from __future__ import annotations
 
+import array
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -15,8 +16,9 @@ from typing import Any
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
 from convitac_ros.ros.image_limits import DEFAULT_MAX_PIXELS
+from convitac_ros.share import share_file
 
-PACKAGE = 'convitac_ros'
+DEMO = 'demo'
 DEMO_CHECKPOINT = 'convitac_demo.safetensors'
 
 
@@ -52,8 +54,9 @@ class Spec:
 SPECS: dict[str, Spec] = {
     'autostart': Spec(True, 'Configure and activate by itself at start-up.'),
     'checkpoint': Spec(
-        '', 'Path of the .safetensors checkpoint; empty: the demo checkpoint installed with '
-        'the package.'),
+        '', 'Path of the .safetensors checkpoint, or demo for the demo checkpoint installed '
+        'with the package (a synthetic-world model, for trying the node out). Must be given: '
+        'empty fails configure.'),
     'device': Spec('auto', 'Inference device: auto (CUDA if present), cpu, cuda or cuda:N.'),
     'precision': Spec(
         'auto', 'Inference precision: auto (bf16/fp16 autocast on CUDA, fp32 on CPU), fp32, '
@@ -115,7 +118,45 @@ SPECS: dict[str, Spec] = {
     'latency_budget_ms': Spec(
         500.0, 'WARN when the p95 processing latency exceeds this (ms); 0 disables.', 0.0,
         1e6, live=True),
+    'hardware_id': Spec(
+        '', 'hardware_id of the /diagnostics status; empty: <host name>/<inference device> '
+        '(e.g. gripper-pc/cuda:0).'),
+    'contact_threshold': Spec(
+        6.0, 'A tactile frame shows contact when its mean absolute difference from the '
+        'no-contact reference (grey levels 0-255, on a 32x32 thumbnail) exceeds this.', 0.0,
+        255.0, live=True),
+    'publish_only_in_contact': Spec(
+        False, 'Publish the per-head label, probabilities, classification and grasp topics only '
+        'while the tactile frames show contact (result and contact are always published).',
+        live=True),
 }
+
+# Per-input settings: inputs.<input>.<setting>, read at activate.
+INPUTS = ('camera', 'tactile', 'tactile_b')
+ROTATIONS = ('0', '90', '180', '270', 'transpose')
+ENCODING_OVERRIDES = ('', 'rgb8', 'bgr8', 'rgba8', 'bgra8', 'mono8', 'mono16')
+NO_CROP = [0, 0, 0, 0]
+INPUT_SPECS: dict[str, Spec] = {}
+for _input in INPUTS:
+    INPUT_SPECS |= {
+        f'inputs.{_input}.topic': Spec(
+            f'{_input}/image_raw', f'Topic of the {_input} images (relative names follow the '
+            'namespace; compressed transport adds /compressed).'),
+        f'inputs.{_input}.transport': Spec(
+            '', 'raw or compressed for this input; empty: image_transport.',
+            choices=('', 'raw', 'compressed')),
+        f'inputs.{_input}.encoding': Spec(
+            '', 'Read the raw images as this encoding whatever the message says (same bytes '
+            'per pixel), e.g. bgr8 for a driver publishing 8UC3 or passthrough BGR data; '
+            'empty: the message encoding.', choices=ENCODING_OVERRIDES),
+        f'inputs.{_input}.crop': Spec(
+            list(NO_CROP), 'Crop [x, y, width, height] in pixels of the received frame, before '
+            'the rotation; a width or height of 0 reaches the edge; [0, 0, 0, 0]: none.'),
+        f'inputs.{_input}.rotation': Spec(
+            '0', 'Rotation clockwise in degrees after the crop, or transpose (rows become '
+            'columns, e.g. a 240x320 portrait DIGIT frame back to 320x240).',
+            choices=ROTATIONS),
+    }
 
 
 @dataclass(frozen=True)
@@ -147,6 +188,9 @@ class NodeParameters:
     diagnostics_period: float
     silent_input_timeout: float
     latency_budget_ms: float
+    hardware_id: str
+    contact_threshold: float
+    publish_only_in_contact: bool
 
     @classmethod
     def from_values(cls, values: dict[str, Any]) -> NodeParameters:
@@ -159,9 +203,24 @@ class NodeParameters:
         """Return a copy with some values changed (already validated)."""
         return replace(self, **{k: _coerce(SPECS[k].default, v) for k, v in changes.items()})
 
+    @property
+    def uses_demo(self) -> bool:
+        """True when the demo checkpoint was asked for (``checkpoint: demo``)."""
+        return self.checkpoint == DEMO
+
     def resolved_checkpoint(self) -> Path:
-        """The checkpoint to load: the parameter, or the installed demo checkpoint."""
-        return Path(self.checkpoint).expanduser() if self.checkpoint else demo_checkpoint()
+        """The checkpoint to load: the parameter's file, or the installed demo checkpoint.
+
+        Raises:
+            ValueError: The parameter is empty (a forgotten checkpoint must not silently
+                become the demo model).
+        """
+        if self.uses_demo:
+            return demo_checkpoint()
+        if not self.checkpoint:
+            raise ValueError("checkpoint is empty: give a .safetensors path, or 'demo' for "
+                             'the demo model')
+        return Path(self.checkpoint).expanduser()
 
 
 def _coerce(default: Any, value: Any) -> Any:
@@ -183,9 +242,11 @@ def validate(name: str, value: Any) -> str | None:
     Ranges are also enforced by rclpy from the descriptor; they are checked here as well so
     that the reason names the parameter and the allowed values.
     """
-    spec = SPECS.get(name)
+    spec = SPECS.get(name) or INPUT_SPECS.get(name)
     if spec is None:
         return None
+    if name.endswith('.crop'):
+        return _crop_reason(name, value)
     expected = type(spec.default)
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
@@ -197,35 +258,25 @@ def validate(name: str, value: Any) -> str | None:
         return f'{name} must be within [{spec.low}, {spec.high}]; got {value!r}'
     if name == 'device' and not _valid_device(value):
         return f'device must be auto, cpu, cuda or cuda:N; got {value!r}'
-    if name == 'checkpoint' and value and not value.endswith('.safetensors'):
-        return f'checkpoint must be a .safetensors file; got {value!r}'
+    if name == 'checkpoint' and value not in ('', DEMO) and not value.endswith('.safetensors'):
+        return f"checkpoint must be a .safetensors file or 'demo'; got {value!r}"
+    return None
+
+
+def _crop_reason(name: str, value: Any) -> str | None:
+    values = list(value) if isinstance(value, (list, tuple, array.array)) else None
+    if (values is None or len(values) != 4
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
+                       for v in values)):
+        return f'{name} must be 4 non-negative integers [x, y, width, height]; got {value!r}'
     return None
 
 
 def demo_checkpoint() -> Path:
-    """Locate the demo checkpoint: the ament share directory, else the source tree.
+    """Locate the demo checkpoint installed with the package (``models/`` of its share).
 
     Returns:
-        ``<share>/convitac_ros/models/convitac_demo.safetensors`` when the package is
-        installed with colcon, otherwise ``models/`` next to the package sources (pip editable
-        install or a source checkout).
+        ``<share>/convitac_ros/models/convitac_demo.safetensors`` for a colcon or pip install,
+        otherwise ``models/`` next to the package sources (editable install, source checkout).
     """
-    candidates = []
-    try:
-        from ament_index_python.packages import (
-            get_package_share_directory,
-            PackageNotFoundError,
-        )
-        try:
-            share = get_package_share_directory(PACKAGE)
-            candidates.append(Path(share) / 'models' / DEMO_CHECKPOINT)
-        except (PackageNotFoundError, ValueError, OSError):  # OSError: no AMENT_PREFIX_PATH
-            pass
-    except ImportError:
-        pass
-    source_root = Path(__file__).resolve().parents[2]
-    candidates.append(source_root / 'models' / DEMO_CHECKPOINT)
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    return candidates[-1]
+    return share_file('models', DEMO_CHECKPOINT)

@@ -31,13 +31,15 @@ class FrameSet:
         msgs: The messages as received.
         stamp_ns: The camera stamp in nanoseconds (after the zero-stamp policy).
         received_ns: ``time.perf_counter_ns()`` when the set was completed.
-        convert: Turns one message into uint8 (H, W, 3) RGB; raises ImageConversionError.
+        convert: Turns one message into uint8 (H, W, 3) RGB (raises ImageConversionError):
+            one function for every message, or one per input (each input has its own
+            encoding, crop and rotation in the node).
     """
 
     msgs: tuple[Any, ...]
     stamp_ns: int
     received_ns: int
-    convert: Callable[[Any], np.ndarray]
+    convert: Callable[[Any], np.ndarray] | Sequence[Callable[[Any], np.ndarray]]
     _error: str | None = field(default=None, repr=False)
     _sized: tuple[int, list[np.ndarray]] | None = field(default=None, repr=False)
 
@@ -54,9 +56,11 @@ class FrameSet:
         if self._error is not None:
             raise ImageConversionError(self._error)
         frames = []
-        for index, msg in enumerate(self.msgs):
+        converters = (self.convert if isinstance(self.convert, Sequence)
+                      else [self.convert] * len(self.msgs))
+        for index, (msg, convert) in enumerate(zip(self.msgs, converters)):
             try:
-                frames.append(self.convert(msg))
+                frames.append(convert(msg))
             except ImageConversionError as exc:
                 self._error = f'input {index}: {exc}'
                 raise ImageConversionError(self._error) from None

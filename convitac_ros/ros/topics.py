@@ -10,3 +10,6 @@ TACTILE_TOPICS = ('tactile/image_raw', 'tactile_b/image_raw')
 INPUT_TOPICS = (CAMERA_TOPIC, *TACTILE_TOPICS)
 RESULT_TOPIC = 'result'
 COMPRESSED_SUFFIX = '/compressed'
+# Outputs live under <node namespace>/convitac/..., so the topic API does not change when the
+# node is renamed, and two hands in two namespaces never collide.
+OUTPUT_NAMESPACE = 'convitac'

@@ -1,0 +1,75 @@
+"""Contact state: do the tactile frames differ from a no-contact reference?
+
+A GelSight-type sensor's image is almost constant while nothing touches the gel and changes
+where something presses into it. The reference is the first tactile frames the node sees after
+activation (the gripper open), or the next ones after :meth:`ContactDetector.request_reference`
+(the node's ``~/reset_contact_reference`` service). No rclpy import.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+import threading
+
+import cv2
+import numpy as np
+
+THUMBNAIL = 32  # frames are compared as 32x32 grey thumbnails: size-independent, cheap
+
+
+@dataclass(frozen=True)
+class ContactState:
+    """The contact state of one result.
+
+    Attributes:
+        in_contact: True when any sensor's score exceeds the threshold; False while the
+            reference is being taken.
+        score: The largest per-sensor mean absolute difference from the reference (grey
+            levels, 0-255).
+        reference_taken: True for the result whose frames just became the reference.
+    """
+
+    in_contact: bool
+    score: float
+    reference_taken: bool = False
+
+
+def thumbnail(frame: np.ndarray) -> np.ndarray:
+    """A uint8 (H, W, 3) RGB frame as a float32 (32, 32) grey thumbnail."""
+    grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+    return cv2.resize(grey, (THUMBNAIL, THUMBNAIL), interpolation=cv2.INTER_AREA).astype(
+        np.float32)
+
+
+class ContactDetector:
+    """Scores tactile frames against a no-contact reference (thread-safe)."""
+
+    def __init__(self) -> None:
+        """Start without a reference: the first frames scored become it."""
+        self._lock = threading.Lock()
+        self._reference: list[np.ndarray] | None = None
+
+    def request_reference(self) -> None:
+        """Make the next scored frames the new no-contact reference."""
+        with self._lock:
+            self._reference = None
+
+    def update(self, tactile: Sequence[np.ndarray], threshold: float) -> ContactState:
+        """Score the newest frame of every tactile sensor.
+
+        Args:
+            tactile: One uint8 (H, W, 3) RGB frame per sensor, any size.
+            threshold: Contact when a score exceeds this (grey levels).
+
+        Returns:
+            The state; the frames become the reference when there is none (not in contact).
+        """
+        thumbnails = [thumbnail(frame) for frame in tactile]
+        with self._lock:
+            reference = self._reference
+            if reference is None or len(reference) != len(thumbnails):
+                self._reference = thumbnails
+                return ContactState(in_contact=False, score=0.0, reference_taken=True)
+        score = max(float(np.mean(np.abs(t - r))) for t, r in zip(thumbnails, reference))
+        return ContactState(in_contact=score > threshold, score=score)
