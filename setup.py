@@ -32,6 +32,7 @@ setup(
             'convitac_replay = convitac_ros.tools.replay:main',
             'convitac_evaluate = convitac_ros.tools.evaluate:main',
             'convitac_benchmark = convitac_ros.tools.benchmark:main',
+            'convitac_export = convitac_ros.export:main',
         ],
     },
 )

@@ -4,7 +4,9 @@ The eval transform is `preprocess_frames`: resize every uint8 frame with OpenCV 
 shrinking, which averages instead of aliasing; INTER_LINEAR when enlarging), stack into one
 uint8 array, convert to a tensor once, then scale to [0, 1] and normalise with the checkpoint's
 mean and std. Training validation (`collate_samples` without augmentation) and the Predictor
-both go through `resize_frames` + `normalize_frames`, so they see identical numbers.
+both go through `resize_frames` + `normalize_frames`, so they see identical numbers. The uint8
+part (`check_frame`, `resize_frame`, `resize_frames`) lives in `convitac_ros.preprocess`, which
+needs no torch (the onnxruntime backend uses it alone).
 """
 
 from __future__ import annotations
@@ -13,63 +15,16 @@ from collections.abc import Sequence
 import dataclasses
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 
 from convitac_ros.data.sample import MISSING_LABEL
+from convitac_ros.preprocess import resize_frame, resize_frames
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # (RGB) luma weights for contrast, saturation and grayscale augmentation.
 _LUMA = (0.299, 0.587, 0.114)
-
-
-def check_frame(frame: Any, what: str = 'frame') -> None:
-    """Raise ValueError unless `frame` is a uint8 `(H, W, 3)` numpy array with H, W >= 1."""
-    if not isinstance(frame, np.ndarray):
-        raise ValueError(f'{what} must be a numpy array, got {type(frame).__name__}')
-    if frame.dtype != np.uint8:
-        raise ValueError(f'{what} must be uint8, got {frame.dtype}')
-    if frame.ndim != 3 or frame.shape[2] != 3 or frame.shape[0] < 1 or frame.shape[1] < 1:
-        raise ValueError(f'{what} must be (H, W, 3) RGB, got shape {frame.shape}')
-
-
-def resize_frame(frame: np.ndarray, image_size: int, out: np.ndarray | None = None,
-                 crop: tuple[float, float, float, float] | None = None) -> np.ndarray:
-    """Resize (and optionally crop) one uint8 frame to `(S, S, 3)`.
-
-    Args:
-        frame: uint8 `(H, W, 3)`.
-        image_size: S.
-        out: optional contiguous uint8 `(S, S, 3)` destination (e.g. a pinned buffer view).
-        crop: optional (top, left, height, width) as fractions of the frame.
-
-    Returns:
-        uint8 `(S, S, 3)` (`out` when given).
-    """
-    check_frame(frame)
-    if crop is not None:
-        height, width = frame.shape[:2]
-        top, left = int(crop[0] * height), int(crop[1] * width)
-        frame = frame[top:top + max(1, round(crop[2] * height)),
-                      left:left + max(1, round(crop[3] * width))]
-    shrinking = frame.shape[0] >= image_size and frame.shape[1] >= image_size
-    interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
-    if out is None:
-        return cv2.resize(frame, (image_size, image_size), interpolation=interpolation)
-    cv2.resize(frame, (image_size, image_size), dst=out, interpolation=interpolation)
-    return out
-
-
-def resize_frames(frames: Sequence[np.ndarray], image_size: int,
-                  out: np.ndarray | None = None) -> np.ndarray:
-    """Resize frames of any sizes into one uint8 array `(T, S, S, 3)` (written into `out`)."""
-    if out is None:
-        out = np.empty((len(frames), image_size, image_size, 3), dtype=np.uint8)
-    for index, frame in enumerate(frames):
-        resize_frame(frame, image_size, out=out[index])
-    return out
 
 
 def normalize_frames(frames: torch.Tensor, mean: Sequence[float] | torch.Tensor,
@@ -89,7 +44,8 @@ def normalize_frames(frames: torch.Tensor, mean: Sequence[float] | torch.Tensor,
     # also keeps this function capturable in a CUDA graph).
     mean_t = torch.as_tensor(mean, dtype=torch.float32, device=frames.device)
     std_t = torch.as_tensor(std, dtype=torch.float32, device=frames.device)
-    return ((scaled - mean_t) / std_t).movedim(-1, -3)
+    # Non-negative dims: the ONNX exporter writes negative ones into Transpose's perm as is.
+    return ((scaled - mean_t) / std_t).movedim(frames.ndim - 1, frames.ndim - 3)
 
 
 def preprocess_frames(frames: Sequence[np.ndarray], image_size: int, mean: Sequence[float],

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from convitac_ros.data.transforms import resize_frame
+from convitac_ros.preprocess import resize_frame
 from convitac_ros.ros.image_conversion import ImageConversionError
 
 

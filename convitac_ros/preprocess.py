@@ -1,0 +1,98 @@
+"""The uint8 half of the eval transform, without torch: check and resize frames, stage samples.
+
+`convitac_ros.data.transforms` adds the normalisation (torch) on top; the onnxruntime backend
+uses this module alone, because its ONNX graph normalises on its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import cv2
+import numpy as np
+
+VisualFrames = Sequence[np.ndarray]
+TactileFrames = Sequence[Sequence[np.ndarray]]
+
+
+def check_frame(frame: Any, what: str = 'frame') -> None:
+    """Raise ValueError unless `frame` is a uint8 `(H, W, 3)` numpy array with H, W >= 1."""
+    if not isinstance(frame, np.ndarray):
+        raise ValueError(f'{what} must be a numpy array, got {type(frame).__name__}')
+    if frame.dtype != np.uint8:
+        raise ValueError(f'{what} must be uint8, got {frame.dtype}')
+    if frame.ndim != 3 or frame.shape[2] != 3 or frame.shape[0] < 1 or frame.shape[1] < 1:
+        raise ValueError(f'{what} must be (H, W, 3) RGB, got shape {frame.shape}')
+
+
+def resize_frame(frame: np.ndarray, image_size: int, out: np.ndarray | None = None,
+                 crop: tuple[float, float, float, float] | None = None) -> np.ndarray:
+    """Resize (and optionally crop) one uint8 frame to `(S, S, 3)`.
+
+    Args:
+        frame: uint8 `(H, W, 3)`.
+        image_size: S.
+        out: optional contiguous uint8 `(S, S, 3)` destination (e.g. a pinned buffer view).
+        crop: optional (top, left, height, width) as fractions of the frame.
+
+    Returns:
+        uint8 `(S, S, 3)` (`out` when given).
+    """
+    check_frame(frame)
+    if crop is not None:
+        height, width = frame.shape[:2]
+        top, left = int(crop[0] * height), int(crop[1] * width)
+        frame = frame[top:top + max(1, round(crop[2] * height)),
+                      left:left + max(1, round(crop[3] * width))]
+    shrinking = frame.shape[0] >= image_size and frame.shape[1] >= image_size
+    interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+    if out is None:
+        return cv2.resize(frame, (image_size, image_size), interpolation=interpolation)
+    cv2.resize(frame, (image_size, image_size), dst=out, interpolation=interpolation)
+    return out
+
+
+def resize_frames(frames: Sequence[np.ndarray], image_size: int,
+                  out: np.ndarray | None = None) -> np.ndarray:
+    """Resize frames of any sizes into one uint8 array `(T, S, S, 3)` (written into `out`)."""
+    if out is None:
+        out = np.empty((len(frames), image_size, image_size, 3), dtype=np.uint8)
+    for index, frame in enumerate(frames):
+        resize_frame(frame, image_size, out=out[index])
+    return out
+
+
+def sample_frames(visual: VisualFrames, tactile: TactileFrames, visual_len: int,
+                  tactile_len: int, num_tactile: int, index: int = 0) -> list[np.ndarray]:
+    """Check one sample's frames and list them in staging order (visual, then sensor-major).
+
+    Args:
+        visual: T_v uint8 `(H, W, 3)` RGB frames.
+        tactile: S lists of T_t uint8 `(H, W, 3)` RGB frames.
+        visual_len: T_v expected.
+        tactile_len: T_t expected.
+        num_tactile: S expected.
+        index: the sample's position in a batch, named in errors when not 0.
+
+    Returns:
+        The T_v + S*T_t frames.
+
+    Raises:
+        ValueError: wrong number of frames or sensors, or a frame that is not uint8 RGB.
+    """
+    where = f'sample {index}: ' if index else ''
+    if len(visual) != visual_len:
+        raise ValueError(f'{where}expected {visual_len} visual frames, got {len(visual)}')
+    if len(tactile) != num_tactile:
+        raise ValueError(f'{where}expected {num_tactile} tactile sensor(s), got {len(tactile)}')
+    for sensor, frames in enumerate(tactile):
+        if len(frames) != tactile_len:
+            raise ValueError(f'{where}expected {tactile_len} frames from tactile sensor '
+                             f'{sensor}, got {len(frames)}')
+    for position, frame in enumerate(visual):
+        check_frame(frame, f'{where}visual frame {position}')
+    for sensor, frames in enumerate(tactile):
+        for position, frame in enumerate(frames):
+            check_frame(frame, f'{where}tactile sensor {sensor} frame {position}')
+    return [*visual, *(frame for frames in tactile for frame in frames)]
