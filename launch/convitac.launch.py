@@ -18,7 +18,8 @@ ARGUMENTS = {
     'params_file': (PathJoinSubstitution([FindPackageShare('convitac_ros'), 'config',
                                           'convitac.yaml']),
                     'Parameter file of convitac_node.'),
-    'checkpoint': ('', 'Checkpoint (.safetensors); empty: the installed demo checkpoint.'),
+    'checkpoint': ('', 'Checkpoint (.safetensors) or ONNX export (.onnx); empty: the '
+                       'installed demo checkpoint.'),
     'device': ('auto', 'Inference device: auto, cpu, cuda or cuda:N.'),
     'namespace': ('', 'Namespace of the node (and of its relative input topics).'),
     'camera_topic': ('camera/image_raw', 'Camera image topic.'),

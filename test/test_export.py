@@ -1,5 +1,7 @@
-"""convitac_export and the onnxruntime backend: a checked, self-describing ONNX file whose
-probabilities equal torch's, for the tiny and the paper configuration, one and two sensors."""
+"""convitac_export and the onnxruntime backend: a checked, self-describing ONNX file.
+
+Its probabilities equal torch's for the tiny and the paper configuration, one and two sensors.
+"""
 
 import hashlib
 import json
@@ -85,7 +87,8 @@ def test_export_writes_a_checked_file_carrying_the_checkpoint_metadata(tiny):
 
 @pytest.mark.parametrize('name', [
     'tiny-1', 'tiny-2',
-    pytest.param('paper-1', marks=pytest.mark.slow), pytest.param('paper-2', marks=pytest.mark.slow),
+    pytest.param('paper-1', marks=pytest.mark.slow),
+    pytest.param('paper-2', marks=pytest.mark.slow),
 ])
 def test_onnxruntime_predictor_equals_the_torch_predictor(name, tmp_path):
     checkpoint = write_checkpoint(tmp_path, name)
