@@ -135,8 +135,11 @@ class OnnxPredictor:
         providers = resolve_providers(str(device), onnxruntime.get_available_providers())
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = int(threads)
-        # One call at a time: a second pool of spinning inter-op threads only costs CPU.
+        # One call at a time: a second pool of inter-op threads only costs CPU. Idle intra-op
+        # threads sleep instead of spinning, which would take the CPU from the rest of the node
+        # (and, on a robot, from everything else) between predictions.
         options.inter_op_num_threads = 1
+        options.add_session_config_entry('session.intra_op.allow_spinning', '0')
         options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
         device_id = int(device.split(':')[1]) if ':' in str(device) else 0
         provider_options = [{'device_id': device_id} if name != 'CPUExecutionProvider' else {}

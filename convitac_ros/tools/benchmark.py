@@ -5,6 +5,7 @@ and ``.md`` holding the date, the machine and the exact command. Examples::
 
     convitac_benchmark model --configs tiny,paper --device all
     convitac_benchmark predictor --checkpoint models/convitac_demo.safetensors
+    convitac_benchmark onnx --device cpu --threads 2
     convitac_benchmark node --checkpoint models/convitac_demo.safetensors --rate 30
     convitac_benchmark training --steps 20
     convitac_benchmark all --output docs/benchmarks
@@ -25,7 +26,7 @@ import torch
 
 from convitac_ros.tools.bench_report import command_line, machine_info, Report, write_report
 
-PARTS = ('model', 'predictor', 'node', 'training')
+PARTS = ('model', 'predictor', 'onnx', 'node', 'training')
 DEFAULT_CHECKPOINT = Path('models/convitac_demo.safetensors')
 
 
@@ -60,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
                              'process (0: torch default)')
     parser.add_argument('--budget-s', type=float, default=8.0,
                         help='time budget per measurement; slow calls get fewer runs (min 3)')
-    group = parser.add_argument_group('model / predictor')
+    group = parser.add_argument_group('model / predictor / onnx')
     group.add_argument('--configs', type=_csv(str), default=['tiny', 'paper'],
                        help="model configs: tiny (the checkpoint's), paper (random weights)")
     group.add_argument('--variants', type=_csv(str), default=['all'],
@@ -132,15 +133,19 @@ def run_part(part: str, args: argparse.Namespace) -> Report:
     options = {'runs': args.runs, 'warmup': args.warmup, 'budget_s': args.budget_s}
     devices = devices_for(args.device)
     checkpoint = resolve_checkpoint(args.checkpoint)
-    if part in ('model', 'predictor'):
+    if part in ('model', 'predictor', 'onnx'):
         from convitac_ros.tools import bench_model
 
         subjects = bench_model.load_subjects(args.configs, checkpoint)
+        sizes = {'camera': args.camera_size, 'tactile': args.tactile_size}
+        if part == 'onnx':
+            from convitac_ros.tools.bench_onnx import run_onnx
+
+            return run_onnx(subjects, devices, sizes, options)
         if part == 'model':
             return bench_model.run_model(subjects, devices, args.variants, args.batch_sizes,
                                          options)
         settings = predictor_settings(args.variants)
-        sizes = {'camera': args.camera_size, 'tactile': args.tactile_size}
         return bench_model.run_predictor(subjects, devices, settings, sizes, options)
     if part == 'node':
         from convitac_ros.tools import bench_node
