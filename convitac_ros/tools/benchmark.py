@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument('--variants', type=_csv(str), default=['all'],
                        help='model variants: eager, channels_last, autocast, compile, '
                             'cuda_graph (CUDA) or all; predictor: eager (its defaults), '
-                            'compile, cuda_graph, fp32 (CUDA) or all')
+                            'compile, no_graph, bf16, bf16_no_graph, fp16 (CUDA) or all')
     group.add_argument('--batch-sizes', type=_csv(int), default=[8, 32],
                        help='batch sizes for throughput')
     group.add_argument('--camera-size', type=_size, default=(480, 640), help='WxH')
@@ -94,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument('--steps', type=int, default=30, help='timed steps per stage')
     group.add_argument('--batch-size', type=int, default=16, help='training batch size')
     group.add_argument('--num-workers', type=int, default=0, help='DataLoader workers')
+    group.add_argument('--train-preset', default='tiny', choices=('tiny', 'paper'),
+                       help='model preset trained (paper: ViT-S/16 E^c, ResNet-18s, 224 px)')
     return parser
 
 
@@ -122,7 +124,12 @@ def predictor_settings(wanted: list[str]) -> list[dict[str, object]]:
     """Predictor options to compare: its defaults, then the optional speed-ups asked for."""
     choices: dict[str, dict[str, object]] = {'eager': {}, 'compile': {'compile': True}}
     if torch.cuda.is_available():
-        choices.update(cuda_graph={'cuda_graph': True}, fp32={'precision': 'fp32'})
+        # The CUDA defaults are fp32 with CUDA-graph replay; these rows test that choice.
+        choices.update(no_graph={'cuda_graph': False},
+                       bf16={'precision': 'bf16'},
+                       bf16_no_graph={'precision': 'bf16', 'cuda_graph': False},
+                       fp16={'precision': 'fp16'},
+                       compile={'compile': True, 'cuda_graph': False})
     if 'all' in wanted:
         return list(choices.values())
     return [choices[name] for name in choices if name in wanted] or [{}]
