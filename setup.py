@@ -35,6 +35,7 @@ setup(
             'convitac_make_bag = convitac_ros.bags.make_bag:main',
             'convitac_replay = convitac_ros.bags.replay:main',
             'convitac_evaluate = convitac_ros.evaluation.cli:main',
+            'convitac_export = convitac_ros.export:main',
         ],
     },
 )

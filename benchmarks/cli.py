@@ -5,6 +5,7 @@ and ``.md`` holding the date, the machine and the exact command. Examples::
 
     python -m benchmarks model --configs tiny,paper --device all
     python -m benchmarks predictor --checkpoint models/convitac_demo.safetensors
+    python -m benchmarks onnx --device cpu --threads 2
     python -m benchmarks node --checkpoint models/convitac_demo.safetensors --rate 30
     python -m benchmarks training --steps 20
     python -m benchmarks all --output docs/benchmarks
@@ -26,7 +27,7 @@ import torch
 from benchmarks.report import command_line, machine_info, Report, write_report
 from convitac_ros.ros.dds_profile import use_fastdds_profile
 
-PARTS = ('model', 'predictor', 'node', 'training')
+PARTS = ('model', 'predictor', 'onnx', 'node', 'training')
 DEFAULT_CHECKPOINT = Path('models/convitac_demo.safetensors')
 
 
@@ -61,13 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
                              'process (0: torch default)')
     parser.add_argument('--budget-s', type=float, default=8.0,
                         help='time budget per measurement; slow calls get fewer runs (min 3)')
-    group = parser.add_argument_group('model / predictor')
+    group = parser.add_argument_group('model / predictor / onnx')
     group.add_argument('--configs', type=_csv(str), default=['tiny', 'paper'],
                        help="model configs: tiny (the checkpoint's), paper (random weights)")
     group.add_argument('--variants', type=_csv(str), default=['all'],
                        help='model variants: eager, channels_last, autocast, compile, '
                             'cuda_graph (CUDA) or all; predictor: eager (its defaults), '
-                            'compile, cuda_graph, fp32 (CUDA) or all')
+                            'compile, no_graph, bf16, bf16_no_graph, fp16 (CUDA) or all')
     group.add_argument('--batch-sizes', type=_csv(int), default=[8, 32],
                        help='batch sizes for throughput')
     group.add_argument('--camera-size', type=_size, default=(480, 640), help='WxH')
@@ -94,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument('--steps', type=int, default=30, help='timed steps per stage')
     group.add_argument('--batch-size', type=int, default=16, help='training batch size')
     group.add_argument('--num-workers', type=int, default=0, help='DataLoader workers')
+    group.add_argument('--train-preset', default='tiny', choices=('tiny', 'paper'),
+                       help='model preset trained (paper: ViT-S/16 E^c, ResNet-18s, 224 px)')
     return parser
 
 
@@ -122,7 +125,12 @@ def predictor_settings(wanted: list[str]) -> list[dict[str, object]]:
     """Predictor options to compare: its defaults, then the optional speed-ups asked for."""
     choices: dict[str, dict[str, object]] = {'eager': {}, 'compile': {'compile': True}}
     if torch.cuda.is_available():
-        choices.update(cuda_graph={'cuda_graph': True}, fp32={'precision': 'fp32'})
+        # The CUDA defaults are fp32 with CUDA-graph replay; these rows test that choice.
+        choices.update(no_graph={'cuda_graph': False},
+                       bf16={'precision': 'bf16'},
+                       bf16_no_graph={'precision': 'bf16', 'cuda_graph': False},
+                       fp16={'precision': 'fp16'},
+                       compile={'compile': True, 'cuda_graph': False})
     if 'all' in wanted:
         return list(choices.values())
     return [choices[name] for name in choices if name in wanted] or [{}]
@@ -133,15 +141,19 @@ def run_part(part: str, args: argparse.Namespace) -> Report:
     options = {'runs': args.runs, 'warmup': args.warmup, 'budget_s': args.budget_s}
     devices = devices_for(args.device)
     checkpoint = resolve_checkpoint(args.checkpoint)
-    if part in ('model', 'predictor'):
+    if part in ('model', 'predictor', 'onnx'):
         from benchmarks import model as bench_model
 
         subjects = bench_model.load_subjects(args.configs, checkpoint)
+        sizes = {'camera': args.camera_size, 'tactile': args.tactile_size}
+        if part == 'onnx':
+            from benchmarks.onnx import run_onnx
+
+            return run_onnx(subjects, devices, sizes, options)
         if part == 'model':
             return bench_model.run_model(subjects, devices, args.variants, args.batch_sizes,
                                          options)
         settings = predictor_settings(args.variants)
-        sizes = {'camera': args.camera_size, 'tactile': args.tactile_size}
         return bench_model.run_predictor(subjects, devices, settings, sizes, options)
     if part == 'node':
         from benchmarks import node as bench_node

@@ -26,7 +26,7 @@ from benchmarks.report import (
     time_interleaved,
 )
 from convitac_ros.checkpoint import default_preprocess, load_checkpoint
-from convitac_ros.inference import Predictor, resolve_precision
+from convitac_ros.inference import Predictor
 from convitac_ros.model import ConViTac, ModelConfig
 from convitac_ros.preprocess import normalize_frames, resize_frames
 
@@ -68,7 +68,7 @@ class Variant:
 
 def variants_for(device: torch.device, wanted: list[str]) -> list[Variant]:
     """The variants worth timing on a device ('all' or a list of names)."""
-    half = resolve_precision('auto', device) if device.type == 'cuda' else 'bf16'
+    half = 'fp16' if device.type == 'cuda' and not torch.cuda.is_bf16_supported() else 'bf16'
     candidates = [
         Variant('eager'),
         Variant('channels_last', channels_last=True),
@@ -81,8 +81,11 @@ def variants_for(device: torch.device, wanted: list[str]) -> list[Variant]:
         candidates += [
             Variant(f'channels_last+{half}', precision=half, channels_last=True),
             Variant(f'compile+{half}', precision=half, channels_last=True, compiled=True),
+            Variant('cuda_graph', channels_last=True, cuda_graph=True),
             Variant(f'cuda_graph+{half}', precision=half, channels_last=True, cuda_graph=True),
         ]
+        if half != 'fp16':
+            candidates.append(Variant('autocast_fp16', precision='fp16'))
     if 'all' in wanted:
         return candidates
     return [v for v in candidates if v.name in wanted or v.name.split('_')[0] in wanted]
@@ -167,12 +170,13 @@ def build_forwards(model: ConViTac, variants: list[Variant], device: torch.devic
     """The forward callables of every variant at one batch size (failures go to `errors`).
 
     Variants in channels-last layout run on their own copy of the model, so that the others
-    keep contiguous weights. CUDA graphs are captured for batch 1 only.
+    keep contiguous weights. CUDA graphs are captured, and compiled variants compiled, for
+    batch 1 only (one compilation of the paper config took minutes on an H100).
     """
     copies: dict[bool, ConViTac] = {}
     forwards = {}
     for variant in variants:
-        if variant.name in errors or (variant.cuda_graph and batch != 1):
+        if variant.name in errors or ((variant.cuda_graph or variant.compiled) and batch != 1):
             continue
         if variant.channels_last not in copies:
             copy = model if not variant.channels_last else copy_module(model)

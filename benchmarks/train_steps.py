@@ -32,9 +32,11 @@ def run_training(args: argparse.Namespace, device: torch.device) -> Report:
     from training.runs import build_model_config
 
     workers = sorted({0, args.num_workers})
+    preset = args.train_preset
     report = Report('training', settings={'steps': args.steps, 'batch_size': args.batch_size,
-                                          'num_workers': workers, 'device': str(device)})
-    table = Table(f'Training steps, tiny config, batch {args.batch_size} ({device})',
+                                          'num_workers': workers, 'device': str(device),
+                                          'preset': preset})
+    table = Table(f'Training steps, {preset} config, batch {args.batch_size} ({device})',
                   ['stage', 'loader workers', 'samples/s', 'step ms', 'waiting for data ms',
                    'compute ms', 'data wait share', 'loading keeps up'])
     with tempfile.TemporaryDirectory(prefix='convitac_bench_train_') as tmp:
@@ -44,7 +46,8 @@ def run_training(args: argparse.Namespace, device: torch.device) -> Report:
             config = load_config('demo', [
                 f'data.root={tmp}/data', f'data.num_workers={num_workers}',
                 f'stage1.batch_size={args.batch_size}', f'stage2.batch_size={args.batch_size}',
-                f'runtime.device={device.type}', 'runtime.progress=false'])
+                f'runtime.device={device.type}', 'runtime.progress=false',
+                f'model.preset={preset}'])
             train_set, _ = train_and_val(config.data, config.runtime.seed)
             model_config = build_model_config(config, train_set)
             context = DistContext(device=device)
@@ -62,7 +65,8 @@ def run_training(args: argparse.Namespace, device: torch.device) -> Report:
                           share < KEEPS_UP)
     table.notes += [
         'stage 1: SimCLR on (camera, tactile) image pairs with augmentation, E^c trainable; '
-        'stage 2: full sequences, E^c frozen, fusion + heads trainable (demo config).',
+        f'stage 2: full sequences, E^c frozen, fusion + heads trainable (demo config, model '
+        f'preset {preset}).',
         f'waiting for data = time blocked in next(loader); loading keeps up when that is < '
         f'{KEEPS_UP:.0%} of the step. With 0 workers the main process decodes, augments and '
         'collates, so the wait is the whole loading cost.',

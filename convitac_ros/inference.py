@@ -3,9 +3,10 @@
 The fast path: frames are resized on uint8 straight into one (pinned, on CUDA) staging buffer,
 transferred once with a non-blocking copy, normalised on the device (the same
 `normalize_frames` that training validation uses), run under `torch.inference_mode` with
-bf16/fp16 autocast on CUDA (channels-last layout comes for free from the HWC staging buffer),
-and all heads' probabilities come back to the CPU in one copy. `torch.compile` and CUDA-graph
-replay for single predictions are optional (off by default).
+optional bf16/fp16 autocast (channels-last layout comes for free from the HWC staging buffer),
+and all heads' probabilities come back to the CPU in one copy. On CUDA, single predictions
+replay a captured CUDA graph by default; `torch.compile` is optional (off by default). An `.onnx`
+file (or `backend='onnxruntime'`) gives an `OnnxPredictor` instead, with the same interface.
 """
 
 from __future__ import annotations
@@ -24,13 +25,17 @@ import torch
 
 from convitac_ros.checkpoint import load_checkpoint
 from convitac_ros.model import ConViTac
-from convitac_ros.preprocess import check_frame, normalize_frames, resize_frames
+from convitac_ros.preprocess import (
+    normalize_frames,
+    resize_frames,
+    sample_frames,
+    TactileFrames,
+    VisualFrames,
+)
+from convitac_ros.runtime_onnx import OnnxPredictor, resolve_backend
 
 PRECISIONS = ('auto', 'fp32', 'bf16', 'fp16')
 _DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
-
-VisualFrames = Sequence[np.ndarray]
-TactileFrames = Sequence[Sequence[np.ndarray]]
 
 
 @dataclasses.dataclass
@@ -79,31 +84,40 @@ def resolve_device(device: str | torch.device) -> torch.device:
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """Map 'auto' to bf16 (or fp16 without bf16 support) on CUDA and fp32 on CPU."""
+    """Map 'auto' to fp32 on every device.
+
+    Measured on one H100 (`docs/benchmarks/predictor-gpu.md`): at batch 1, bf16 autocast is
+    slower than fp32 (paper config 21.8 vs 18.0 ms p50; the casts cost more launches than the
+    narrower math saves), so autocast is opt-in.
+    """
     if precision not in PRECISIONS:
         raise ValueError(f'precision must be one of {PRECISIONS}, got {precision!r}')
-    if precision != 'auto':
-        return precision
-    if device.type != 'cuda':
-        return 'fp32'
-    return 'bf16' if torch.cuda.is_bf16_supported() else 'fp16'
+    return 'fp32' if precision == 'auto' else precision
 
 
 class Predictor:
     """Runs a ConViTac model on raw camera and tactile frames.
 
     Thread-safe (one call at a time). Attributes: `heads` (head -> class names), `visual_len`,
-    `tactile_len`, `num_tactile`, `image_size`, `device`, `precision`, `model_name`.
+    `tactile_len`, `num_tactile`, `image_size`, `device`, `precision`, `model_name`, `backend`
+    ('torch'). On CUDA the defaults follow the H100 measurements: fp32 and CUDA-graph replay
+    for single predictions.
     """
+
+    backend = 'torch'
 
     def __init__(self, model: ConViTac, heads: dict[str, list[str]], preprocess: dict[str, Any],
                  *, device: str | torch.device = 'auto', precision: str = 'auto',
-                 compile: bool = False, cuda_graph: bool = False,  # noqa: A002
+                 compile: bool = False, cuda_graph: bool | None = None,  # noqa: A002
                  model_name: str = 'convitac') -> None:
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
         if cuda_graph and self.device.type != 'cuda':
             raise ValueError('cuda_graph=True needs a CUDA device')
+        if cuda_graph is None:
+            # On by default on CUDA: graph replay was 2.4x faster than eager launches for the
+            # paper config at batch 1 on an H100 (9.1 vs 21.8 ms, predictor-gpu.md).
+            cuda_graph = self.device.type == 'cuda'
         self.config = model.config
         self.heads = {name: list(classes) for name, classes in heads.items()}
         self.visual_len = int(preprocess['visual_len'])
@@ -127,8 +141,29 @@ class Predictor:
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device = 'auto',
                         precision: str = 'auto', compile: bool = False,  # noqa: A002
-                        cuda_graph: bool = False) -> Predictor:
-        """Load a 'convitac' checkpoint (see `convitac_ros.checkpoint`) into a Predictor."""
+                        cuda_graph: bool | None = None, backend: str = 'auto',
+                        threads: int = 0) -> Predictor | OnnxPredictor:
+        """Load a model file into a predictor of its backend.
+
+        Args:
+            path: a 'convitac' checkpoint (`.safetensors`, see `convitac_ros.checkpoint`) or an
+                `.onnx` export (`convitac_export`).
+            device: 'auto', 'cpu', 'cuda' or 'cuda:N'.
+            precision: 'auto', 'fp32', 'bf16' or 'fp16' (onnxruntime: the exported one).
+            compile: torch.compile the model (torch backend).
+            cuda_graph: replay a CUDA graph for single predictions (torch backend); None: on
+                CUDA devices, off elsewhere.
+            backend: 'auto' (by the file's suffix), 'torch' or 'onnxruntime'.
+            threads: onnxruntime intra-op threads (0: its default); torch threads are global
+                (`torch.set_num_threads`).
+
+        Returns:
+            A `Predictor`, or an `OnnxPredictor` (same interface) for the onnxruntime backend.
+        """
+        if resolve_backend(backend, path) == 'onnxruntime':
+            if compile or cuda_graph:
+                raise ValueError('compile and cuda_graph apply to the torch backend only')
+            return OnnxPredictor(path, device=str(device), precision=precision, threads=threads)
         loaded = load_checkpoint(path, kind='convitac')
         return cls(loaded.model, loaded.heads, loaded.preprocess, device=device,
                    precision=precision, compile=compile, cuda_graph=cuda_graph,
@@ -212,7 +247,8 @@ class Predictor:
         """Resize every frame into the uint8 staging buffer `(N, T_v + S*T_t, S, S, 3)`."""
         frames = []
         for index, (visual, tactile) in enumerate(samples):
-            frames.extend(self._check_sample(visual, tactile, index))
+            frames.extend(sample_frames(visual, tactile, self.visual_len, self.tactile_len,
+                                        self.num_tactile, index))
         size = self.image_size
         staging = self._staging.get(len(samples))
         if staging is None:
@@ -221,25 +257,6 @@ class Predictor:
             self._staging[len(samples)] = staging
         resize_frames(frames, size, out=staging.numpy().reshape(-1, size, size, 3))
         return staging
-
-    def _check_sample(self, visual: VisualFrames, tactile: TactileFrames, index: int
-                      ) -> list[np.ndarray]:
-        where = f'sample {index}: ' if index else ''
-        if len(visual) != self.visual_len:
-            raise ValueError(f'{where}expected {self.visual_len} visual frames, got {len(visual)}')
-        if len(tactile) != self.num_tactile:
-            raise ValueError(f'{where}expected {self.num_tactile} tactile sensor(s), got '
-                             f'{len(tactile)}')
-        for sensor, frames in enumerate(tactile):
-            if len(frames) != self.tactile_len:
-                raise ValueError(f'{where}expected {self.tactile_len} frames from tactile sensor '
-                                 f'{sensor}, got {len(frames)}')
-        for position, frame in enumerate(visual):
-            check_frame(frame, f'{where}visual frame {position}')
-        for sensor, frames in enumerate(tactile):
-            for position, frame in enumerate(frames):
-                check_frame(frame, f'{where}tactile sensor {sensor} frame {position}')
-        return [*visual, *(frame for frames in tactile for frame in frames)]
 
     def _to_device(self, staging: torch.Tensor) -> torch.Tensor:
         return staging.to(self.device, non_blocking=True)

@@ -1,25 +1,32 @@
-"""The one deterministic preprocessing of frames, shared by training validation and inference.
+"""The one deterministic preprocessing of frames: training validation, Predictor, node, ONNX.
 
-`preprocess_frames`: check every uint8 RGB frame, resize it with OpenCV (INTER_AREA when
-shrinking, which averages instead of aliasing; INTER_LINEAR when enlarging; a frame already at
-the model's size is taken as it is, so a frame is resized once however often it is passed on),
-stack into one uint8 array, convert to a tensor once, then scale to [0, 1] and normalise with
-the checkpoint's mean and std. Training validation (`collate_samples` without augmentation),
-the Predictor and the node all go through `resize_frames` + `normalize_frames`, so they see
-identical numbers. No ROS here.
+Check every uint8 RGB frame, resize it with OpenCV (INTER_AREA when shrinking, which averages
+instead of aliasing; INTER_LINEAR when enlarging; a frame already at the model's size is taken
+as it is, so a frame is resized once however often it is passed on), stack into one uint8
+array, convert to a tensor once, then scale to [0, 1] and normalise with the checkpoint's mean
+and std. Training validation (`collate_samples` without augmentation), the Predictor and the
+node all go through `resize_frames` + `normalize_frames`, so they see identical numbers; an
+exported ONNX graph normalises inside the graph with the same formula.
+
+No ROS here, and no torch at import: the onnxruntime backend uses the uint8 half alone, and
+only `normalize_frames` / `preprocess_frames` need torch (imported when called).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TYPE_CHECKING
 
 import cv2
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+VisualFrames = Sequence[np.ndarray]
+TactileFrames = Sequence[Sequence[np.ndarray]]
 
 
 def check_frame(frame: Any, what: str = 'frame') -> None:
@@ -74,6 +81,41 @@ def resize_frames(frames: Sequence[np.ndarray], image_size: int,
     return out
 
 
+def sample_frames(visual: VisualFrames, tactile: TactileFrames, visual_len: int,
+                  tactile_len: int, num_tactile: int, index: int = 0) -> list[np.ndarray]:
+    """Check one sample's frames and list them in staging order (visual, then sensor-major).
+
+    Args:
+        visual: T_v uint8 `(H, W, 3)` RGB frames.
+        tactile: S lists of T_t uint8 `(H, W, 3)` RGB frames.
+        visual_len: T_v expected.
+        tactile_len: T_t expected.
+        num_tactile: S expected.
+        index: the sample's position in a batch, named in errors when not 0.
+
+    Returns:
+        The T_v + S*T_t frames.
+
+    Raises:
+        ValueError: wrong number of frames or sensors, or a frame that is not uint8 RGB.
+    """
+    where = f'sample {index}: ' if index else ''
+    if len(visual) != visual_len:
+        raise ValueError(f'{where}expected {visual_len} visual frames, got {len(visual)}')
+    if len(tactile) != num_tactile:
+        raise ValueError(f'{where}expected {num_tactile} tactile sensor(s), got {len(tactile)}')
+    for sensor, frames in enumerate(tactile):
+        if len(frames) != tactile_len:
+            raise ValueError(f'{where}expected {tactile_len} frames from tactile sensor '
+                             f'{sensor}, got {len(frames)}')
+    for position, frame in enumerate(visual):
+        check_frame(frame, f'{where}visual frame {position}')
+    for sensor, frames in enumerate(tactile):
+        for position, frame in enumerate(frames):
+            check_frame(frame, f'{where}tactile sensor {sensor} frame {position}')
+    return [*visual, *(frame for frames in tactile for frame in frames)]
+
+
 def normalize_frames(frames: torch.Tensor, mean: Sequence[float] | torch.Tensor,
                      std: Sequence[float] | torch.Tensor) -> torch.Tensor:
     """Turn uint8 (or [0, 1] float) channels-last frames into normalised channels-first floats.
@@ -86,12 +128,15 @@ def normalize_frames(frames: torch.Tensor, mean: Sequence[float] | torch.Tensor,
     Returns:
         float32 `(..., 3, S, S)` on the device of `frames`.
     """
+    import torch
+
     scaled = frames.float() / 255.0 if frames.dtype == torch.uint8 else frames.float()
     # as_tensor is free for tensors already on the device (the Predictor passes those, which
     # also keeps this function capturable in a CUDA graph).
     mean_t = torch.as_tensor(mean, dtype=torch.float32, device=frames.device)
     std_t = torch.as_tensor(std, dtype=torch.float32, device=frames.device)
-    return ((scaled - mean_t) / std_t).movedim(-1, -3)
+    # Non-negative dims: the ONNX exporter writes negative ones into Transpose's perm as is.
+    return ((scaled - mean_t) / std_t).movedim(frames.ndim - 1, frames.ndim - 3)
 
 
 def preprocess_frames(frames: Sequence[np.ndarray], image_size: int, mean: Sequence[float],
@@ -107,4 +152,6 @@ def preprocess_frames(frames: Sequence[np.ndarray], image_size: int, mean: Seque
     Returns:
         float32 `(T, 3, S, S)`.
     """
+    import torch
+
     return normalize_frames(torch.from_numpy(resize_frames(frames, image_size)), mean, std)

@@ -41,7 +41,8 @@ def test_numeric_specs_carry_their_range_in_the_descriptor():
     ('zero_stamp_policy', 'ignore', 'one of receive_time, drop'),
     ('device', 'tpu', 'device must be auto, cpu, cuda or cuda:N'),
     ('device', 'cuda:x', 'cuda:N'),
-    ('checkpoint', 'model.pt', 'must be a .safetensors file'),
+    ('checkpoint', 'model.pt', 'must be a .safetensors or .onnx file'),
+    ('backend', 'tensorrt', 'backend must be one of auto, torch, onnxruntime'),
     ('sync_slop', 11.0, 'within [0.0, 10.0]'),
 ])
 def test_bad_values_are_refused_with_a_reason(name, value, reason):
@@ -50,7 +51,8 @@ def test_bad_values_are_refused_with_a_reason(name, value, reason):
 
 @pytest.mark.parametrize('name,value', [
     ('device', 'cuda:1'), ('device', 'cpu'), ('sync_slop', 0), ('checkpoint', ''),
-    ('checkpoint', '/x/y.safetensors'), ('latency_budget_ms', 0.0), ('unknown', object()),
+    ('checkpoint', '/x/y.safetensors'), ('checkpoint', '/x/y.onnx'), ('backend', 'torch'),
+    ('latency_budget_ms', 0.0), ('unknown', object()),
 ])
 def test_good_values_pass(name, value):
     assert validate(name, value) is None

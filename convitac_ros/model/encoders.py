@@ -7,6 +7,7 @@ linear projection to the fusion width d.
 
 from __future__ import annotations
 
+import numpy as np
 import timm
 import torch
 from torch import nn
@@ -51,6 +52,26 @@ def spatial_feature_map(backbone: nn.Module, images: torch.Tensor) -> torch.Tens
     return tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], height, width)
 
 
+def adaptive_pool_matrix(size: tuple[int, int], grid: int) -> torch.Tensor:
+    """Return the matrix of `F.adaptive_avg_pool2d(x, grid)` on an `(h, w)` map.
+
+    Cell i of an axis of length n averages positions floor(i*n/k) to ceil((i+1)*n/k) - 1, as
+    PyTorch does.
+
+    Returns:
+        `(k*k, h*w)` float32: `x.flatten(2) @ matrix.T` equals the pooled map, flattened.
+    """
+    def axis(length: int) -> np.ndarray:
+        weights = np.zeros((grid, length), dtype=np.float32)
+        for cell in range(grid):
+            start, end = cell * length // grid, -(-(cell + 1) * length // grid)
+            weights[cell, start:end] = 1.0 / (end - start)
+        return weights
+
+    # Built in numpy so that an ONNX export records it as one constant.
+    return torch.from_numpy(np.kron(axis(size[0]), axis(size[1])))
+
+
 class GridTokenizer(nn.Module):
     """Backbone -> k x k pooled grid -> linear projection to d: `(N, 3, S, S) -> (N, k*k, d)`."""
 
@@ -64,8 +85,15 @@ class GridTokenizer(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Args: images `(N, 3, S, S)`. Returns: tokens `(N, grid*grid, d)`, row-major."""
         feature_map = spatial_feature_map(self.backbone, images)  # (N, C, h, w)
-        pooled = F.adaptive_avg_pool2d(feature_map, self.grid)  # (N, C, k, k)
-        return self.proj(pooled.flatten(2).transpose(1, 2))  # (N, k*k, d)
+        if torch.onnx.is_in_onnx_export():
+            # ONNX has no adaptive pooling for sizes that do not divide (7 -> 4 for ResNet-18 at
+            # 224 px): the same averages as one constant matrix product.
+            pooling = adaptive_pool_matrix(tuple(int(n) for n in feature_map.shape[-2:]),
+                                           self.grid).to(feature_map.dtype)
+            pooled = feature_map.flatten(2) @ pooling.T  # (N, C, k*k)
+        else:
+            pooled = F.adaptive_avg_pool2d(feature_map, self.grid).flatten(2)  # (N, C, k*k)
+        return self.proj(pooled.transpose(1, 2))  # (N, k*k, d)
 
 
 class FusionEncoder(nn.Module):

@@ -2,8 +2,10 @@
 
 A lifecycle node (``autostart`` configures and activates it at start-up):
 
-- configure: load the checkpoint into a :class:`~convitac_ros.inference.Predictor`, warm it
-  up, declare the read-only ``heads.<h>.classes`` parameters and create the output publishers;
+- configure: load the checkpoint into a :class:`~convitac_ros.inference.Predictor` (an
+  ``.onnx`` export into an :class:`~convitac_ros.runtime_onnx.OnnxPredictor`, without torch),
+  warm it up, declare the read-only ``heads.<h>.classes`` parameters and create the output
+  publishers;
 - activate: create the image subscriptions and start the inference thread;
 - deactivate / cleanup: undo those, and free GPU memory.
 
@@ -55,6 +57,7 @@ from convitac_ros.ros.parameters import INPUT_SPECS, INPUTS, NodeParameters, SPE
 from convitac_ros.ros.pipeline import Counters, DropOldestQueue, FrameSet, SlidingWindow
 from convitac_ros.ros.synchronizer import ApproximateTimeSynchronizer, stamp_to_ns
 from convitac_ros.ros.topics import NODE_NAME
+from convitac_ros.runtime_onnx import resolve_backend
 
 # A zero stamp or an inference failure keeps its WARN / ERROR this long (s) after the event.
 RECENT_S = 5.0
@@ -192,8 +195,9 @@ class ConvitacNode(LifecycleNode):
         self.outputs = OutputPublishers(self, predictor.heads)
         self._state = 'inactive'
         self.get_logger().info(
-            f'loaded {predictor.model_name} from {path} on {predictor.device} '
-            f'(heads {", ".join(predictor.heads)}; {predictor.visual_len} visual, '
+            f'loaded {predictor.model_name} from {path} on {predictor.device} with '
+            f'{predictor.backend} (heads {", ".join(predictor.heads)}; '
+            f'{predictor.visual_len} visual, '
             f'{predictor.num_tactile}x{predictor.tactile_len} tactile frames)')
         if self.params.uses_demo:
             self.get_logger().warning(
@@ -202,17 +206,25 @@ class ConvitacNode(LifecycleNode):
         return super().on_configure(state)
 
     def _load_predictor(self, path: Any) -> Any:
-        import torch  # imported only when needed: the node starts fast without a model
-
-        from convitac_ros.inference import Predictor, resolve_device
-
         params = self.params
-        resolve_device(params.device)  # a missing device is blamed before the checkpoint
-        if params.torch_threads:
-            torch.set_num_threads(params.torch_threads)
-        predictor = Predictor.from_checkpoint(
-            path, device=params.device, precision=params.precision, compile=params.torch_compile,
-            cuda_graph=params.cuda_graph)
+        if resolve_backend(params.backend, path) == 'onnxruntime':
+            # No torch on this path: a robot can run the node from requirements-runtime.txt.
+            from convitac_ros.runtime_onnx import OnnxPredictor
+
+            predictor = OnnxPredictor(path, device=params.device, precision=params.precision,
+                                      threads=params.torch_threads)
+        else:
+            import torch  # imported only when needed: the node starts fast without a model
+
+            from convitac_ros.inference import Predictor, resolve_device
+
+            resolve_device(params.device)  # a missing device is blamed before the checkpoint
+            if params.torch_threads:
+                torch.set_num_threads(params.torch_threads)
+            predictor = Predictor.from_checkpoint(
+                path, device=params.device, precision=params.precision,
+                compile=params.torch_compile, cuda_graph=None if params.cuda_graph else False,
+                backend='torch')
         if params.warmup_iterations:
             self.get_logger().info(f'warming up ({params.warmup_iterations} iterations)')
             predictor.warmup(params.warmup_iterations, batch_size=params.max_batch)
@@ -339,7 +351,7 @@ class ConvitacNode(LifecycleNode):
         if self.predictor is not None:
             device = str(self.predictor.device)
             self.predictor = None
-            if device.startswith('cuda'):
+            if device.startswith('cuda') and 'torch' in sys.modules:
                 import torch
 
                 torch.cuda.empty_cache()
