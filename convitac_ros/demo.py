@@ -119,7 +119,7 @@ def run(args: argparse.Namespace, work: Path) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: `python -m convitac_ros.demo`."""
     args = build_parser().parse_args(argv)
-    loopback_dds(args.domain_id)
+    loopback_dds(args.domain_id, private=True)
     use_fastdds_profile()  # the demo publishes images: the robot-wide profile, here too
     from convitac_ros.bags.io import BagError
 

@@ -48,7 +48,6 @@ fi
 [[ -z $tag ]] && if [[ $device == cuda ]]; then tag=gpu; else tag=cpu-quick; fi
 mkdir -p "$output"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" HF_HUB_OFFLINE=1
-export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST ROS_DOMAIN_ID=${ROS_DOMAIN_ID:-77}
 summary="$output/gpu-check-$tag.md"
 deadline=$((SECONDS + budget))
 failed=0

@@ -35,6 +35,15 @@ def test_loopback_dds_keeps_the_callers_domain_and_an_explicit_one_wins():
     assert _show({'ROS_DOMAIN_ID': '42'}, '7')[1] == '7'
 
 
+def test_loopback_dds_private_ignores_the_shells_domain():
+    code = ('from convitac_ros.ros.client import loopback_dds; import os; '
+            'loopback_dds(private=True); print(os.environ["ROS_DOMAIN_ID"])')
+    env = dict(os.environ, ROS_DOMAIN_ID='42')
+    shown = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, env=env,
+                           check=True, timeout=60).stdout.strip()
+    assert shown != '42' and 1 <= int(shown) <= 100
+
+
 def test_loopback_dds_forces_loopback_even_when_the_caller_chose_subnet():
     shown = _show({'ROS_AUTOMATIC_DISCOVERY_RANGE': 'SUBNET', 'ROS_LOCALHOST_ONLY': '0'})
     assert shown[0] == 'LOCALHOST' and shown[2] == '-'

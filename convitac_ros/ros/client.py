@@ -42,12 +42,14 @@ STOP_TIMEOUT_S = 20.0
 HUMBLE = 'humble'
 
 
-def loopback_dds(domain_id: int | None = None) -> dict[str, str]:
+def loopback_dds(domain_id: int | None = None, private: bool = False) -> dict[str, str]:
     """Keep DDS discovery on this machine, in a private domain, for this process and children.
 
     Args:
         domain_id: the ROS domain to use; without it, the caller's ``ROS_DOMAIN_ID`` is kept and
             a private one (1..100, from the process id) is chosen when none is set.
+        private: choose the private domain even when the caller set one (the demo never joins
+            the domain of a robot the shell happens to be configured for).
 
     Returns:
         The discovery settings now in force.
@@ -59,8 +61,11 @@ def loopback_dds(domain_id: int | None = None) -> dict[str, str]:
         os.environ.pop('ROS_LOCALHOST_ONLY', None)
     if domain_id is not None:
         os.environ['ROS_DOMAIN_ID'] = str(domain_id)
-    else:
-        os.environ.setdefault('ROS_DOMAIN_ID', str(1 + os.getpid() % 100))
+    elif private or 'ROS_DOMAIN_ID' not in os.environ:
+        chosen = 1 + os.getpid() % 100
+        if str(chosen) == os.environ.get('ROS_DOMAIN_ID'):  # never the caller's own
+            chosen = chosen % 100 + 1
+        os.environ['ROS_DOMAIN_ID'] = str(chosen)
     os.environ['HF_HUB_OFFLINE'] = '1'  # nothing started from here may reach a model hub
     keys = ('ROS_AUTOMATIC_DISCOVERY_RANGE', 'ROS_LOCALHOST_ONLY', 'ROS_DOMAIN_ID')
     return {key: os.environ[key] for key in keys if key in os.environ}
