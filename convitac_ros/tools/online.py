@@ -23,6 +23,7 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
 
+from convitac_ros.bags.topics import node_topics
 from convitac_ros.ros import direct_take
 from convitac_ros.tools.bag_samples import BagSamples
 from convitac_ros.tools.bagio import BagError, BagRecord
@@ -179,19 +180,23 @@ class OnlineSession:
         options: Replay options (rate, subscriber wait).
         on_answer: Called with each answer as it arrives.
         ros_args: Extra ROS arguments for rclpy.init (when it is not initialised yet).
+        transport: The node's `image_transport`; the bag's image topics are published on the
+            node's input topics in that form, whatever their recorded names and form.
     """
 
     def __init__(self, samples: BagSamples, target: str, options: ReplayOptions,
                  on_answer: Callable[[Answer], None] | None = None,
-                 ros_args: list[str] | None = None) -> None:
+                 ros_args: list[str] | None = None, transport: str = 'raw') -> None:
         self.samples = samples
         self._own_context = not rclpy.ok()
         if self._own_context:
             rclpy.init(args=['convitac_evaluate', *(ros_args or [])])
-        # In the evaluated node's namespace, so that the bag's relative topics reach it.
+        # In the evaluated node's namespace, so that its relative input topics resolve there.
         namespace = target.rstrip('/').rsplit('/', 1)[0] or '/'
         self.node = Node('convitac_evaluate', namespace=namespace)
         options.topics = samples.image_topics
+        options.remap = dict(zip(samples.image_topics,
+                                 node_topics(samples.image_topics, transport)))
         try:
             self.player = BagPlayer(self.node, samples.path, options)
         except BaseException:
@@ -223,7 +228,7 @@ class OnlineSession:
             BagError: Nothing subscribes to the bag's image topics in time.
         """
         if not self.player.wait_for_subscribers(timeout):
-            raise BagError(f'no node subscribes to {self.samples.image_topics} '
+            raise BagError(f'no node subscribes to {list(self.player.publishers)} '
                            f'(is the node running, in this ROS domain?)')
         deadline = time.monotonic() + timeout
         while self.node.count_publishers(self.collector.topic) == 0:
@@ -286,7 +291,8 @@ def print_answer(truths: dict[int, dict[str, str]], origin_ns: int) -> Callable[
 def evaluate_online(samples: BagSamples, *, node: str = '/convitac_node', rate: float = 1.0,
                     lock_step: bool = False, timeout: float = 10.0, predictor: Any = None,
                     live: bool = False, progress: bool = True,
-                    ros_args: list[str] | None = None) -> EvaluationRecorder:
+                    ros_args: list[str] | None = None,
+                    transport: str = 'raw') -> EvaluationRecorder:
     """Replay a bag into a running node (paced or lock-step) and record its answers.
 
     Args:
@@ -301,13 +307,14 @@ def evaluate_online(samples: BagSamples, *, node: str = '/convitac_node', rate: 
         live: Print each answer to an evaluation point as it arrives.
         progress: Show the replay progress bar.
         ros_args: Extra ROS arguments for rclpy.init (when it is not initialised yet).
+        transport: The node's `image_transport` (`raw` or `compressed`).
     """
     truths = {p.stamp_ns: p.labels for p in samples.points}
     options = ReplayOptions(rate=rate, progress=progress and not live,
                             wait_for_subscribers=timeout)
     origin = samples.sets[0].stamp_ns if samples.sets else 0
     session = OnlineSession(samples, node, options,
-                            print_answer(truths, origin) if live else None, ros_args)
+                            print_answer(truths, origin) if live else None, ros_args, transport)
     try:
         session.wait_ready(timeout)
         # The node's counters before and after (diagnostics come at about 1 Hz).
