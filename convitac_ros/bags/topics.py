@@ -106,7 +106,8 @@ def resolve_image_topics(topics: dict[str, tuple[str, int]], camera: str | None 
     present = [t for t in found_tactile if t is not None]
     missing = [name for name, t in zip(wanted_tactile, found_tactile) if t is None]
     if found_camera is None or (explicit and missing) or len(present) < needed:
-        wanted = [camera, *(missing if explicit else wanted_tactile[:needed])]
+        wanted = [camera] if found_camera is None else []
+        wanted += missing if explicit else wanted_tactile[len(present):needed]
         raise BagError(f'bag has no image topic for {wanted} (raw or {COMPRESSED_SUFFIX}); '
                        f'it has {sorted(topics)}; map them with --camera-topic / '
                        f'--tactile-topic')
