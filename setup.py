@@ -32,6 +32,8 @@ setup(
             'convitac_replay = convitac_ros.tools.replay:main',
             'convitac_evaluate = convitac_ros.tools.evaluate:main',
             'convitac_benchmark = convitac_ros.tools.benchmark:main',
+            'convitac_label = convitac_ros.bags.label:main',
+            'convitac_make_dataset = convitac_ros.bags.make_dataset:main',
         ],
     },
 )

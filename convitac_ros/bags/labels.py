@@ -187,6 +187,9 @@ def write_labels(path: str | Path, heads: Sequence[str],
     lines = [f'# {line}' if line else '#' for line in comment.splitlines()]
     lines.append(','.join([*TIME_COLUMNS, *heads]))
     for start, end, labels in rows:
-        lines.append(','.join([f'{start:.3f}', f'{end:.3f}',
+        # Milliseconds, rounded outwards so that the interval still covers its first and last
+        # frame.
+        start_ms, end_ms = math.floor(start * 1000), math.ceil(end * 1000)
+        lines.append(','.join([f'{start_ms / 1000:.3f}', f'{end_ms / 1000:.3f}',
                                *(labels.get(head, '') for head in heads)]))
     path.write_text('\n'.join(lines) + '\n', encoding='utf-8')
