@@ -42,13 +42,13 @@ class Recording:
 
 
 def rest_frame(seed: int) -> np.ndarray:
-    """An untouched GelSight image (no indentation), uint8 RGB."""
+    """An untouched GelSight image (no indentation, its own sensor noise), uint8 RGB."""
     rng = np.random.default_rng(seed)
     return to_uint8(gelsight(rng, np.zeros(TACTILE_SHAPE, np.float32)))
 
 
 def write_recording(path: Path, samples: list[Sample], heads: dict[str, list[str]],
-                    camera: str, tactile: list[str], hold: int = 4, rest: int = 3,
+                    camera: str, tactile: list[str], hold: int = 4, rest: int = 3, lead: int = 10,
                     label_heads: tuple[str, ...] = ('material', 'hardness')) -> Recording:
     """Write a recording of `samples` as touches; return its ticks and its labels rows.
 
@@ -61,6 +61,7 @@ def write_recording(path: Path, samples: list[Sample], heads: dict[str, list[str
         tactile: Tactile topics (raw rgb8), one per sensor.
         hold: Ticks per touch.
         rest: Untouched ticks before each touch and after the last.
+        lead: More untouched ticks at the start of the recording.
         label_heads: Heads written into the rows.
     """
     store = get_typestore(Stores.ROS2_JAZZY)
@@ -76,7 +77,6 @@ def write_recording(path: Path, samples: list[Sample], heads: dict[str, list[str
     ticks: list[tuple[int, np.ndarray, list[np.ndarray]]] = []
     spans: list[tuple[int, int, dict[str, str]]] = []
     touch_ticks: list[int] = []
-    idle = rest_frame(0)
     with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
         cam = writer.add_connection(camera + '/compressed', jpeg_t.__msgtype__, typestore=store)
         tacs = [writer.add_connection(t, image_t.__msgtype__, typestore=store) for t in tactile]
@@ -105,9 +105,11 @@ def write_recording(path: Path, samples: list[Sample], heads: dict[str, list[str
                     string_t(data='hello'), string_t.__msgtype__))
             ticks.append((stamp, seen, frames))
 
+        for _ in range(lead):
+            tick(samples[0].visual[0], rest_frame(len(ticks)))
         for sample in samples:
             for _ in range(rest):
-                tick(sample.visual[0], idle)
+                tick(sample.visual[0], rest_frame(len(ticks)))
             first = len(ticks)
             frames = list(zip(sample.visual, sample.tactile[0]))
             for k in range(hold):
@@ -118,7 +120,7 @@ def write_recording(path: Path, samples: list[Sample], heads: dict[str, list[str
                       if sample.labels.get(h, -1) >= 0}
             spans.append((ticks[first][0], ticks[-1][0], labels))
         for _ in range(rest):
-            tick(samples[-1].visual[-1], idle)
+            tick(samples[-1].visual[-1], rest_frame(len(ticks)))
     origin = START_NS + 2_000_000  # the first log time: the first camera message
     rows = [((a - origin) / NS - 0.02, (b - origin) / NS + 0.02, labels)
             for a, b, labels in spans]

@@ -2,10 +2,12 @@
 
 Contact is found from the tactile frames alone: each frame is reduced to a small grey image and
 compared with the untouched gel, the median of the recording's first `--rest-frames` frames
-(so a recording must start with the sensor untouched). Its contact score is the mean absolute
-difference in grey levels (0-255). The threshold lies halfway between the rest frames' highest
-score and the recording's highest score, unless `--threshold` sets it; a recording whose scores
-never rise `--min-contrast` above rest has no episode. Runs of frames above the threshold,
+(so a recording must start with the sensor untouched). Its contact score is the 95th
+percentile of the absolute grey-level differences (0-255): a contact changes a patch of the
+gel, not all of it, so a high percentile separates it from sensor noise better than the mean.
+A frame is in contact when its score exceeds the rest level (the highest score of the rest
+frames, i.e. the noise) by more than `--min-contrast` grey levels, unless `--threshold` sets
+the score directly. Runs of frames above the threshold,
 joined across gaps shorter than `--min-gap` and kept when at least `--min-duration` long, are
 the episodes. The file has their times and empty label cells for the team to fill in (format:
 `convitac_ros.bags.labels`).
@@ -49,13 +51,13 @@ class Episode:
 
 
 def grey(rgb: np.ndarray) -> np.ndarray:
-    """A uint8 RGB frame as a float32 (32, 32) grey image."""
-    small = cv2.resize(rgb, SCORE_SIZE, interpolation=cv2.INTER_AREA)
-    return cv2.cvtColor(small, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    """A uint8 RGB frame as a float32 (32, 32) grey image (0-255, not rounded)."""
+    small = cv2.resize(rgb.astype(np.float32), SCORE_SIZE, interpolation=cv2.INTER_AREA)
+    return cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
 
 
 def contact_scores(frames: Sequence[np.ndarray], rest_frames: int) -> np.ndarray:
-    """Mean absolute grey difference of each frame from the untouched gel: float (N,).
+    """Contact score of each frame (95th percentile of its grey difference from rest): (N,).
 
     Raises:
         ValueError: Fewer frames than `rest_frames`.
@@ -65,11 +67,11 @@ def contact_scores(frames: Sequence[np.ndarray], rest_frames: int) -> np.ndarray
                          f'{rest_frames} are needed')
     greys = np.stack([grey(f) for f in frames])
     rest = np.median(greys[:rest_frames], axis=0)
-    return np.abs(greys - rest).mean(axis=(1, 2))
+    return np.percentile(np.abs(greys - rest).reshape(len(greys), -1), 95, axis=1)
 
 
 def find_episodes(times_s: np.ndarray, scores: np.ndarray, rest_frames: int,
-                  threshold: float | None = None, min_contrast: float = 2.0,
+                  threshold: float | None = None, min_contrast: float = 0.5,
                   min_gap_s: float = 0.2, min_duration_s: float = 0.0) -> list[Episode]:
     """Contact episodes from per-frame scores (rules in the module docstring).
 
@@ -78,15 +80,14 @@ def find_episodes(times_s: np.ndarray, scores: np.ndarray, rest_frames: int,
         scores: Contact scores: (N,).
         rest_frames: Leading frames that show the untouched gel.
         threshold: Score above which a frame is in contact; None: automatic.
-        min_contrast: Automatic threshold only: the least rise above rest that counts.
+        min_contrast: Automatic threshold only: the least rise above the rest level that
+            counts (grey levels).
         min_gap_s: Episodes closer than this are joined.
         min_duration_s: Shorter episodes are dropped.
     """
-    rest_level = float(scores[:rest_frames].max())
     if threshold is None:
-        if scores.max() - rest_level < min_contrast:
-            return []
-        threshold = rest_level + 0.5 * (float(scores.max()) - rest_level)
+        rest_level = float(scores[:rest_frames].max())
+        threshold = rest_level + min_contrast
     runs: list[list[int]] = []
     for index in np.flatnonzero(scores > threshold):
         if runs and times_s[index] - times_s[runs[-1][-1]] <= min_gap_s:
@@ -100,7 +101,7 @@ def find_episodes(times_s: np.ndarray, scores: np.ndarray, rest_frames: int,
 
 def label_bag(bag: str | Path, *, camera_topic: str | None = None,
               tactile_topic: str | None = None, rest_frames: int = 5,
-              threshold: float | None = None, min_contrast: float = 2.0,
+              threshold: float | None = None, min_contrast: float = 0.5,
               min_gap_s: float = 0.2, min_duration_s: float = 0.0,
               progress: bool = True) -> list[Episode]:
     """Find the contact episodes of a recording (first tactile sensor, frames as paired).
@@ -133,9 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help='leading frames that show the untouched gel')
     parser.add_argument('--threshold', type=float, default=None,
                         help='contact score (grey levels) above which a frame is in contact; '
-                        'default: halfway between rest and the highest score')
-    parser.add_argument('--min-contrast', type=float, default=2.0,
-                        help='automatic threshold: least rise above rest that counts')
+                        'default: from the rest frames (see the description)')
+    parser.add_argument('--min-contrast', type=float, default=0.5,
+                        help='automatic threshold: least rise above the rest level that counts')
     parser.add_argument('--min-gap', type=float, default=0.2,
                         help='seconds: closer episodes are joined')
     parser.add_argument('--min-duration', type=float, default=0.0,
