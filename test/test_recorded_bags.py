@@ -90,7 +90,7 @@ def expected_predictions(predictor: Predictor, recording, num_tactile: int) -> d
         probabilities = predictor.predict(
             [before[1], now[1]], [[before[2][k], now[2][k]] for k in range(num_tactile)])
         out[now[0]] = {h: predictor.heads[h][int(np.argmax(p))]
-                            for h, p in probabilities.items()}
+                       for h, p in probabilities.items()}
     return out
 
 
@@ -171,7 +171,7 @@ def test_offline_and_online_lock_step_with_mapped_team_topics_agree_sample_for_s
 
 
 def test_labels_file_that_does_not_parse_is_one_clear_line(recorded, tiny_checkpoint,
-                                                            tmp_path, capsys):
+                                                           tmp_path, capsys):
     bag = recorded[0]
     cases = {
         'start,end,material\n1.0,zwei,wood\n': "labels.csv:2: end 'zwei' is not a number",

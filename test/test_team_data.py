@@ -68,8 +68,8 @@ def labelled(recordings):
     return files
 
 
-def test_label_helper_finds_one_episode_per_touch_covering_exactly_its_frames(recordings,
-                                                                               labelled):
+def test_label_helper_finds_one_episode_per_touch_covering_exactly_its_frames(
+        recordings, labelled):
     _, bags = recordings
     for name, (_, recording) in bags.items():
         rows = read_labels(labelled[name]).rows

@@ -156,4 +156,3 @@ def convert_record(record: BagRecord, compressed: bool) -> bytes:
 def message_type_of(topic: str) -> type:
     """The rclpy message class of an image topic by its name (`/compressed` or raw)."""
     return CompressedImage if is_compressed(topic) else Image
-
