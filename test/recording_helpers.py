@@ -135,3 +135,32 @@ def labels_csv(path: Path, rows: list[tuple[float, float, dict[str, str]]],
               for a, b, labels in rows]
     path.write_text('\n'.join(lines) + '\n')
     return path
+
+
+def main() -> None:
+    """Write two recordings of a synthetic world's test split, with their true labels files.
+
+    Usage: ``python test/recording_helpers.py DATA_ROOT OUTPUT [TOUCHES_A TOUCHES_B]`` (the
+    README's walkthrough): ``OUTPUT/session_a`` and ``session_b`` as the team's drivers would be
+    recorded, and ``session_*.truth.csv``, the labels a team would type in.
+    """
+    import sys
+
+    from convitac_ros.data import build_dataset
+
+    root, output = Path(sys.argv[1]), Path(sys.argv[2])
+    counts = [int(n) for n in sys.argv[3:5]] or [60, 30]
+    world = build_dataset('touch_and_go', root, 'test')
+    output.mkdir(parents=True)
+    start = 0
+    for name, count in zip(('session_a', 'session_b'), counts):
+        part = [world[i] for i in range(start, start + count)]
+        start += count
+        recording = write_recording(output / name, part, world.heads,
+                                    '/wrist_cam/color/image_raw', ['/gsmini/image_raw'])
+        labels_csv(output / f'{name}.truth.csv', recording.rows)
+        print(f'{output / name}: {count} touches, {len(recording.ticks)} frames')
+
+
+if __name__ == '__main__':
+    main()
