@@ -36,6 +36,8 @@ setup(
             'convitac_replay = convitac_ros.bags.replay:main',
             'convitac_evaluate = convitac_ros.evaluation.cli:main',
             'convitac_export = convitac_ros.export:main',
+            'convitac_label = convitac_ros.bags.label:main',
+            'convitac_make_dataset = convitac_ros.bags.make_dataset:main',
         ],
     },
 )

@@ -142,9 +142,17 @@ def git_commit() -> str | None:
     return result.stdout.strip() or None if result.returncode == 0 else None
 
 
-def provenance(config: TrainConfig, stage: str, summary: dict[str, Any]) -> dict[str, Any]:
-    """The ``training`` metadata written into checkpoints."""
-    return {
+def provenance(config: TrainConfig, stage: str, summary: dict[str, Any],
+               init_from: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The ``training`` metadata written into checkpoints.
+
+    Args:
+        config: The run's config.
+        stage: ``stage1`` or ``stage2``.
+        summary: The trainer's summary.
+        init_from: For a fine-tuning run, what was taken from which checkpoint.
+    """
+    record = {
         'stage': stage, 'config_name': config.name, 'dataset': config.data.dataset,
         'data_root': config.data.root, 'train_split': config.data.train_split,
         'val_split': config.data.val_split, 'seed': config.runtime.seed,
@@ -153,6 +161,9 @@ def provenance(config: TrainConfig, stage: str, summary: dict[str, Any]) -> dict
         'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
         'config': config.to_dict(),
     }
+    if init_from is not None:
+        record['init_from'] = init_from
+    return record
 
 
 def with_runtime(config: TrainConfig, **changes: Any) -> TrainConfig:

@@ -5,11 +5,15 @@ Without ``--contrastive-checkpoint`` the run first pretrains E^c (stage 1, into
 of the cross-entropy; the loss is the sum over heads of each head's mean over its labelled
 samples. ``RUN_DIR/best.safetensors`` (best mean validation accuracy) and
 ``RUN_DIR/last.safetensors`` are ``convitac`` checkpoints the node and ``evaluate.py`` load.
+``--init-from CHECKPOINT`` fine-tunes: stage 2 starts from that checkpoint (see
+``training/finetune.py``) and the new checkpoints record it in their provenance.
 
 Usage::
 
     python training/train.py --config demo --run-dir runs/demo
     python training/train.py --resume runs/demo
+    python training/train.py --config demo DATASET/dataset.yaml \
+        --init-from models/convitac_demo.safetensors
     torchrun --nproc_per_node 2 training/train.py --config touch_and_go --data-root DATA
 """
 
@@ -25,7 +29,12 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from convitac_ros.checkpoint import default_preprocess, load_contrastive_encoder, save_checkpoint
+from convitac_ros.checkpoint import (
+    default_preprocess,
+    load_contrastive_encoder,
+    LoadedCheckpoint,
+    save_checkpoint,
+)
 from convitac_ros.data import MISSING_LABEL
 from convitac_ros.data.files import DataError
 from convitac_ros.data.transforms import FrameAugmentation
@@ -39,6 +48,14 @@ from training.distributed import (
     shutdown_distributed,
 )
 from training.engine import amp_dtype, autocast, RunStopped, Trainer
+from training.finetune import (
+    finetune_model_config,
+    initialise_from,
+    read_init_checkpoint,
+    remember_init,
+    remembered_init,
+    sequence_lengths,
+)
 from training.metrics import head_accuracies, predict
 from training.pretrain import eval_loader, run_pretraining
 from training.runs import (
@@ -91,9 +108,10 @@ class SupervisedTask:
     best_mode = 'max'
 
     def __init__(self, config: TrainConfig, val_loader: DataLoader, context: DistContext,
-                 heads: dict[str, list[str]], preprocess: dict[str, Any]) -> None:
+                 heads: dict[str, list[str]], preprocess: dict[str, Any],
+                 init_from: dict[str, Any] | None = None) -> None:
         self.config, self.val_loader, self.context = config, val_loader, context
-        self.heads, self.preprocess = heads, preprocess
+        self.heads, self.preprocess, self.init_from = heads, preprocess, init_from
         self.amp = amp_dtype(config.runtime.amp, context.device)
 
     def train_mode(self, model: nn.Module) -> None:
@@ -116,27 +134,36 @@ class SupervisedTask:
         """Writes a ``convitac`` checkpoint with class names and preprocessing."""
         save_checkpoint(path, model, kind='convitac', heads=self.heads,
                         preprocess=self.preprocess,
-                        training=provenance(self.config, 'stage2', summary))
+                        training=provenance(self.config, 'stage2', summary, self.init_from))
 
 
 def run_supervised(config: TrainConfig, run_dir: Path, train_set: Dataset, val_set: Dataset,
                    model_config: ModelConfig, context: DistContext, encoder_path: Path | None,
-                   resume: bool = False) -> dict[str, Any]:
+                   resume: bool = False, init: LoadedCheckpoint | None = None) -> dict[str, Any]:
     """Trains (or resumes) stage 2 in ``run_dir``; returns the trainer's summary.
+
+    With ``init`` (fine-tuning) the model starts from that checkpoint's weights and keeps its
+    preprocessing; ``encoder_path`` is then unused.
 
     Raises:
         RunStopped: When ``runtime.stop_after_steps`` ended the stage early.
     """
     seed_everything(config.runtime.seed + 1)
     model = ConViTac(model_config)
-    if encoder_path is not None:
-        load_contrastive_encoder(encoder_path, model)
-    preprocess = default_preprocess(model_config)
+    init_record = None
+    if init is not None:
+        init_record = initialise_from(model, init, dict(train_set.heads))
+        preprocess = dict(init.preprocess)
+    else:
+        if encoder_path is not None:
+            load_contrastive_encoder(encoder_path, model)
+        preprocess = default_preprocess(model_config)
     size, mean, std = model_config.image_size, preprocess['mean'], preprocess['std']
     augment = FrameAugmentation.light() if config.stage2.augment else None
     val_loader = eval_loader(val_set, config.stage2.batch_size,
                              BatchCollator(size, mean, std, None), config.data.num_workers)
-    task = SupervisedTask(config, val_loader, context, dict(train_set.heads), preprocess)
+    task = SupervisedTask(config, val_loader, context, dict(train_set.heads), preprocess,
+                          init_record)
     trainer = Trainer(run_dir, model, task, train_set, BatchCollator(size, mean, std, augment),
                       config.stage2, config.runtime, context,
                       num_workers=config.data.num_workers)
@@ -148,14 +175,31 @@ def run_supervised(config: TrainConfig, run_dir: Path, train_set: Dataset, val_s
 
 def run_training(config: TrainConfig, run_dir: Path, resume: bool = False,
                  contrastive_checkpoint: Path | None = None,
-                 dino_weights: Path | None = None) -> dict[str, Any]:
+                 dino_weights: Path | None = None,
+                 init_from: Path | None = None) -> dict[str, Any]:
     """Both stages (stage 1 only when needed) for an already prepared run folder.
+
+    Args:
+        config: The run's config.
+        run_dir: The prepared run folder.
+        resume: Continue the run in ``run_dir``.
+        contrastive_checkpoint: A stage-1 encoder to use instead of running stage 1.
+        dino_weights: A local DINO weight file that initialises stage 1.
+        init_from: Fine-tune from this ``convitac`` checkpoint: its architecture and sequence
+            lengths, its weights (``training/finetune.py``), no stage 1.
 
     Returns:
         The stage-2 summary (best and last validation metrics, steps, skipped steps).
     """
     context = init_distributed(config.runtime.device)
     try:
+        if init_from is not None:
+            init = read_init_checkpoint(init_from)
+            train_set, val_set = train_and_val(config.data, config.runtime.seed,
+                                               **sequence_lengths(init))
+            return run_supervised(config, run_dir, train_set, val_set,
+                                  finetune_model_config(init, train_set), context, None,
+                                  resume, init)
         train_set, val_set = train_and_val(config.data, config.runtime.seed,
                                            **sequence_overrides(config))
         model_config = build_model_config(config, train_set)
@@ -175,6 +219,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_arguments(parser)
     parser.add_argument('--contrastive-checkpoint', type=Path,
                         help='stage-1 encoder checkpoint; skips stage 1')
+    parser.add_argument('--init-from', type=Path, metavar='CHECKPOINT',
+                        help='fine-tune: start stage 2 from this convitac checkpoint (E^c, '
+                        'fusion and the heads whose classes match; new class lists get new '
+                        'heads; no stage 1)')
     return parser
 
 
@@ -184,9 +232,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     if args.contrastive_checkpoint and args.dino_weights:
         parser.error('--dino-weights initialises stage 1, which --contrastive-checkpoint skips')
+    if args.init_from and (args.contrastive_checkpoint or args.dino_weights or args.resume):
+        parser.error('--init-from takes E^c from the checkpoint: it goes with neither '
+                     '--contrastive-checkpoint, --dino-weights nor --resume')
+    if args.init_from and not args.init_from.is_file():
+        parser.error(f'--init-from: no checkpoint at {args.init_from}')
     config, run_dir, resume = prepare_run(args)
+    init_from = remembered_init(run_dir) if resume else args.init_from
+    if init_from is not None and not resume and launched_as_main():
+        remember_init(run_dir, init_from)
     summary = run_training(config, run_dir, resume, args.contrastive_checkpoint,
-                           args.dino_weights)
+                           args.dino_weights, init_from)
     if launched_as_main():
         print(f'run: {run_dir}  best {summary["best_metric"]} = {summary["best"]}  '
               f'last val: {summary["val"]}')

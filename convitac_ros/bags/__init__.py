@@ -1,1 +1,5 @@
-"""Rosbag2 files: write datasets as bags, read and pair them, replay them into a node."""
+"""Rosbag2 files: read, write, pair and replay bags; a team's recordings.
+
+Topic mapping, labels files, a labelling helper and bag -> dataset for recordings made with
+`ros2 bag record`.
+"""

@@ -27,7 +27,12 @@ COMPRESSED_SUFFIX = '/compressed'
 STORAGE_PLUGINS = {'mcap': StoragePlugin.MCAP, 'sqlite3': StoragePlugin.SQLITE3}
 # Bag metadata key (rosbag2 `custom_data`) holding the writer's description of the bag.
 LAYOUT_KEY = 'convitac.layout'
-_BAG_VERSION = 9
+# rosbag2 metadata version 8, not 9: version 9 (rosbag2 PR 1476, Jazzy) writes each topic's
+# `offered_qos_profiles` as a YAML list, which Humble's and Iron's readers parse as a string and
+# refuse ("yaml-cpp: bad conversion"); version 8 writes the same profiles as one YAML string, the
+# form Humble and Iron parse, and Jazzy and Kilted still read it (rosbag2 reads every older
+# version). Nothing this package stores needs version 9.
+BAG_VERSION = 8
 
 
 class BagError(RuntimeError):
@@ -101,7 +106,7 @@ class BagWriter:
         self.path = Path(path)
         if self.path.exists():
             raise BagError(f'{self.path} exists already; bags are never overwritten')
-        self._writer = Writer(self.path, version=_BAG_VERSION,
+        self._writer = Writer(self.path, version=BAG_VERSION,
                               storage_plugin=STORAGE_PLUGINS[storage])
         if layout is not None:
             self._writer.set_custom_data(LAYOUT_KEY, json.dumps(layout))

@@ -3,7 +3,10 @@
 Like `ros2 bag play` for the topics this package uses (which needs no rosbag2 install): messages
 are published as the stored CDR bytes (no re-serialization, stamps untouched) at their log
 times scaled by `--rate`, optionally from `--start-offset` seconds into the bag, looping, and
-with `/clock` published from the log times for nodes running with `use_sim_time`.
+with `/clock` published from the log times for nodes running with `use_sim_time`. With
+`--camera-topic` / `--tactile-topic` (or `--transport`), a recording's image topics are
+published on the node's input topics (`camera/image_raw`, `tactile/image_raw`, ...), converted
+to the node's transport when it was recorded in the other form.
 """
 
 from __future__ import annotations
@@ -32,6 +35,14 @@ from convitac_ros.bags.io import (
     message_class,
     set_stamp,
 )
+from convitac_ros.bags.topics import (
+    convert_record,
+    is_compressed,
+    message_type_of,
+    node_topics,
+    resolve_image_topics,
+    TRANSPORTS,
+)
 from convitac_ros.ros.dds_profile import use_fastdds_profile
 
 NANOSECONDS = 1_000_000_000
@@ -47,6 +58,8 @@ class ReplayOptions:
         loop: Start again at the end until stopped.
         clock: Publish `/clock` (rosgraph_msgs/Clock) with the log time of each message.
         topics: Only these topics (all when None).
+        remap: Bag topic -> topic to publish it on; an image published on a name of the other
+            transport (`/compressed` or not) is converted, same pixels.
         qos_depth: History depth of the (reliable) publishers.
         wait_for_subscribers: Seconds to wait until every image topic has a subscriber.
         progress: Show a progress bar (bag seconds) on stderr.
@@ -57,6 +70,7 @@ class ReplayOptions:
     loop: bool = False
     clock: bool = False
     topics: list[str] | None = None
+    remap: dict[str, str] | None = None
     qos_depth: int = 100
     wait_for_subscribers: float = 2.0
     progress: bool = True
@@ -119,8 +133,11 @@ class BagPlayer:
                            f'it has {sorted(self.info.topics)}')
         qos = QoSProfile(depth=self.options.qos_depth, reliability=ReliabilityPolicy.RELIABLE)
         self.node = node
+        self.remap = dict(self.options.remap or {})
         self.publishers: dict[str, Publisher] = {
-            topic: node.create_publisher(message_class(msgtype), topic, qos)
+            topic: node.create_publisher(
+                message_type_of(self.remap[topic]) if topic in self.remap
+                else message_class(msgtype), self.remap.get(topic, topic), qos)
             for topic, msgtype in self.topics.items()}
         self._clock = node.create_publisher(Clock, '/clock', qos) if self.options.clock else None
 
@@ -142,7 +159,9 @@ class BagPlayer:
             clock = Clock()
             set_stamp(clock.clock, record.time_ns)
             self._clock.publish(clock)
-        self.publishers[record.topic].publish(record.raw)
+        target = self.remap.get(record.topic)
+        raw = record.raw if target is None else convert_record(record, is_compressed(target))
+        self.publishers[record.topic].publish(raw)
 
     def play(self, stop: threading.Event | None = None,
              on_publish: Callable[[BagRecord, float], None] | None = None) -> ReplayStats:
@@ -192,6 +211,19 @@ class BagPlayer:
                     return
 
 
+def map_image_topics(options: ReplayOptions, bag: str | Path, camera: str | None,
+                     tactile: list[str] | None, transport: str | None) -> None:
+    """Publish a bag's image streams on the node's input topics (plus `options.topics`).
+
+    Raises:
+        BagError: The bag lacks a wanted topic.
+    """
+    with BagReader(bag) as reader:
+        image_topics = resolve_image_topics(reader.info().topics, camera, tactile)
+    options.remap = dict(zip(image_topics, node_topics(image_topics, transport)))
+    options.topics = [*image_topics, *(options.topics or [])]
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Command-line interface of `convitac_replay`."""
     parser = argparse.ArgumentParser(
@@ -205,6 +237,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--clock', action='store_true',
                         help='publish /clock from the bag (for nodes with use_sim_time)')
     parser.add_argument('--topics', nargs='+', default=None, help='only these topics')
+    parser.add_argument('--camera-topic', default=None, metavar='TOPIC',
+                        help="camera topic in the bag, published on the node's camera/image_raw")
+    parser.add_argument('--tactile-topic', action='append', default=None, metavar='TOPIC',
+                        help="tactile topic in the bag (repeatable), published on the node's "
+                        'tactile/image_raw, tactile_b/image_raw')
+    parser.add_argument('--transport', choices=TRANSPORTS, default=None,
+                        help="with mapped topics: the node's image_transport (default: as "
+                        'recorded)')
     parser.add_argument('--wait-for-subscribers', type=float, default=2.0,
                         help='seconds to wait for subscribers of the image topics')
     parser.add_argument('--quiet', action='store_true', help='no progress bar')
@@ -223,6 +263,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     rclpy.init(args=['convitac_replay', *argv])
     node = Node('convitac_replay')
     try:
+        if args.camera_topic or args.tactile_topic or args.transport:
+            map_image_topics(options, args.bag, args.camera_topic, args.tactile_topic,
+                             args.transport)
         player = BagPlayer(node, args.bag, options)
         if not player.wait_for_subscribers():
             node.get_logger().warning('not every image topic has a subscriber; playing anyway')

@@ -4,11 +4,15 @@ The image messages are paired with the node's own `ApproximateTimeSynchronizer` 
 size and slop), in log-time order, so the sets found here are the sets the node forms when the
 bag is replayed into it without loss. Ground truth (`ground_truth/<head>`, std_msgs/String)
 marks the evaluation points: the set whose camera stamp is nearest to the ground-truth stamp
-(within slop) is the newest set of the window the node classifies for that sample.
+(within slop) is the newest set of the window the node classifies for that sample. A labels
+file (`convitac_ros.bags.labels`) replaces the ground-truth topics for recordings: then every
+set inside a labelled interval is an evaluation point. Which topics are the camera and the
+tactile sensors is decided by `convitac_ros.bags.topics` (names as recorded, or mapped).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,18 +21,17 @@ import numpy as np
 from sensor_msgs.msg import CompressedImage
 
 from convitac_ros.bags.io import (
-    BagError,
     BagReader,
     BagRecord,
-    COMPRESSED_SUFFIX,
     GROUND_TRUTH_PREFIX,
 )
+from convitac_ros.bags.labels import LabelsError, LabelsFile
+from convitac_ros.bags.topics import resolve_image_topics
 from convitac_ros.ros.image_conversion import compressed_to_rgb, image_to_rgb
 from convitac_ros.ros.image_limits import check_image_size, DEFAULT_MAX_PIXELS
 from convitac_ros.ros.parameters import SPECS
 from convitac_ros.ros.pipeline import FrameSet, SlidingWindow
 from convitac_ros.ros.synchronizer import ApproximateTimeSynchronizer, stamp_to_ns
-from convitac_ros.ros.topics import CAMERA_TOPIC, TACTILE_TOPICS
 
 # The node's defaults, so that offline pairing matches an unconfigured node.
 DEFAULT_SLOP_S = SPECS['sync_slop'].default
@@ -75,6 +78,8 @@ class BagSamples:
         unpaired: Image messages that ended in no set.
         camera_messages: Camera messages in the bag.
         layout: The writer's layout description (`{}` for foreign bags).
+        start_ns: The bag's first log time (time 0 of a labels file).
+        label_rows_unused: Labels-file rows that cover no set.
     """
 
     path: Path
@@ -86,6 +91,8 @@ class BagSamples:
     unpaired: int = 0
     camera_messages: int = 0
     layout: dict[str, Any] = field(default_factory=dict)
+    start_ns: int = 0
+    label_rows_unused: int = 0
 
     @property
     def heads(self) -> list[str]:
@@ -115,34 +122,11 @@ class BagSamples:
         return out
 
 
-def find_image_topics(topics: dict[str, tuple[str, int]], num_tactile: int | None) -> list[str]:
-    """Pick the camera and tactile topics of a bag (raw preferred over compressed).
-
-    Args:
-        topics: Bag topic -> (msgtype, count).
-        num_tactile: Tactile sensors wanted; None takes all the bag has.
-
-    Raises:
-        BagError: A wanted topic is missing.
-    """
-    def pick(base: str) -> str | None:
-        for name in (base, base + COMPRESSED_SUFFIX):
-            if topics.get(name, ('', 0))[1] > 0:
-                return name
-        return None
-
-    camera = pick(CAMERA_TOPIC)
-    tactile = [t for t in (pick(b) for b in TACTILE_TOPICS) if t is not None]
-    wanted = len(tactile) if num_tactile is None else num_tactile
-    if camera is None or len(tactile) < max(wanted, 1):
-        raise BagError(f'bag needs {CAMERA_TOPIC} and {max(wanted, 1)} of {TACTILE_TOPICS} '
-                       f'(raw or {COMPRESSED_SUFFIX}); it has {sorted(topics)}')
-    return [camera, *tactile[:max(wanted, 1)]]
-
-
 def load_bag_samples(path: str | Path, num_tactile: int | None = None,
                      slop: float = DEFAULT_SLOP_S,
-                     queue_size: int = DEFAULT_QUEUE_SIZE) -> BagSamples:
+                     queue_size: int = DEFAULT_QUEUE_SIZE, camera_topic: str | None = None,
+                     tactile_topics: Sequence[str] | None = None,
+                     labels: LabelsFile | None = None) -> BagSamples:
     """Read a bag, pair its images like the node does and locate the evaluation points.
 
     Args:
@@ -150,14 +134,19 @@ def load_bag_samples(path: str | Path, num_tactile: int | None = None,
         num_tactile: Tactile sensors the model takes (None: all in the bag).
         slop: Synchronizer slop in seconds (the node's `slop` parameter).
         queue_size: Synchronizer queue size (the node's `queue_size` parameter).
+        camera_topic: Camera topic to use (`convitac_ros.bags.topics` rules; None: default).
+        tactile_topics: Tactile topics in sensor order (None: the defaults).
+        labels: A labels file; when given it replaces the bag's ground-truth topics.
 
     Raises:
         BagError: Missing or corrupt bag, or no usable image topics.
+        LabelsError: The labels file covers none of the bag's sets.
     """
     with BagReader(path) as reader:
         info = reader.info()
-        topics = find_image_topics(info.topics, num_tactile)
-        truth_topics = [t for t in info.topics if t.startswith(GROUND_TRUTH_PREFIX)]
+        topics = resolve_image_topics(info.topics, camera_topic, tactile_topics, num_tactile)
+        truth_topics = [] if labels is not None else [
+            t for t in info.topics if t.startswith(GROUND_TRUTH_PREFIX)]
         sets: list[FrameSet] = []
         records: list[list[BagRecord]] = []
         truths: dict[int, dict[str, str]] = {}
@@ -178,9 +167,39 @@ def load_bag_samples(path: str | Path, num_tactile: int | None = None,
             else:
                 head = record.topic[len(GROUND_TRUTH_PREFIX):]
                 truths.setdefault(record.time_ns, {})[head] = record.decode().data
-    points, unmatched = _match_points(sets, truths, int(slop * 1e9))
+    unused = 0
+    if labels is None:
+        points, unmatched = _match_points(sets, truths, int(slop * 1e9))
+    else:
+        points, unused = _label_points(sets, labels, info.start_ns)
+        unmatched = 0
     return BagSamples(Path(path), topics, sets, records, points, unmatched,
-                      images - len(sets) * len(topics), info.topics[topics[0]][1], info.layout)
+                      images - len(sets) * len(topics), info.topics[topics[0]][1], info.layout,
+                      info.start_ns, unused)
+
+
+def _label_points(sets: list[FrameSet], labels: LabelsFile,
+                  start_ns: int) -> tuple[list[EvaluationPoint], int]:
+    """Every set inside a labelled interval, with that row's labels; and the rows covering none.
+
+    Raises:
+        LabelsError: No set of the bag lies in any interval.
+    """
+    points = []
+    used: set[int] = set()
+    for index, frame_set in enumerate(sets):
+        offset = frame_set.stamp_ns - start_ns
+        for row in labels.rows:
+            if row.covers(offset):
+                points.append(EvaluationPoint(index, frame_set.stamp_ns, dict(row.labels)))
+                used.add(row.line)
+                break
+    if not points:
+        span = (sets[-1].stamp_ns - start_ns) / 1e9 if sets else 0.0
+        raise LabelsError(f'{labels.path}: no interval covers a frame of the bag (its frame '
+                          f'sets lie between 0 and {span:.2f} s from its start)')
+    points.sort(key=lambda p: p.stamp_ns)
+    return points, len(labels.rows) - len(used)
 
 
 def _match_points(sets: list[FrameSet], truths: dict[int, dict[str, str]],

@@ -8,6 +8,11 @@
   waits for the node's answer before going on, so nothing is dropped and the accuracy is exactly
   the offline accuracy of the node's model.
 
+Topics are found as `convitac_ros.bags.topics` says (the package's own names and `ros2 bag
+record` of the node's default topics by default; `--camera-topic`, `--tactile-topic` map others);
+`--labels FILE` scores a recording against a labels file (`convitac_ros.bags.labels`) instead of
+ground-truth topics.
+
 Both print a table and write `report.json` and `confusion_<head>.png` into `--output-dir`.
 """
 
@@ -25,12 +30,14 @@ import numpy as np
 from tqdm import tqdm
 
 from convitac_ros.bags.io import BagError, BagReader
+from convitac_ros.bags.labels import read_labels
 from convitac_ros.bags.samples import (
     BagSamples,
     DEFAULT_QUEUE_SIZE,
     DEFAULT_SLOP_S,
     load_bag_samples,
 )
+from convitac_ros.bags.topics import TRANSPORTS
 from convitac_ros.evaluation.metrics import EvaluationRecorder, format_table, save_report
 from convitac_ros.ros.pipeline import window_inputs
 
@@ -79,7 +86,18 @@ def bag_facts(samples: BagSamples) -> dict[str, Any]:
     """What the report says about the bag itself."""
     return {'bag': str(samples.path), 'image_topics': samples.image_topics,
             'sets': len(samples.sets), 'unpaired_messages': samples.unpaired,
-            'unmatched_ground_truth': samples.unmatched_truth}
+            'unmatched_ground_truth': samples.unmatched_truth,
+            'label_rows_without_frames': samples.label_rows_unused}
+
+
+def add_topic_arguments(parser: argparse.ArgumentParser) -> None:
+    """The topic-mapping options every tool that reads a team's bags takes."""
+    parser.add_argument('--camera-topic', default=None, metavar='TOPIC',
+                        help='camera topic in the bag (default camera/image_raw: matches it '
+                        'under any namespace, absolute or relative, raw or /compressed)')
+    parser.add_argument('--tactile-topic', action='append', default=None, metavar='TOPIC',
+                        help='tactile topic in the bag, repeat for a second sensor (default '
+                        'tactile/image_raw and tactile_b/image_raw, matched the same way)')
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -87,7 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog='convitac_evaluate', description=__doc__.split('\n\n')[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument('bag', help='rosbag2 directory with images and ground_truth/<head>')
+    parser.add_argument('bag', help='rosbag2 directory with images and ground_truth/<head> '
+                        '(or --labels)')
+    add_topic_arguments(parser)
+    parser.add_argument('--labels', metavar='FILE',
+                        help='labels file (CSV: start,end,<heads>) in place of ground-truth '
+                        'topics')
     parser.add_argument('--mode', choices=('offline', 'online'), default='offline',
                         help='offline: run the Predictor here; online: replay into a node')
     parser.add_argument('--checkpoint', help='model checkpoint (required offline; online: '
@@ -98,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--node', default='/convitac_node',
                         help='online: fully qualified name of the running node')
     parser.add_argument('--rate', type=float, default=1.0, help='online: replay speed factor')
+    parser.add_argument('--node-transport', choices=TRANSPORTS, default='raw',
+                        help="online: the node's image_transport; images recorded in the other "
+                        'form are converted (same pixels)')
     parser.add_argument('--timeout', type=float, default=10.0,
                         help='online: seconds to wait for the node, for an answer (lock-step) '
                         'and for the last answers')
@@ -140,8 +166,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device)
     elif args.mode == 'offline':
         raise ValueError('offline evaluation needs --checkpoint')
+    labels = read_labels(args.labels) if args.labels else None
+    if labels is not None and predictor is not None:
+        labels.check_classes(predictor.heads, f'checkpoint {args.checkpoint}')
     samples = load_bag_samples(args.bag, predictor.num_tactile if predictor else None,
-                               args.slop, args.queue_size)
+                               args.slop, args.queue_size, args.camera_topic, args.tactile_topic,
+                               labels)
     if not samples.points:
         raise BagError(f'bag {args.bag} has no ground truth matching its images '
                        f'(ground_truth/<head> at the stamps of the image sets)')
@@ -153,7 +183,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         recorder = evaluate_online(
             samples, node=args.node, rate=args.rate, lock_step=args.lock_step,
             timeout=args.timeout, predictor=predictor, live=args.print_predictions,
-            progress=not args.quiet, ros_args=getattr(args, 'ros_args', None))
+            progress=not args.quiet, ros_args=getattr(args, 'ros_args', None),
+            transport=args.node_transport)
     recorder.extra.update(bag_facts(samples))
     report = recorder.report()
     print(format_table(report))

@@ -16,6 +16,7 @@ from typing import Any
 from convitac_ros.bags.io import BagError, BagRecord
 from convitac_ros.bags.replay import BagPlayer, ReplayOptions
 from convitac_ros.bags.samples import BagSamples
+from convitac_ros.bags.topics import node_topics
 from convitac_ros.evaluation.metrics import EvaluationRecorder, latency_summary
 from convitac_ros.ros.client import Answer, NodeClient
 
@@ -39,17 +40,21 @@ class OnlineSession:
         target: Fully qualified name of the evaluated node.
         options: Replay options (rate, subscriber wait).
         on_answer: Called with each answer as it arrives.
-        ros_args: Extra ROS arguments for the evaluator's context.
+        ros_args: Command-line arguments for the evaluator's ROS context.
+        transport: The node's `image_transport`; the bag's image topics are published on the
+            node's input topics in that form, whatever their recorded names and form.
     """
 
     def __init__(self, samples: BagSamples, target: str, options: ReplayOptions,
                  on_answer: Callable[[Answer], None] | None = None,
-                 ros_args: list[str] | None = None) -> None:
+                 ros_args: list[str] | None = None, transport: str = 'raw') -> None:
         self.samples = samples
         # In the evaluated node's namespace, so that the bag's relative topics reach it.
         self.client = NodeClient(target, on_answer=on_answer, name='convitac_evaluate',
                                  ros_args=ros_args or ())
         options.topics = samples.image_topics
+        options.remap = dict(zip(samples.image_topics,
+                                 node_topics(samples.image_topics, transport)))
         try:
             self.player = BagPlayer(self.client.node, samples.path, options)
         except BaseException:
@@ -68,7 +73,7 @@ class OnlineSession:
             BagError: Nothing subscribes to the bag's image topics in time.
         """
         if not self.player.wait_for_subscribers(timeout):
-            raise BagError(f'no node subscribes to {self.samples.image_topics} '
+            raise BagError(f'no node subscribes to {list(self.player.publishers)} '
                            f'(is the node running, in this ROS domain?)')
         deadline = time.monotonic() + timeout
         while self.client.result_subscription.get_publisher_count() == 0:
@@ -131,7 +136,8 @@ def print_answer(truths: dict[int, dict[str, str]], origin_ns: int) -> Callable[
 def evaluate_online(samples: BagSamples, *, node: str = '/convitac_node', rate: float = 1.0,
                     lock_step: bool = False, timeout: float = 10.0, predictor: Any = None,
                     live: bool = False, progress: bool = True,
-                    ros_args: list[str] | None = None) -> EvaluationRecorder:
+                    ros_args: list[str] | None = None,
+                    transport: str = 'raw') -> EvaluationRecorder:
     """Replay a bag into a running node (paced or lock-step) and record its answers.
 
     Args:
@@ -146,13 +152,14 @@ def evaluate_online(samples: BagSamples, *, node: str = '/convitac_node', rate: 
         live: Print each answer to an evaluation point as it arrives.
         progress: Show the replay progress bar.
         ros_args: Command-line arguments for the evaluator's ROS context.
+        transport: The node's `image_transport` (`raw` or `compressed`).
     """
     truths = {p.stamp_ns: p.labels for p in samples.points}
     options = ReplayOptions(rate=rate, progress=progress and not live,
                             wait_for_subscribers=timeout)
     origin = samples.sets[0].stamp_ns if samples.sets else 0
     session = OnlineSession(samples, node, options,
-                            print_answer(truths, origin) if live else None, ros_args)
+                            print_answer(truths, origin) if live else None, ros_args, transport)
     try:
         session.wait_ready(timeout)
         # The node's counters before and after (diagnostics come at about 1 Hz).

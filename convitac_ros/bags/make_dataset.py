@@ -1,0 +1,312 @@
+"""`convitac_make_dataset`: labelled recordings -> a training dataset in the Touch and Go layout.
+
+Each bag is paired as the node pairs it (`bag_samples`); every synchronized set becomes one
+frame pair of a session (one session per recording, so that splits by session are splits by
+recording), and every set inside a labelled interval of the bag's labels file becomes a
+sample. The layout is the one `convitac_ros.data.TouchAndGo` reads, so training needs no new
+loader::
+
+    DIR/category_reference.txt        material classes (`<name>: <index>`)
+    DIR/label.txt                     every frame of every session (sequence context)
+    DIR/train.txt, DIR/test.txt       `<session>/<frame>.png,<material index>` per sample
+    DIR/train_rough.txt, test_rough   the same for roughness (0 smooth, 1 rough), when labelled
+    DIR/<session>/video_frame/<frame>.png, DIR/<session>/gelsight_frame/<frame>.png
+    DIR/dataset.yaml                  the `data` section for `training/train.py --config`
+
+The loader's sequences are the preceding frames of the session, so a sample's frames are the
+node's window at that set. Frames are stored as PNG: the pixels the node would see, also for
+JPEG-compressed recordings. Hard/soft is a property of the material in this layout: the
+materials labelled soft are written into `dataset.yaml` (`soft_materials`), and a material
+labelled both hard and soft is refused. The layout holds one tactile sensor and no grasp
+outcome. The last `--val-recordings` bags go to `test.txt` and validate the run
+(recording-disjoint); evaluate on recordings kept out of the dataset altogether.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+import re
+import shutil
+import sys
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+import yaml
+
+from convitac_ros.bags.io import BagError
+from convitac_ros.bags.labels import LabelsError, LabelsFile, read_labels
+from convitac_ros.bags.samples import BagSamples, load_bag_samples
+from convitac_ros.data.sample import HARDNESS_CLASSES, ROUGHNESS_CLASSES
+from convitac_ros.evaluation.cli import add_topic_arguments
+
+UNSUPPORTED_HEADS = ('grasp_success',)
+CONFIG_FILE = 'dataset.yaml'
+
+
+@dataclass
+class Recording:
+    """One bag with its labels, paired.
+
+    Attributes:
+        session: Session folder name.
+        split: `train` or `test`.
+        samples: The paired bag.
+    """
+
+    session: str
+    split: str
+    samples: BagSamples
+
+
+@dataclass
+class DatasetSummary:
+    """What was written.
+
+    Attributes:
+        root: The dataset folder.
+        sessions: Session -> (split, frames, samples).
+        materials: Material classes in index order.
+        soft_materials: Materials labelled soft.
+        task: `material` or `roughness` (which list defines the samples).
+    """
+
+    root: Path
+    sessions: dict[str, tuple[str, int, int]] = field(default_factory=dict)
+    materials: list[str] = field(default_factory=list)
+    soft_materials: list[str] = field(default_factory=list)
+    task: str = 'material'
+
+
+def session_name(index: int, bag: Path) -> str:
+    """`<index>_<bag name>` with only safe characters (a folder and a list-file token)."""
+    return f'{index:03d}_' + re.sub(r'[^A-Za-z0-9_.-]', '_', bag.name.rstrip('/') or 'bag')
+
+
+def material_classes(labels: Sequence[LabelsFile], classes_from: dict[str, list[str]] | None
+                     ) -> list[str]:
+    """The material class list: a checkpoint's (so its head is reused) or first-use order.
+
+    Raises:
+        LabelsError: A labelled material is not among the checkpoint's classes.
+    """
+    used: list[str] = []
+    for file in labels:
+        used += [name for name in file.classes().get('material', []) if name not in used]
+    if classes_from is None or 'material' not in classes_from:
+        return used
+    known = list(classes_from['material'])
+    for file in labels:
+        for row in file.rows:
+            name = row.labels.get('material')
+            if name is not None and name not in known:
+                raise LabelsError(f'{file.path}:{row.line}: material {name!r} is not a class of '
+                                  f'the checkpoint (it has {", ".join(known)})')
+    return known
+
+
+def soft_materials(labels: Sequence[LabelsFile]) -> list[str]:
+    """Materials labelled soft, checking that each material has one hardness.
+
+    Raises:
+        LabelsError: Hardness without material, or a material labelled hard and soft.
+    """
+    hardness_of: dict[str, tuple[str, str]] = {}
+    for file in labels:
+        for row in file.rows:
+            hardness = row.labels.get('hardness')
+            if hardness is None:
+                continue
+            where = f'{file.path}:{row.line}'
+            if hardness not in HARDNESS_CLASSES:
+                raise LabelsError(f'{where}: hardness {hardness!r} is not one of '
+                                  f'{HARDNESS_CLASSES}')
+            material = row.labels.get('material')
+            if material is None:
+                raise LabelsError(f'{where}: hardness without material; in the Touch and Go '
+                                  'layout hardness follows from the material')
+            seen = hardness_of.setdefault(material, (hardness, where))
+            if seen[0] != hardness:
+                raise LabelsError(f'{where}: {material} is {hardness} here and {seen[0]} at '
+                                  f'{seen[1]}; the layout gives a material one hardness')
+    return sorted(m for m, (h, _) in hardness_of.items() if h == 'soft')
+
+
+def check_heads(labels: Sequence[LabelsFile]) -> str:
+    """The layout's task for these labels (`material` or `roughness`).
+
+    Raises:
+        LabelsError: A head the layout cannot hold, a bad roughness, or nothing to train on.
+    """
+    heads = {h for file in labels for h in file.heads}
+    for file in labels:
+        unsupported = [h for h in file.heads if h in UNSUPPORTED_HEADS]
+        if unsupported:
+            raise LabelsError(f'{file.path}: head(s) {unsupported} cannot be written in the '
+                              'Touch and Go layout (material, hardness, roughness)')
+        for row in file.rows:
+            rough = row.labels.get('roughness')
+            if rough is not None and rough not in ROUGHNESS_CLASSES:
+                raise LabelsError(f'{file.path}:{row.line}: roughness {rough!r} is not one of '
+                                  f'{ROUGHNESS_CLASSES}')
+    if 'material' in heads:
+        return 'material'
+    if 'roughness' in heads:
+        return 'roughness'
+    raise LabelsError('the labels files label neither material nor roughness: nothing to train')
+
+
+def write_frame(path: Path, rgb: np.ndarray) -> None:
+    """Store a uint8 RGB frame as PNG (lossless)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), np.ascontiguousarray(rgb[..., ::-1])):
+        raise OSError(f'cannot write {path}')
+
+
+def make_dataset(bags: Sequence[str | Path], labels: Sequence[str | Path], output: str | Path,
+                 *, camera_topic: str | None = None, tactile_topic: str | None = None,
+                 val_recordings: int = 0, classes_from: dict[str, list[str]] | None = None,
+                 progress: bool = True) -> DatasetSummary:
+    """Write labelled recordings as a Touch and Go layout dataset (see the module docstring).
+
+    Args:
+        bags: The recordings.
+        labels: One labels file per bag, in the same order.
+        output: Folder to create (must not exist).
+        camera_topic: Camera topic (mapping rules of `convitac_ros.bags.topics`).
+        tactile_topic: The tactile topic (one sensor).
+        val_recordings: The last this many bags form the `test` split, used for validation.
+        classes_from: A checkpoint's heads: its material class order is kept.
+        progress: Show a progress bar.
+
+    Returns:
+        What was written.
+
+    Raises:
+        BagError: A bag is missing, corrupt or lacks the topics.
+        LabelsError: A labels file is bad, does not fit the layout or covers no frame.
+        ValueError: Bad arguments or an existing output.
+    """
+    output = Path(output)
+    if output.exists():
+        raise ValueError(f'{output} exists already; datasets are never overwritten')
+    if len(bags) != len(labels) or not bags:
+        raise ValueError(f'give one labels file per bag: {len(bags)} bag(s), '
+                         f'{len(labels)} labels file(s)')
+    if not 0 <= val_recordings < len(bags):
+        raise ValueError(f'--val-recordings must leave at least one of the {len(bags)} '
+                         f'recordings for training, got {val_recordings}')
+    files = [read_labels(path) for path in labels]
+    task = check_heads(files)
+    materials = material_classes(files, classes_from)
+    soft = soft_materials(files)
+    recordings = []
+    for index, (bag, file) in enumerate(zip(bags, files)):
+        split = 'test' if index >= len(bags) - val_recordings else 'train'
+        tactile = None if tactile_topic is None else [tactile_topic]
+        samples = load_bag_samples(bag, 1, camera_topic=camera_topic, tactile_topics=tactile,
+                                   labels=file)
+        recordings.append(Recording(session_name(index, Path(bag)), split, samples))
+    summary = DatasetSummary(output, materials=materials, soft_materials=soft, task=task)
+    try:
+        _write(recordings, summary, progress)
+    except BaseException:
+        shutil.rmtree(output, ignore_errors=True)
+        raise
+    return summary
+
+
+def _write(recordings: list[Recording], summary: DatasetSummary, progress: bool) -> None:
+    root = summary.root
+    root.mkdir(parents=True)
+    lists: dict[str, list[str]] = {name: [] for name in
+                                   ('label', 'train', 'test', 'train_rough', 'test_rough')}
+    index_of = {name: i for i, name in enumerate(summary.materials)}
+    total = sum(len(r.samples.sets) for r in recordings)
+    with tqdm(total=total, unit='frame', desc='dataset', disable=not progress) as bar:
+        for recording in recordings:
+            labelled = {p.set_index: p.labels for p in recording.samples.points}
+            for index, frame_set in enumerate(recording.samples.sets):
+                camera, tactile = frame_set.rgb()[:2]
+                frame = f'{index:06d}.png'
+                folder = root / recording.session
+                write_frame(folder / 'video_frame' / frame, camera)
+                write_frame(folder / 'gelsight_frame' / frame, tactile)
+                entry = f'{recording.session}/{frame}'
+                lists['label'].append(f'{entry},-1')
+                point = labelled.get(index, {})
+                if 'material' in point:
+                    lists[recording.split].append(f'{entry},{index_of[point["material"]]}')
+                if 'roughness' in point:
+                    lists[f'{recording.split}_rough'].append(
+                        f'{entry},{ROUGHNESS_CLASSES.index(point["roughness"])}')
+                bar.update(1)
+            summary.sessions[recording.session] = (
+                recording.split, len(recording.samples.sets), len(labelled))
+    for name, lines in lists.items():
+        if lines:
+            (root / f'{name}.txt').write_text('\n'.join(lines))
+    (root / 'category_reference.txt').write_text(
+        ''.join(f'{name}: {i}\n' for i, name in enumerate(summary.materials)))
+    has_test = any(r.split == 'test' for r in recordings)
+    data = {'dataset': 'touch_and_go', 'root': str(root.resolve()), 'train_split': 'train',
+            'val_split': 'test' if has_test else 'holdout', 'test_split': 'test',
+            'options': {'task': summary.task, 'soft_materials': summary.soft_materials}}
+    (root / CONFIG_FILE).write_text(
+        '# Written by convitac_make_dataset: the data section for training/train.py --config\n'
+        + yaml.safe_dump({'name': root.name, 'data': data}, sort_keys=False))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Command-line interface of `convitac_make_dataset`."""
+    parser = argparse.ArgumentParser(
+        prog='convitac_make_dataset', description=__doc__.split('\n\n')[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument('bags', nargs='+', metavar='BAG', help='recordings (rosbag2 folders)')
+    parser.add_argument('--labels', nargs='+', required=True, metavar='FILE',
+                        help='one labels file per bag, same order')
+    parser.add_argument('--output', '-o', required=True, help='dataset folder to create')
+    add_topic_arguments(parser)
+    parser.add_argument('--val-recordings', type=int, default=0,
+                        help='the last N recordings form the test split that validates '
+                        'training (0: a seeded holdout of the training frames)')
+    parser.add_argument('--classes-from', metavar='CHECKPOINT',
+                        help="keep this checkpoint's material class order (its head is then "
+                        'reused by train.py --init-from)')
+    parser.add_argument('--quiet', action='store_true', help='no progress bar')
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `convitac_make_dataset`."""
+    args = build_parser().parse_args(argv)
+    try:
+        if args.tactile_topic and len(args.tactile_topic) > 1:
+            raise ValueError('the Touch and Go layout holds one tactile sensor; give one '
+                             '--tactile-topic')
+        classes = None
+        if args.classes_from:
+            from convitac_ros.checkpoint import read_metadata
+
+            classes = read_metadata(args.classes_from)['heads']
+        summary = make_dataset(
+            args.bags, args.labels, args.output, camera_topic=args.camera_topic,
+            tactile_topic=args.tactile_topic[0] if args.tactile_topic else None,
+            val_recordings=args.val_recordings, classes_from=classes,
+            progress=not args.quiet)
+    except (BagError, ValueError, OSError) as exc:
+        print(f'convitac_make_dataset: error: {exc}', file=sys.stderr)
+        return 1
+    samples = sum(s for _, _, s in summary.sessions.values())
+    frames = sum(f for _, f, _ in summary.sessions.values())
+    print(f'wrote {samples} labelled samples ({frames} frames) from {len(summary.sessions)} '
+          f'recording(s) to {summary.root}; train with: python training/train.py --config '
+          f'demo {summary.root / CONFIG_FILE} --init-from CHECKPOINT')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

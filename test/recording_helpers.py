@@ -1,0 +1,166 @@
+"""A team's recording, written the way `ros2 bag record` writes it, with plain `rosbags` code.
+
+Fully qualified topic names (a namespace or the team's driver names), rosbag2 version 9 mcap as
+Jazzy records it, rosbags' own CDR serializer (not rclpy), log time = receive time a little after
+the header stamp, the camera JPEG-compressed on `<topic>/compressed` (image_transport), tactile
+sensors raw, an unrelated topic in between. Each touch is a synthetic sample's press-in frames
+(held on the last one) between rest periods in which the gel is untouched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.typesys import get_typestore, Stores
+
+from convitac_ros.data import Sample
+from convitac_ros.data.synthetic.render import gelsight, TACTILE_SHAPE, to_uint8
+
+NS = 1_000_000_000
+START_NS = 1_760_000_000 * NS
+FPS = 15
+
+
+@dataclass
+class Recording:
+    """What was written.
+
+    Attributes:
+        ticks: Per tick, (camera stamp ns, camera RGB as the node decodes it, tactile RGBs).
+        rows: Labels-file rows (start_s, end_s, head -> class) of the touches, seconds from the
+            bag's first log time.
+        touch_ticks: Tick indices inside a touch.
+    """
+
+    ticks: list[tuple[int, np.ndarray, list[np.ndarray]]]
+    rows: list[tuple[float, float, dict[str, str]]]
+    touch_ticks: list[int]
+
+
+def rest_frame(seed: int) -> np.ndarray:
+    """An untouched GelSight image (no indentation, its own sensor noise), uint8 RGB."""
+    rng = np.random.default_rng(seed)
+    return to_uint8(gelsight(rng, np.zeros(TACTILE_SHAPE, np.float32)))
+
+
+def write_recording(path: Path, samples: list[Sample], heads: dict[str, list[str]],
+                    camera: str, tactile: list[str], hold: int = 4, rest: int = 3, lead: int = 10,
+                    label_heads: tuple[str, ...] = ('material', 'hardness')) -> Recording:
+    """Write a recording of `samples` as touches; return its ticks and its labels rows.
+
+    Args:
+        path: Bag directory to create.
+        samples: One touch each; its first tactile stream feeds every tactile topic (the second
+            sensor sees it mirrored).
+        heads: Class names of the samples' labels.
+        camera: Camera topic (JPEG on `<camera>/compressed`).
+        tactile: Tactile topics (raw rgb8), one per sensor.
+        hold: Ticks per touch.
+        rest: Untouched ticks before each touch and after the last.
+        lead: More untouched ticks at the start of the recording.
+        label_heads: Heads written into the rows.
+    """
+    store = get_typestore(Stores.ROS2_JAZZY)
+    image_t, jpeg_t = store.types['sensor_msgs/msg/Image'], store.types[
+        'sensor_msgs/msg/CompressedImage']
+    header_t, time_t = store.types['std_msgs/msg/Header'], store.types[
+        'builtin_interfaces/msg/Time']
+    string_t = store.types['std_msgs/msg/String']
+
+    def header(stamp: int, frame_id: str):
+        return header_t(stamp=time_t(sec=stamp // NS, nanosec=stamp % NS), frame_id=frame_id)
+
+    ticks: list[tuple[int, np.ndarray, list[np.ndarray]]] = []
+    spans: list[tuple[int, int, dict[str, str]]] = []
+    touch_ticks: list[int] = []
+    with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        cam = writer.add_connection(camera + '/compressed', jpeg_t.__msgtype__, typestore=store)
+        tacs = [writer.add_connection(t, image_t.__msgtype__, typestore=store) for t in tactile]
+        chatter = writer.add_connection('/chatter', string_t.__msgtype__, typestore=store)
+
+        def tick(visual: np.ndarray, touch: np.ndarray) -> None:
+            stamp = START_NS + len(ticks) * (NS // FPS)
+            ok, jpeg = cv2.imencode('.jpg', np.ascontiguousarray(visual[..., ::-1]))
+            assert ok
+            seen = cv2.imdecode(jpeg, cv2.IMREAD_COLOR)[..., ::-1].copy()
+            writer.write(cam, stamp + 2_000_000, store.serialize_cdr(
+                jpeg_t(header=header(stamp, 'wrist_cam'), format='rgb8; jpeg compressed bgr8',
+                       data=jpeg.reshape(-1)), jpeg_t.__msgtype__))
+            frames = []
+            for k, connection in enumerate(tacs):
+                frame = np.ascontiguousarray(touch if k == 0 else touch[:, ::-1])
+                t_stamp = stamp + 3_000_000 + k * 1_000_000
+                writer.write(connection, t_stamp + 1_000_000, store.serialize_cdr(
+                    image_t(header=header(t_stamp, f'gel{k}'), height=frame.shape[0],
+                            width=frame.shape[1], encoding='rgb8', is_bigendian=0,
+                            step=frame.shape[1] * 3, data=frame.reshape(-1)),
+                    image_t.__msgtype__))
+                frames.append(frame)
+            if len(ticks) % 5 == 0:
+                writer.write(chatter, stamp + 5_000_000, store.serialize_cdr(
+                    string_t(data='hello'), string_t.__msgtype__))
+            ticks.append((stamp, seen, frames))
+
+        for _ in range(lead):
+            tick(samples[0].visual[0], rest_frame(len(ticks)))
+        for sample in samples:
+            for _ in range(rest):
+                tick(sample.visual[0], rest_frame(len(ticks)))
+            first = len(ticks)
+            frames = list(zip(sample.visual, sample.tactile[0]))
+            for k in range(hold):
+                visual, touch = frames[min(k, len(frames) - 1)]
+                touch_ticks.append(len(ticks))
+                tick(visual, touch)
+            labels = {h: heads[h][sample.labels[h]] for h in label_heads
+                      if sample.labels.get(h, -1) >= 0}
+            spans.append((ticks[first][0], ticks[-1][0], labels))
+        for _ in range(rest):
+            tick(samples[-1].visual[-1], rest_frame(len(ticks)))
+    origin = START_NS + 2_000_000  # the first log time: the first camera message
+    rows = [((a - origin) / NS - 0.02, (b - origin) / NS + 0.02, labels)
+            for a, b, labels in spans]
+    return Recording(ticks, rows, touch_ticks)
+
+
+def labels_csv(path: Path, rows: list[tuple[float, float, dict[str, str]]],
+               heads: tuple[str, ...] = ('material', 'hardness')) -> Path:
+    """Write `rows` as a labels file."""
+    lines = ['# touches of the test recording', ','.join(['start', 'end', *heads])]
+    lines += [','.join([f'{a:.3f}', f'{b:.3f}', *(labels.get(h, '') for h in heads)])
+              for a, b, labels in rows]
+    path.write_text('\n'.join(lines) + '\n')
+    return path
+
+
+def main() -> None:
+    """Write two recordings of a synthetic world's test split, with their true labels files.
+
+    Usage: ``python test/recording_helpers.py DATA_ROOT OUTPUT [TOUCHES_A TOUCHES_B]`` (the
+    README's walkthrough): ``OUTPUT/session_a`` and ``session_b`` as the team's drivers would be
+    recorded, and ``session_*.truth.csv``, the labels a team would type in.
+    """
+    import sys
+
+    from convitac_ros.data import build_dataset
+
+    root, output = Path(sys.argv[1]), Path(sys.argv[2])
+    counts = [int(n) for n in sys.argv[3:5]] or [60, 30]
+    world = build_dataset('touch_and_go', root, 'test')
+    output.mkdir(parents=True)
+    start = 0
+    for name, count in zip(('session_a', 'session_b'), counts):
+        part = [world[i] for i in range(start, start + count)]
+        start += count
+        recording = write_recording(output / name, part, world.heads,
+                                    '/wrist_cam/color/image_raw', ['/gsmini/image_raw'])
+        labels_csv(output / f'{name}.truth.csv', recording.rows)
+        print(f'{output / name}: {count} touches, {len(recording.ticks)} frames')
+
+
+if __name__ == '__main__':
+    main()
