@@ -152,7 +152,11 @@ def test_backend_device_and_precision_errors_are_clear(tiny, tmp_path):
     value = onnx.helper.make_tensor_value_info
     graph = onnx.helper.make_graph([node], 'g', [value('x', onnx.TensorProto.FLOAT, [1])],
                                    [value('y', onnx.TensorProto.FLOAT, [1])])
-    onnx.save(onnx.helper.make_model(graph), str(foreign))
+    # IR 8 / opset 17: loadable by every onnxruntime we meet (a newer onnx writes a newer IR
+    # version by default, which an older onnxruntime refuses for the wrong reason).
+    model = onnx.helper.make_model(graph, ir_version=8,
+                                   opset_imports=[onnx.helper.make_opsetid('', 17)])
+    onnx.save(model, str(foreign))
     with pytest.raises(OnnxModelError, match='not a convitac export'):
         OnnxPredictor(foreign)
     garbage = tmp_path / 'garbage.onnx'
