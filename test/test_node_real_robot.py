@@ -6,14 +6,15 @@ Real convitac_node processes, real publishers in this process, the shipped Fast 
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+import sys
 import time
 
 from node_harness import image, NodeProcess, Probe, status_values, wait_until
 import numpy as np
 import pytest
-from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
 from convitac_ros.ros.dds_profile import PROFILE_VARIABLES, use_fastdds_profile
@@ -55,25 +56,52 @@ def stop(node):
     assert code == 0, text
 
 
+# A camera driver's process: Fast DDS reads its profile when a process creates its first
+# participant, so the large frames come from a process started with the profile, as on a robot
+# (this test process has made participants before, without it).
+CAMERA_DRIVER = """
+import json, sys, time
+import numpy as np
+import rclpy
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import Image
+from convitac_ros.ros.client import image_message
+rclpy.init()
+node = rclpy.create_node('camera_driver')
+publishers = [node.create_publisher(Image, topic, qos_profile_sensor_data)
+              for topic in ('/camera/image_raw', '/tactile/image_raw')]
+while not all(p.get_subscription_count() for p in publishers):
+    time.sleep(0.05)
+time.sleep(float(sys.argv[1]))  # the node's side matches too
+rng = np.random.default_rng(1)
+big = rng.integers(0, 256, size=(480, 640, 3), dtype=np.uint8)
+small = rng.integers(0, 256, size=(240, 320, 3), dtype=np.uint8)
+stamps = []
+for _ in range(90):
+    stamp = time.time_ns()
+    publishers[0].publish(image_message(big, stamp))
+    publishers[1].publish(image_message(small, stamp, frame_id='tactile'))
+    stamps.append(stamp)
+    time.sleep(1 / 30)
+print(json.dumps(stamps), flush=True)
+time.sleep(1.0)
+node.destroy_node()
+rclpy.shutdown()
+"""
+
+
 def test_large_best_effort_camera_at_30_hz_is_answered_without_transport_loss(
         profile, tiny_checkpoint, predictor, tmp_path):
     node = start(tiny_checkpoint, tmp_path)
-    probe = Probe(list(predictor.heads))
+    probe = Probe(list(predictor.heads), num_tactile=0)
+    driver = None
     try:
-        camera = probe.node.create_publisher(Image, '/camera/image_raw', qos_profile_sensor_data)
-        tactile = probe.node.create_publisher(Image, '/tactile/image_raw',
-                                              qos_profile_sensor_data)
-        probe.publishers = [camera, tactile]
-        probe.wait_for_subscribers(timeout=60)
-        rng = np.random.default_rng(1)
-        big = rng.integers(0, 256, size=(480, 640, 3), dtype=np.uint8)
-        small = rng.integers(0, 256, size=(240, 320, 3), dtype=np.uint8)
-        stamps = []
-        for _ in range(90):
-            stamp = time.time_ns()
-            probe.publish([image(big, stamp), image(small, stamp, frame_id='tactile')])
-            stamps.append(stamp)
-            time.sleep(1 / 30)
+        wait_until(lambda: probe.result_subscription.get_publisher_count() > 0, 60,
+                   'the node never published results')
+        driver = NodeProcess({}, tmp_path / 'driver.log',
+                             command=[sys.executable, '-c', CAMERA_DRIVER, '2.0'])
+        assert driver.wait(120) == 0, driver.log()
+        stamps = json.loads(driver.log().strip().splitlines()[-1])
         answerable = set(stamps[1:])  # the first set only fills the two-set window
         wait_until(lambda: len(answerable & {r['stamp_ns'] for r in list(probe.results)})
                    >= 0.95 * len(answerable), 30, 'fewer than 95 % of the pairs answered')
@@ -81,6 +109,8 @@ def test_large_best_effort_camera_at_30_hz_is_answered_without_transport_loss(
         assert values['camera/image_raw lost in transport'] == '0', values
         assert values['tactile/image_raw lost in transport'] == '0', values
     finally:
+        if driver is not None:
+            driver.stop()
         probe.close()
         stop(node)
 
