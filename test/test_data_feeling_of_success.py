@@ -69,7 +69,7 @@ def test_length_one_uses_the_during_frames_with_their_own_sizes(root: Path):
 
 def test_dataset_declares_two_sensors(root: Path):
     dataset = FeelingOfSuccess(root, 'train', tactile_len=1)
-    assert (dataset.num_tactile_sensors, dataset.visual_len, dataset.tactile_len) == (2, 2, 1)
+    assert (dataset.num_tactile, dataset.visual_len, dataset.tactile_len) == (2, 2, 1)
 
 
 def test_explicit_files_restrict_the_trials(root: Path):

@@ -54,7 +54,7 @@ def test_longer_sequences_repeat_the_single_frame(root: Path):
     dataset = ObjectFolderReal(root, 'train', visual_len=2, tactile_len=3)
     sample = dataset[0]
     assert len(sample.visual) == 2 and len(sample.tactile[0]) == 3
-    assert (dataset.num_tactile_sensors, dataset.visual_len, dataset.tactile_len) == (1, 2, 3)
+    assert (dataset.num_tactile, dataset.visual_len, dataset.tactile_len) == (1, 2, 3)
 
 
 def test_class_names_are_used_when_given(root: Path):

@@ -121,7 +121,7 @@ def test_images_are_rgb_uint8_with_their_own_sizes(root: Path):
 def test_dataset_declares_sensor_count_and_lengths(root: Path):
     dataset = build_dataset('touch_and_go', root, 'train', visual_len=3, tactile_len=1)
     assert isinstance(dataset, TouchAndGo)
-    assert (dataset.num_tactile_sensors, dataset.visual_len, dataset.tactile_len) == (1, 3, 1)
+    assert (dataset.num_tactile, dataset.visual_len, dataset.tactile_len) == (1, 3, 1)
 
 
 def test_custom_category_reference_defines_classes_and_soft_by_name(root: Path):

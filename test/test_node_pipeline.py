@@ -12,6 +12,7 @@ import pytest
 from convitac_ros.ros.image_conversion import ImageConversionError
 from convitac_ros.ros.pipeline import (
     Counters,
+    Drop,
     DropOldestQueue,
     FrameSet,
     LatencyWindow,
@@ -188,10 +189,12 @@ def test_queue_hands_items_across_threads_in_order():
 
 def test_counters_and_latency_window():
     counters = Counters()
-    counters.add('dropped queue_full')
-    counters.add('dropped queue_full', 2)
+    counters.drop(Drop.QUEUE_FULL)
+    counters.drop(Drop.QUEUE_FULL, 2)
+    counters.add('pairs')
     counters.add('nothing', 0)
-    assert counters['dropped queue_full'] == 3 and counters.snapshot() == {'dropped queue_full': 3}
+    assert counters[Drop.QUEUE_FULL] == 3 and counters.drops() == {'queue_full': 3}
+    assert counters.snapshot() == {'pairs': 1} and counters['pairs'] == 1
     latency = LatencyWindow(size=100)
     assert latency.percentiles() is None
     for value in range(1, 201):

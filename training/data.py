@@ -108,7 +108,7 @@ def train_and_val(data: DataConfig, seed: int, **overrides: Any) -> tuple[Datase
 
 def with_info(subset: Subset, source: Dataset) -> Subset:
     """Copies the dataset declarations (heads, sequence lengths, sensors) onto a subset."""
-    for name in ('heads', 'num_tactile_sensors', 'visual_len', 'tactile_len'):
+    for name in ('heads', 'num_tactile', 'visual_len', 'tactile_len'):
         setattr(subset, name, getattr(source, name))
     return subset
 

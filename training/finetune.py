@@ -40,9 +40,9 @@ def finetune_model_config(loaded: LoadedCheckpoint, dataset: Dataset) -> ModelCo
     Raises:
         ConfigError: The dataset has another number of tactile sensors than the checkpoint.
     """
-    if dataset.num_tactile_sensors != loaded.config.num_tactile:
+    if dataset.num_tactile != loaded.config.num_tactile:
         raise ConfigError(f'{loaded.path} takes {loaded.config.num_tactile} tactile sensor(s), '
-                          f'the dataset has {dataset.num_tactile_sensors}')
+                          f'the dataset has {dataset.num_tactile}')
     heads = tuple((head, len(classes)) for head, classes in dataset.heads.items())
     return replace(loaded.config, heads=heads)
 

@@ -119,7 +119,7 @@ def build_model_config(config: TrainConfig, dataset: Dataset) -> ModelConfig:
         raise ConfigError(f'model.preset must be one of {PRESETS}, got {config.model.preset!r}')
     from_data = {
         'visual_len': dataset.visual_len, 'tactile_len': dataset.tactile_len,
-        'num_tactile': dataset.num_tactile_sensors,
+        'num_tactile': dataset.num_tactile,
         'heads': tuple((head, len(classes)) for head, classes in dataset.heads.items()),
     }
     overrides = dict(config.model.overrides)

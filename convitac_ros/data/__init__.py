@@ -1,6 +1,6 @@
 """Datasets (Touch and Go, Feeling of Success, ObjectFolder Real), synthetic world, transforms.
 
-Every dataset yields `Sample`s and declares ``heads``, ``num_tactile_sensors``, ``visual_len``
+Every dataset yields `Sample`s and declares ``heads``, ``num_tactile``, ``visual_len``
 and ``tactile_len``; `build_dataset` creates one by name.
 """
 

@@ -83,7 +83,7 @@ class FeelingOfSuccess(Dataset):
         test_objects: Object names of the test split; overrides the hash rule.
     """
 
-    num_tactile_sensors = len(SENSORS)
+    num_tactile = len(SENSORS)
 
     def __init__(self, root: str | Path, split: str = 'train',
                  files: Sequence[str | Path] | None = None, visual_len: int = 2,

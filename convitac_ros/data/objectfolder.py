@@ -39,7 +39,7 @@ class ObjectFolderReal(Dataset):
         class_names: Material names in label order, when known.
     """
 
-    num_tactile_sensors = 1
+    num_tactile = 1
 
     def __init__(self, root: str | Path, split: str = 'train', visual_len: int = 1,
                  tactile_len: int = 1, class_names: Sequence[str] | None = None) -> None:

@@ -27,7 +27,7 @@ def build_dataset(name: str, root: str | Path, split: str, **kwargs: Any) -> Dat
             ``task`` (Touch and Go).
 
     Returns:
-        The dataset; it declares ``heads``, ``num_tactile_sensors``, ``visual_len``,
+        The dataset; it declares ``heads``, ``num_tactile``, ``visual_len``,
         ``tactile_len``.
 
     Raises:

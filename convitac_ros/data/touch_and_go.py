@@ -137,7 +137,7 @@ class TouchAndGo(Dataset):
         soft_materials: Names of the soft classes, see above.
     """
 
-    num_tactile_sensors = 1
+    num_tactile = 1
 
     def __init__(self, root: str | Path, split: str = 'train', task: str = 'material',
                  visual_len: int = 2, tactile_len: int = 2, frame_stride: int = 1,

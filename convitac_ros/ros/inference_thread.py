@@ -8,6 +8,7 @@ and turns /diagnostics to ERROR for a while.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 import threading
 import time
 from typing import Any
@@ -20,7 +21,14 @@ from std_msgs.msg import Header
 from convitac_ros.ros.debug_image import render_debug_image
 from convitac_ros.ros.image_conversion import ImageConversionError
 from convitac_ros.ros.node_guards import one_line
-from convitac_ros.ros.pipeline import DropOldestQueue, FrameSet, LatencyWindow, window_inputs
+from convitac_ros.ros.pipeline import (
+    Counters,
+    Drop,
+    DropOldestQueue,
+    FrameSet,
+    LatencyWindow,
+    window_inputs,
+)
 
 LOG_THROTTLE_S = 5.0
 
@@ -29,25 +37,46 @@ Window = tuple[FrameSet, ...]
 
 
 def header_of(frame_set: FrameSet) -> Header:
-    """The output header of a set: its (possibly receive-time) stamp, the camera frame_id."""
+    """The output header of a set: the camera message's own header, copied as it came.
+
+    Only where the set's stamp was replaced (a zero stamp taken as the receive time) is a new
+    header made, with that stamp and the camera's frame_id.
+    """
+    header = frame_set.msgs[0].header
     stamp = frame_set.stamp_ns
+    if header.stamp.sec * 1_000_000_000 + header.stamp.nanosec == stamp:
+        return header
     return Header(stamp=Time(sec=stamp // 1_000_000_000, nanosec=stamp % 1_000_000_000),
-                  frame_id=frame_set.msgs[0].header.frame_id)
+                  frame_id=header.frame_id)
 
 
 class InferenceThread(threading.Thread):
     """Consumes windows until the queue is closed. Started by activate, joined by deactivate."""
 
-    def __init__(self, node: Any, queue: DropOldestQueue) -> None:
-        """Bind to the node's predictor, outputs, parameters and counters."""
+    def __init__(self, queue: DropOldestQueue, predictor: Any, outputs: Any, counters: Counters,
+                 contact: Any, logger: Any, params: Callable[[], Any],
+                 now_ns: Callable[[], int]) -> None:
+        """Bind to what the worker needs and nothing more.
+
+        Args:
+            queue: Where the windows come from.
+            predictor: ``Predictor`` or ``OnnxPredictor``.
+            outputs: The node's output publishers.
+            counters: Shared event and drop counters.
+            contact: The contact-state estimator.
+            logger: An rclpy logger.
+            params: Returns the node's current parameters (they may change while active).
+            now_ns: The node's clock in nanoseconds (ROS time, for the age of a window).
+        """
         super().__init__(name='convitac_inference', daemon=True)
-        self._node = node
         self._queue = queue
-        self._predictor = node.predictor
-        self._outputs = node.outputs
-        self._counters = node.counters
-        self._logger = node.get_logger()
-        self._contact = node.contact
+        self._predictor = predictor
+        self._outputs = outputs
+        self._counters = counters
+        self._contact = contact
+        self._logger = logger
+        self._params = params
+        self._now_ns = now_ns
         self.latency = LatencyWindow()
         self.age = LatencyWindow()
         self.last_conversion_error: str | None = None
@@ -76,7 +105,7 @@ class InferenceThread(threading.Thread):
             if window is None:
                 return
             batch = [window]
-            params = self._node.params
+            params = self._params()
             if params.process_every_pair:
                 while len(batch) < params.max_batch:
                     more = self._queue.get(timeout=0)
@@ -97,7 +126,7 @@ class InferenceThread(threading.Thread):
             return window_inputs(window, predictor.visual_len, predictor.tactile_len,
                                  None if full_size else predictor.image_size)
         except ImageConversionError as exc:
-            self._counters.add('dropped conversion_error')
+            self._counters.drop(Drop.CONVERSION_ERROR)
             self.last_conversion_error = one_line(str(exc))
             self._last_conversion_error_s = time.monotonic()
             self._logger.warning(f'dropped a window: {self.last_conversion_error}',
@@ -106,7 +135,7 @@ class InferenceThread(threading.Thread):
 
     def _process(self, batch: list[Window]) -> None:
         # The picture (and the attention it needs) is only made for someone who looks at it.
-        debug = (self._node.params.publish_debug_image
+        debug = (self._params().publish_debug_image
                  and self._outputs.debug_image.get_subscription_count() > 0)
         pairs = [(w, s) for w in batch if (s := self._sample(w, full_size=debug)) is not None]
         if not pairs:
@@ -122,7 +151,7 @@ class InferenceThread(threading.Thread):
                 results = self._predictor.predict_batch([s for _, s in pairs])
         except Exception as exc:  # noqa: BLE001 - counted, logged and reported as ERROR
             self._counters.add('inference errors')
-            self._counters.add('dropped inference_error', len(pairs))
+            self._counters.drop(Drop.INFERENCE_ERROR, len(pairs))
             reason = one_line(f'{type(exc).__name__}: {exc}')
             self._last_error = (time.monotonic(), reason)
             self._logger.error(f'inference failed: {reason}', throttle_duration_sec=LOG_THROTTLE_S)
@@ -136,7 +165,7 @@ class InferenceThread(threading.Thread):
                  sample: tuple[list[np.ndarray], list[list[np.ndarray]]]) -> None:
         newest = window[-1]
         self._sequence += 1
-        params = self._node.params
+        params = self._params()
         contact = self._contact.update([sensor[-1] for sensor in sample[1]],
                                        params.contact_threshold)
         latency_ms = (time.perf_counter_ns() - newest.received_ns) / 1e6
@@ -147,7 +176,7 @@ class InferenceThread(threading.Thread):
             in_contact=contact.in_contact,
             labels=contact.in_contact or not params.publish_only_in_contact)
         self.latency.add(latency_ms)
-        self.age.add((self._node.get_clock().now().nanoseconds - newest.stamp_ns) / 1e6)
+        self.age.add((self._now_ns() - newest.stamp_ns) / 1e6)
         self._counters.add('inferences')
 
     def _publish_debug(self, window: Window, sample: tuple, probabilities: dict,

@@ -54,7 +54,7 @@ from convitac_ros.ros.node_guards import (
 )
 from convitac_ros.ros.outputs import OutputPublishers
 from convitac_ros.ros.parameters import INPUT_SPECS, INPUTS, NodeParameters, SPECS, validate
-from convitac_ros.ros.pipeline import Counters, DropOldestQueue, FrameSet, SlidingWindow
+from convitac_ros.ros.pipeline import Counters, Drop, DropOldestQueue, FrameSet, SlidingWindow
 from convitac_ros.ros.synchronizer import ApproximateTimeSynchronizer, stamp_to_ns
 from convitac_ros.ros.topics import NODE_NAME
 from convitac_ros.runtime_onnx import resolve_backend
@@ -148,7 +148,7 @@ class ConvitacNode(LifecycleNode):
                 changes[parameter.name] = parameter.value
         self.params = self.params.with_changes(changes)
         if {'queue_depth', 'process_every_pair', 'backlog_limit'} & changes.keys():
-            self.counters.add('dropped queue_full', self._queue.set_capacity(self._capacity()))
+            self.counters.drop(Drop.QUEUE_FULL, self._queue.set_capacity(self._capacity()))
         if 'diagnostics_period' in changes:
             self.destroy_timer(self._diagnostics_timer)
             self._diagnostics_timer = self.create_timer(
@@ -260,7 +260,9 @@ class ConvitacNode(LifecycleNode):
         self._window = SlidingWindow(max(predictor.visual_len, predictor.tactile_len))
         self._queue.set_capacity(self._capacity())
         self._queue.reopen()
-        self._thread = InferenceThread(self, self._queue)
+        self._thread = InferenceThread(
+            self._queue, predictor, self.outputs, self.counters, self.contact, self.get_logger(),
+            params=lambda: self.params, now_ns=lambda: self.get_clock().now().nanoseconds)
         self._thread.start()
         self._convert = converters
         self.contact.request_reference()
@@ -382,7 +384,7 @@ class ConvitacNode(LifecycleNode):
             item.zero_stamps += 1
             item.last_zero_stamp_s = now
             if self.params.zero_stamp_policy == 'drop':
-                self.counters.add('dropped zero_stamp')
+                self.counters.drop(Drop.ZERO_STAMP)
                 return
             stamp = self.get_clock().now().nanoseconds
         elif item.last_stamp_ns is not None and stamp < item.last_stamp_ns:
@@ -406,9 +408,8 @@ class ConvitacNode(LifecycleNode):
         try:
             check_image_size(msg, self.params.max_image_pixels)
         except ImageConversionError as exc:
-            reason = 'image_too_large' if isinstance(exc, ImageTooLargeError) \
-                else 'unreadable_image_size'
-            self.counters.add(f'dropped {reason}')
+            self.counters.drop(Drop.IMAGE_TOO_LARGE if isinstance(exc, ImageTooLargeError)
+                               else Drop.UNREADABLE_IMAGE_SIZE)
             self._last_refused_image = one_line(f'{self.inputs[index].topic}: {exc}')
             self.get_logger().warning(f'dropped an image: {self._last_refused_image}',
                                       throttle_duration_sec=RECENT_S)
@@ -420,11 +421,11 @@ class ConvitacNode(LifecycleNode):
         frame_set = FrameSet(msgs=tuple(m for m, _ in stamped), stamp_ns=stamped[0][1],
                              received_ns=time.perf_counter_ns(), convert=self._convert)
         window = self._window.push(frame_set)
-        if isinstance(window, str):
-            self.counters.add(f'dropped {window}')
+        if isinstance(window, Drop):
+            self.counters.drop(window)
             return
         if self._queue.put(window):
-            self.counters.add('dropped queue_full')
+            self.counters.drop(Drop.QUEUE_FULL)
 
     # ------------------------------------------------------------------ diagnostics
 
@@ -447,8 +448,7 @@ class ConvitacNode(LifecycleNode):
             checkpoint=str(self._checkpoint or self.params.checkpoint),
             pairing_rate_hz=rate('pairs', counts.get('pairs', 0)),
             inference_rate_hz=rate('inferences', counts.get('inferences', 0)),
-            drops={k[8:]: v for k, v in counts.items() if k.startswith('dropped ')},
-            counts={k: v for k, v in counts.items() if not k.startswith('dropped ')},
+            drops=self.counters.drops(), counts=counts,
             queue_length=len(self._queue),
             silent_timeout_s=self.params.silent_input_timeout,
             latency_budget_ms=self.params.latency_budget_ms,

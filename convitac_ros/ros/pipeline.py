@@ -14,6 +14,7 @@ import bisect
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+import enum
 import threading
 from typing import Any
 
@@ -108,6 +109,19 @@ def window_inputs(window: Sequence[FrameSet], visual_len: int, tactile_len: int,
     return visual, tactile
 
 
+class Drop(str, enum.Enum):
+    """Why a message, set or window was dropped (in /diagnostics: ``dropped <value>``)."""
+
+    WINDOW_FILLING = 'window_filling'
+    OUT_OF_ORDER = 'out_of_order'
+    QUEUE_FULL = 'queue_full'
+    ZERO_STAMP = 'zero_stamp'
+    IMAGE_TOO_LARGE = 'image_too_large'
+    UNREADABLE_IMAGE_SIZE = 'unreadable_image_size'
+    CONVERSION_ERROR = 'conversion_error'
+    INFERENCE_ERROR = 'inference_error'
+
+
 class SlidingWindow:
     """The newest synchronized sets, ordered by stamp, yielding windows of ``length`` sets.
 
@@ -115,8 +129,8 @@ class SlidingWindow:
     ``2 * length`` sets are kept so that such a late set still finds its predecessors.
     """
 
-    FILLING = 'window_filling'
-    OUT_OF_ORDER = 'out_of_order'
+    FILLING = Drop.WINDOW_FILLING
+    OUT_OF_ORDER = Drop.OUT_OF_ORDER
 
     def __init__(self, length: int) -> None:
         """Create an empty window of ``length`` (>= 1) sets."""
@@ -225,12 +239,13 @@ class DropOldestQueue:
 
 
 class Counters:
-    """Named event counters shared by threads (drops by reason, errors, ...)."""
+    """Event counters shared by threads: named counts and drops by :class:`Drop` reason."""
 
     def __init__(self) -> None:
         """Start with every count at zero."""
         self._lock = threading.Lock()
         self._counts: Counter[str] = Counter()
+        self._drops: Counter[Drop] = Counter()
 
     def add(self, name: str, amount: int = 1) -> None:
         """Count ``amount`` events named ``name``."""
@@ -238,15 +253,26 @@ class Counters:
             with self._lock:
                 self._counts[name] += amount
 
+    def drop(self, reason: Drop, amount: int = 1) -> None:
+        """Count ``amount`` drops for ``reason``."""
+        if amount:
+            with self._lock:
+                self._drops[Drop(reason)] += amount
+
     def snapshot(self) -> dict[str, int]:
-        """A copy of every count."""
+        """A copy of every named count."""
         with self._lock:
             return dict(self._counts)
 
-    def __getitem__(self, name: str) -> int:
-        """The count of ``name`` (0 when never counted)."""
+    def drops(self) -> dict[str, int]:
+        """A copy of the drop counts, by reason value."""
         with self._lock:
-            return self._counts[name]
+            return {reason.value: count for reason, count in self._drops.items()}
+
+    def __getitem__(self, name: str | Drop) -> int:
+        """The count of ``name``, or of a drop reason (0 when never counted)."""
+        with self._lock:
+            return self._drops[name] if isinstance(name, Drop) else self._counts[name]
 
 
 class LatencyWindow:
