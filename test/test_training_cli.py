@@ -47,3 +47,20 @@ def test_a_corrupt_image_is_one_line_naming_the_file(capsys, tmp_path, synthetic
     code, err = run(capsys, corrupt, tmp_path / 'run')
     assert code == 2 and 'cannot decode image (corrupt or not an image)' in err
     assert 'video_frame' in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize('script,argv,message', [
+    ('pretrain.py', ['--config', 'no_such_config'], "config 'no_such_config' not found"),
+    ('evaluate.py', ['--checkpoint', 'no/such.safetensors', '--dataset', 'touch_and_go',
+                     '--data-root', '.'], 'no/such.safetensors'),
+])
+def test_every_training_script_gives_user_errors_in_one_line(script, argv, message, tmp_path):
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, str(root / 'training' / script), *argv],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith(f'{script}: error: ') and message in done.stderr
+    assert 'Traceback' not in done.stderr and len(done.stderr.strip().splitlines()) == 1

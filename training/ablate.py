@@ -38,6 +38,7 @@ import yaml  # noqa: E402
 from convitac_ros.data import synthetic  # noqa: E402
 from convitac_ros.fileio import atomic_write_text  # noqa: E402
 from training.ablate_table import render_markdown, summarise  # noqa: E402
+from training.command import run_command  # noqa: E402
 from training.config import ConfigError, load_config, resolve_config_path, TrainConfig  # noqa
 from training.data import train_and_val  # noqa: E402
 from training.distributed import DistContext, init_distributed, shutdown_distributed  # noqa
@@ -348,4 +349,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run_command('ablate.py', main))

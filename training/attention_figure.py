@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+import sys
 from typing import Any
 
 import cv2  # noqa: E402
@@ -33,6 +34,7 @@ from torch.nn import functional as F  # noqa: E402
 from convitac_ros.checkpoint import load_checkpoint, LoadedCheckpoint  # noqa: E402
 from convitac_ros.fileio import atomic_write_text  # noqa: E402
 from training.ablate_table import mean_std  # noqa: E402
+from training.command import run_command  # noqa: E402
 from training.gradcam import (  # noqa: E402
     contact_scores,
     grad_cam,
@@ -257,4 +259,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run_command('attention_figure.py', main))

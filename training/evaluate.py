@@ -27,6 +27,7 @@ from convitac_ros.checkpoint import load_checkpoint  # noqa: E402
 from convitac_ros.data import build_dataset, MISSING_LABEL  # noqa: E402
 from convitac_ros.evaluation.metrics import plot_confusion  # noqa: E402
 from convitac_ros.fileio import atomic_write_text  # noqa: E402
+from training.command import run_command  # noqa: E402
 from training.config import parse_override  # noqa: E402
 from training.data import BatchCollator, targets  # noqa: E402
 from training.distributed import pick_device  # noqa: E402
@@ -168,4 +169,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run_command('evaluate.py', main))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+import sys
 from typing import Any
 
 import torch
@@ -24,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 from convitac_ros.checkpoint import default_preprocess, save_contrastive_encoder
 from convitac_ros.data.transforms import FrameAugmentation
 from convitac_ros.model import ContrastiveEncoder, load_dino_weights, ModelConfig, nt_xent_loss
+from training.command import run_command  # noqa: E402
 from training.config import TrainConfig
 from training.data import BatchCollator, train_and_val
 from training.distributed import DistContext, init_distributed, shutdown_distributed
@@ -166,4 +168,4 @@ def main(argv: list[str] | None = None) -> Path:
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run_command('pretrain.py', main))

@@ -36,10 +36,10 @@ from convitac_ros.checkpoint import (
     save_checkpoint,
 )
 from convitac_ros.data import MISSING_LABEL
-from convitac_ros.data.files import DataError
 from convitac_ros.data.transforms import FrameAugmentation
 from convitac_ros.model import ConViTac, ModelConfig
-from training.config import ConfigError, TrainConfig
+from training.command import run_command
+from training.config import TrainConfig
 from training.data import BatchCollator, train_and_val
 from training.distributed import (
     DistContext,
@@ -251,20 +251,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 # Errors in what the user gave (config, data on disk): one line and exit code 2. Anything else
 # is a bug and keeps its traceback.
-USER_ERRORS = (ConfigError, DataError, FileNotFoundError)
-
-
 def cli(argv: list[str] | None = None) -> int:
     """Run :func:`main` as a command; return the exit code (2 for a user error)."""
-    try:
-        main(argv)
-    except RunStopped as stopped:
-        print(f'{stopped}; continue with --resume', file=sys.stderr)
-        return 1
-    except USER_ERRORS as error:
-        print(f'train.py: error: {error}', file=sys.stderr)
-        return 2
-    return 0
+    return run_command('train.py', main, argv)
 
 
 if __name__ == '__main__':
