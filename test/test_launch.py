@@ -27,7 +27,8 @@ def generate_test_description():
     """Launch the node on the CPU with the package's launch file."""
     include = launch_actions.IncludeLaunchDescription(
         launch_sources.PythonLaunchDescriptionSource(str(LAUNCH_FILE)),
-        launch_arguments={'device': 'cpu', 'namespace': 'launch_test'}.items())
+        launch_arguments={'checkpoint': 'demo', 'device': 'cpu',
+                          'namespace': 'launch_test'}.items())
     return launch.LaunchDescription([include, testing_actions.ReadyToTest()]), {}
 
 

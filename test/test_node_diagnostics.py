@@ -131,6 +131,7 @@ def test_messages_lost_in_transport_warn_while_recent():
     status = health_status(health)
     assert status.level == WARN
     assert 'camera/image_raw lost 7 messages in transport' in status.message
+    assert 'config/fastdds.xml' in status.message
     assert values(status)['camera/image_raw lost in transport'] == '7'
     health.inputs[0].recent_lost = False
     assert health_status(health).level == OK

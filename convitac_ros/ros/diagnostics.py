@@ -98,7 +98,9 @@ def _problems(health: Health) -> tuple[int, list[str]]:
                             'this node cannot connect to (incompatible QoS or type)')
         if item.recent_lost:
             level = max(level, WARN)
-            problems.append(f'{item.topic} lost {item.lost} messages in transport')
+            problems.append(f'{item.topic} lost {item.lost} messages in transport (large '
+                            'frames: every image publisher needs config/fastdds.xml, see the '
+                            'README, or use reliable QoS / compressed images)')
     if health.recent_conversion_error:
         # Some windows still answered: WARN; none at all: the input is unusable, ERROR.
         level = max(level, WARN if health.inference_rate_hz > 0 else ERROR)
