@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+import sys
 
-from node_harness import NodeProcess
+from node_harness import NodeClient, NodeProcess, random_checkpoint, wait_until
 import numpy as np
 import pytest
 from recording_helpers import labels_csv, write_recording
@@ -62,16 +63,9 @@ def team_recorded(samples, dataset, tmp_path_factory):
 @pytest.fixture(scope='module')
 def two_sensor_checkpoint(dataset, tmp_path_factory):
     """A real two-sensor checkpoint with the synthetic world's heads (random weights)."""
-    import torch
-
-    from convitac_ros.checkpoint import save_checkpoint
-    from convitac_ros.model import ConViTac, ModelConfig
-
     heads = {'material': dataset.heads['material'], 'hardness': dataset.heads['hardness']}
-    torch.manual_seed(0)
-    config = ModelConfig.tiny(num_tactile=2, heads=tuple((h, len(c)) for h, c in heads.items()))
-    path = tmp_path_factory.mktemp('two') / 'two_sensors.safetensors'
-    return save_checkpoint(path, ConViTac(config), heads=heads)
+    return random_checkpoint(tmp_path_factory.mktemp('two') / 'two_sensors.safetensors', heads,
+                             num_tactile=2)
 
 
 def evaluate_json(bag: Path, out: Path, *extra: str) -> dict:
@@ -222,3 +216,25 @@ def test_a_recording_without_the_wanted_topics_is_one_clear_line(team_recorded,
                           str(labels), '--quiet']) == 1
     err = capsys.readouterr().err
     assert 'no image topic for' in err and '--camera-topic' in err and err.count('\n') == 1
+
+
+def test_replay_cli_publishes_a_teams_recording_on_the_node_topics(team_recorded, tmp_path):
+    bag, recording, _ = team_recorded
+    with NodeClient('/convitac_node', name='replay_listener') as client:
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        from sensor_msgs.msg import Image
+
+        got: dict[str, list[str]] = {'camera': [], 'tactile': [], 'tactile_b': []}
+        qos = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
+        for name in got:
+            client.node.create_subscription(Image, f'/{name}/image_raw',
+                                            lambda m, n=name: got[n].append(m.encoding), qos)
+        replay = NodeProcess({}, tmp_path / 'replay.log', command=[
+            sys.executable, '-m', 'convitac_ros.bags.replay', str(bag), '--quiet', '--rate', '4',
+            '--wait-for-subscribers', '20', *TEAM_TOPICS, '--transport', 'raw'])
+        assert replay.wait(120) == 0, replay.log()
+        frames = len(recording.ticks)
+        wait_until(lambda: all(len(v) == frames for v in got.values()), 10,
+                   f'not every frame arrived: { {k: len(v) for k, v in got.items()} }')
+    # The JPEG camera arrives as raw rgb8 on the node's camera topic.
+    assert set(got['camera']) == {'rgb8'}

@@ -163,6 +163,20 @@ class BagPlayer:
         raw = record.raw if target is None else convert_record(record, is_compressed(target))
         self.publishers[record.topic].publish(raw)
 
+    def flush(self, timeout_s: float = 5.0) -> bool:
+        """Wait until every reliable subscriber acknowledged what was published.
+
+        A process that exits right after its last publish can otherwise take the last messages
+        with it. Best-effort publishers return at once.
+
+        Returns:
+            Whether everything was acknowledged within ``timeout_s`` (per publisher).
+        """
+        from rclpy.duration import Duration
+
+        return all(publisher.wait_for_all_acked(Duration(nanoseconds=int(timeout_s * 1e9)))
+                   for publisher in self.publishers.values())
+
     def play(self, stop: threading.Event | None = None,
              on_publish: Callable[[BagRecord, float], None] | None = None) -> ReplayStats:
         """Play the bag at its recorded pace until its end (or `stop`, when looping).
@@ -270,6 +284,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not player.wait_for_subscribers():
             node.get_logger().warning('not every image topic has a subscriber; playing anyway')
         stats = player.play()
+        if not player.flush():
+            node.get_logger().warning('not every subscriber acknowledged the last messages')
         print(f'published {stats.total} messages in {stats.wall_s:.1f} s '
               f'({stats.loops} pass(es)), worst lag {stats.max_lag_s * 1e3:.1f} ms')
         return 0
