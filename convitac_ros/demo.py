@@ -121,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     loopback_dds(args.domain_id, private=True)
     use_fastdds_profile()  # the demo publishes images: the robot-wide profile, here too
-    from convitac_ros.bags.io import BagError
+    from convitac_ros.bags.bagfile import BagError
 
     work = args.work_dir.resolve()
     for previous in ('data', 'demo_bag', 'report', 'node.log'):

@@ -32,7 +32,7 @@ def _share_directories() -> list[Path]:
 
 
 def share_file(*parts: str) -> Path:
-    """Locate an installed file, e.g. ``share_file('config', 'fastdds.xml')``.
+    """Locate an installed file of the package (config, models, launch) by its parts.
 
     Returns:
         The first existing candidate (ament share directory, ``<prefix>/share``, source tree);

@@ -22,7 +22,7 @@ from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image
 
 from convitac_ros.bags import make_bag
-from convitac_ros.bags.io import BagError, BagReader, read_records
+from convitac_ros.bags.bagfile import BagError, BagReader, read_records
 from convitac_ros.bags.make_bag import BagLayout, write_bag
 from convitac_ros.bags.replay import BagPlayer, ReplayOptions
 from convitac_ros.bags.samples import load_bag_samples

@@ -43,8 +43,8 @@ def test_a_users_params_file_keeps_its_checkpoint_and_device(tmp_path):
     ('tactile_topic', '/digit/image_raw', 'inputs.tactile.topic', '/digit/image_raw'),
     ('tactile_b_topic', 'right/image', 'inputs.tactile_b.topic', 'right/image'),
 ])
-def test_a_given_argument_overrides_the_files_after_them(tmp_path, argument, value, parameter,
-                                                          expected):
+def test_a_given_argument_overrides_the_files_after_them(
+        tmp_path, argument, value, parameter, expected):
     mine = tmp_path / 'team.yaml'
     mine.write_text('{}')
     result = plan(params_file=str(mine), sensor='digit', **{argument: value})

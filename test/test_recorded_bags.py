@@ -18,7 +18,7 @@ from recording_helpers import labels_csv, write_recording
 import yaml
 
 from convitac_ros.bags import make_bag
-from convitac_ros.bags.io import BagError
+from convitac_ros.bags.bagfile import BagError
 from convitac_ros.bags.labels import LabelsError, read_labels
 from convitac_ros.bags.topics import resolve_image_topics
 from convitac_ros.data import build_dataset

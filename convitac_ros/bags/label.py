@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from convitac_ros.bags.io import BagError
+from convitac_ros.bags.bagfile import BagError
 from convitac_ros.bags.labels import HEADS, LabelsError, write_labels
 from convitac_ros.bags.samples import load_bag_samples
 from convitac_ros.evaluation.cli import add_topic_arguments

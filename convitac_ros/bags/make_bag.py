@@ -28,7 +28,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 from tqdm import tqdm
 
-from convitac_ros.bags.io import (
+from convitac_ros.bags.bagfile import (
     BagError,
     BagWriter,
     COMPRESSED_SUFFIX,

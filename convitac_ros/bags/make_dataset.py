@@ -37,7 +37,7 @@ import numpy as np
 from tqdm import tqdm
 import yaml
 
-from convitac_ros.bags.io import BagError
+from convitac_ros.bags.bagfile import BagError
 from convitac_ros.bags.labels import LabelsError, LabelsFile, read_labels
 from convitac_ros.bags.samples import BagSamples, load_bag_samples
 from convitac_ros.data.sample import HARDNESS_CLASSES, ROUGHNESS_CLASSES

@@ -27,7 +27,7 @@ from rclpy.utilities import remove_ros_args
 from rosgraph_msgs.msg import Clock
 from tqdm import tqdm
 
-from convitac_ros.bags.io import (
+from convitac_ros.bags.bagfile import (
     BagError,
     BagReader,
     BagRecord,

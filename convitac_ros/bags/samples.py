@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from sensor_msgs.msg import CompressedImage
 
-from convitac_ros.bags.io import (
+from convitac_ros.bags.bagfile import (
     BagReader,
     BagRecord,
     GROUND_TRUTH_PREFIX,

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from rclpy.serialization import serialize_message
 from sensor_msgs.msg import CompressedImage, Image
 
-from convitac_ros.bags.io import BagError, BagRecord, COMPRESSED_SUFFIX
+from convitac_ros.bags.bagfile import BagError, BagRecord, COMPRESSED_SUFFIX
 from convitac_ros.ros.topics import CAMERA_TOPIC, TACTILE_TOPICS
 
 IMAGE_TYPES = ('sensor_msgs/msg/Image', 'sensor_msgs/msg/CompressedImage')

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from convitac_ros.bags.io import BagError, BagReader
+from convitac_ros.bags.bagfile import BagError, BagReader
 from convitac_ros.bags.labels import read_labels
 from convitac_ros.bags.samples import (
     BagSamples,

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import time
 from typing import Any
 
-from convitac_ros.bags.io import BagError, BagRecord
+from convitac_ros.bags.bagfile import BagError, BagRecord
 from convitac_ros.bags.replay import BagPlayer, ReplayOptions
 from convitac_ros.bags.samples import BagSamples
 from convitac_ros.bags.topics import node_topics

@@ -1,4 +1,4 @@
-"""Contact state: do the tactile frames differ from a no-contact reference?
+"""Contact state: whether the tactile frames differ from a no-contact reference.
 
 A GelSight-type sensor's image is almost constant while nothing touches the gel and changes
 where something presses into it. The reference is the first tactile frames the node sees after
