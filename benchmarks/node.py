@@ -16,11 +16,18 @@ camera/tactile pairs and receives ``~/result``. Four runs:
 4. the input path compared: the echo and the node with ``direct_input: true`` and ``false``
    (images taken by the executor's subscription callbacks) at ``--rate``, in interleaved
    rounds so that a machine whose speed drifts does not favour either.
+
+The node's own work (issue 17) is what remains of each pair's end-to-end latency after the
+transport (the echo floor's p50) and ``Predictor.predict`` (its p50, timed in the gaps of the
+same run): the synchronizer, window, conversion, queue hand-off, output building, publishing
+and diagnostics. Run 1 reports it as the row "node overhead" against a budget of
+``OVERHEAD_BUDGET_MS`` at p50; run 4 repeats it from interleaved rounds.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 import sys
 import tempfile
@@ -34,10 +41,13 @@ from benchmarks.load import Client, Sent
 from benchmarks.model import camera_frames, predictor_pieces
 from benchmarks.report import Check, Report, summarize, Table, time_calls
 from convitac_ros.inference import Predictor
+from convitac_ros.preprocess import resize_frame
 from convitac_ros.ros.client import loopback_dds, NodeProcess
+from convitac_ros.ros.dds_profile import PROFILE_VARIABLES
 from convitac_ros.ros.parameters import SPECS
 
 LATENCY_BAR = 1.25  # node p50 / model forward p50 (issue 7, tiny config)
+OVERHEAD_BUDGET_MS = 0.5  # the node's own work per pair at p50 (issue 17)
 ANSWERED = 0.95  # fraction of pairs that must get a result for a rate to count as sustained
 GROWTH = 1.5  # latency growth allowed over a run (last window p50 / first window p50)
 GROWTH_SLACK_MS = 2.0  # latency differences below this are scheduling noise, not growth
@@ -56,7 +66,8 @@ def run_node(args: argparse.Namespace, checkpoint: Path | None, device: torch.de
         'overload_factor': args.overload_factor, 'overload_s': args.overload_s,
         'device': str(device), 'dds': dds, 'camera_size': args.camera_size,
         'tactile_size': args.tactile_size, 'reliable': args.reliable,
-        'compressed': args.compressed})
+        'compressed': args.compressed,
+        'fastdds_profile': os.environ.get(PROFILE_VARIABLES[0]) or None})
     with tempfile.TemporaryDirectory(prefix='convitac_bench_') as tmp:
         checkpoint = checkpoint or _tiny_checkpoint(Path(tmp))
         report.settings['checkpoint'] = str(checkpoint)
@@ -94,14 +105,18 @@ def run_node(args: argparse.Namespace, checkpoint: Path | None, device: torch.de
             finally:
                 client.close()
         if args.input_rounds > 0:
-            _input_path_runs(args, parameters, sizes, echo, Path(tmp), report)
+            _input_path_runs(args, parameters, sizes, echo, pieces, Path(tmp), report)
     return report
 
 
 def _input_path_runs(args: argparse.Namespace, parameters: dict[str, Any],
-                     sizes: list[tuple[int, int]], echo: list[str], folder: Path,
-                     report: Report) -> None:
-    """Echo and node with direct and with executor input, in interleaved rounds."""
+                     sizes: list[tuple[int, int]], echo: list[str], pieces: dict[str, Any],
+                     folder: Path, report: Report) -> None:
+    """Echo and node with direct and with executor input, in interleaved rounds.
+
+    ``Predictor.predict`` is timed in the gaps of the node's rounds, so that the node's
+    overhead (node - echo - predict) comes from interleaved measurements too.
+    """
     rounds = args.input_rounds
     seconds = min(args.duration_s, ECHO_MAX_S) / rounds
     setups = {('echo', 'direct'): (echo, {}),
@@ -109,6 +124,7 @@ def _input_path_runs(args: argparse.Namespace, parameters: dict[str, Any],
               ('node', 'direct'): (None, parameters | {'direct_input': True}),
               ('node', 'executor'): (None, parameters | {'direct_input': False})}
     samples: dict[tuple[str, str], list[float]] = {key: [] for key in setups}
+    predict: list[float] = []
     for index in range(rounds):
         for (name, path), (command, params) in setups.items():
             log = folder / f'{name}_{path}_{index}.log'
@@ -117,26 +133,40 @@ def _input_path_runs(args: argparse.Namespace, parameters: dict[str, Any],
                 try:
                     client.wait_ready(process, 180.0)
                     client.run_rate(args.rate, 1.0)  # warm the path up; not measured
-                    sent = client.run_rate(args.rate, seconds)
+                    gaps = GapTimer(client, {'predict': pieces['node_predict']}) if (
+                        name == 'node') else None
+                    sent = client.run_rate(args.rate, seconds, gaps)
                     client.settle(0.5)
                     samples[(name, path)] += _latencies(client, sent)[0]
+                    predict += gaps.times['predict'] if gaps else []
                 finally:
                     client.close()
+    predict += time_calls(pieces['node_predict'],
+                          max(0, MIN_MODEL_SAMPLES - len(predict)), 0)
+    predict_ms = summarize(predict)['p50_ms']
     stats = {path: {name: summarize(samples[(name, path)]) for name in ('echo', 'node')}
              for path in ('direct', 'executor')}
-    report.results['input_path'] = stats | {'rounds': rounds, 'seconds': seconds}
+    for path in stats:
+        stats[path]['overhead'] = summarize(node_overhead(
+            samples[('node', path)], stats[path]['echo']['p50_ms'], predict_ms))
+    report.results['input_path'] = stats | {'rounds': rounds, 'seconds': seconds,
+                                            'predictor_predict': summarize(predict)}
     direct, executor = stats['direct'], stats['executor']
     table = Table(f'Input path at {args.rate:g} pairs/s: a thread of its own (direct_input: '
                   'true, the default) vs executor callbacks', [
                       'process', 'direct p50 ms', 'executor p50 ms', 'direct p95 ms',
                       'executor p95 ms', 'executor / direct p50'])
-    for name in ('echo', 'node'):
-        table.add(name, direct[name]['p50_ms'], executor[name]['p50_ms'],
+    labels = {'echo': 'echo', 'node': 'node',
+              'overhead': 'node overhead (node - echo p50 - predict p50)'}
+    for name, label in labels.items():
+        table.add(label, direct[name]['p50_ms'], executor[name]['p50_ms'],
                   direct[name]['p95_ms'], executor[name]['p95_ms'],
                   f"{executor[name]['p50_ms'] / direct[name]['p50_ms']:.2f}x")
     table.notes.append(f'{rounds} interleaved rounds of {seconds:g} s per process '
                        'and path (echo direct, echo executor, node direct, node executor), '
-                       'after the other runs; same rate, frames and client.')
+                       'after the other runs; same rate, frames and client. Predictor.predict '
+                       f'on model-size frames: p50 {predict_ms:.3g} ms, timed in the gaps of '
+                       'the node rounds.')
     report.tables.append(table)
 
 
@@ -153,7 +183,13 @@ def _pieces(predictor: Predictor, args: argparse.Namespace) -> dict[str, Any]:
     tactile = [camera_frames(predictor.tactile_len, tac_h, tac_w, seed=1 + sensor)
                for sensor in range(predictor.num_tactile)]
     predictor.warmup()
-    return predictor_pieces(predictor, visual, tactile)
+    pieces = predictor_pieces(predictor, visual, tactile)
+    # What the node's worker calls: each set is resized to the model's size once, on arrival.
+    size = predictor.image_size
+    sized = ([resize_frame(frame, size) for frame in visual],
+             [[resize_frame(frame, size) for frame in sensor] for sensor in tactile])
+    pieces['node_predict'] = lambda: predictor.predict(*sized)
+    return pieces
 
 
 def _latencies(client: Client, sent: list[Sent]) -> tuple[list[float], list[float]]:
@@ -162,6 +198,52 @@ def _latencies(client: Client, sent: list[Sent]) -> tuple[list[float], list[floa
     e2e = [(received - item.sent_ns) / 1e9 for item, received, _ in matched]
     internal = [payload.get('latency_ms', float('nan')) / 1e3 for _, _, payload in matched]
     return e2e, internal
+
+
+def node_overhead(end_to_end_s: list[float], floor_p50_ms: float, predict_p50_ms: float
+                  ) -> list[float]:
+    """The node's own work per pair: end to end minus the echo floor and ``predict``.
+
+    Args:
+        end_to_end_s: Each answered pair's end-to-end latency, in seconds.
+        floor_p50_ms: The echo floor's p50 (the transport), in ms.
+        predict_p50_ms: ``Predictor.predict``'s p50 on the frames the node hands it, in ms.
+
+    Returns:
+        Per pair, in seconds (negative where a pair beat the medians it is compared with).
+    """
+    subtract = (floor_p50_ms + predict_p50_ms) / 1e3
+    return [latency - subtract for latency in end_to_end_s]
+
+
+class GapTimer:
+    """A ``between`` hook for :meth:`Client.run_rate`: times calls in the gaps between pairs.
+
+    After each pair it waits for that pair's result, then times one of ``calls`` (by turns)
+    if it fits before the next publication, so that the timing never overlaps the node's work.
+    """
+
+    def __init__(self, client: Client, calls: dict[str, Any]) -> None:
+        """Time ``calls`` (name -> zero-argument callable) in ``client``'s gaps."""
+        self._client = client
+        self._calls = calls
+        self.times: dict[str, list[float]] = {name: [] for name in calls}
+        # The estimate that decides whether a call fits in the gap; updated as samples come.
+        self._estimate = {name: float(np.median(time_calls(call, 5, 2)))
+                          for name, call in calls.items()}
+        self._turn = 0
+
+    def __call__(self, item: Sent, next_time: float) -> None:
+        """Wait for ``item``'s result, then time the next call if it fits before ``next_time``."""
+        self._client.wait_result(item.stamp_ns, next_time - 1e-3)
+        names = list(self._calls)
+        name = names[self._turn % len(names)]
+        if next_time - time.perf_counter() > 2 * self._estimate[name]:
+            self._turn += 1
+            self.times[name].extend(time_calls(self._calls[name], 1, 0))
+            self._estimate[name] = float(np.median(self.times[name][-20:]))
+        else:  # a slow first estimate must not shut the gap out for good
+            self._estimate[name] *= 0.9
 
 
 def _echo_run(client: Client, args: argparse.Namespace) -> dict[str, Any]:
@@ -174,24 +256,10 @@ def _echo_run(client: Client, args: argparse.Namespace) -> dict[str, Any]:
 
 def _latency_run(client: Client, pieces: dict[str, Any], args: argparse.Namespace,
                  floor: dict[str, Any], report: Report) -> None:
-    model_times: dict[str, list[float]] = {'forward': [], 'predict': []}
-    # The estimate that decides whether a call fits in the gap; updated as samples come in.
-    estimate = {name: float(np.median(time_calls(pieces[name], 5, 2))) for name in model_times}
-    turn = [0]
-
-    def between(item: Sent, next_time: float) -> None:
-        # Wait for this pair's result, then time the model in the idle gap before the next
-        # pair (forward and predict by turns), so that it never overlaps the node's work.
-        client.wait_result(item.stamp_ns, next_time - 1e-3)
-        name = ('forward', 'predict')[turn[0] % 2]
-        if next_time - time.perf_counter() > 2 * estimate[name]:
-            turn[0] += 1
-            model_times[name].extend(time_calls(pieces[name], 1, 0))
-            estimate[name] = float(np.median(model_times[name][-20:]))
-        else:  # a slow first estimate must not shut the gap out for good
-            estimate[name] *= 0.9
-
-    sent = client.run_rate(args.rate, args.duration_s, between)
+    gaps = GapTimer(client, {name: pieces[name]
+                             for name in ('forward', 'predict', 'node_predict')})
+    model_times = gaps.times
+    sent = client.run_rate(args.rate, args.duration_s, gaps)
     client.settle(0.5)
     in_gap = {name: len(times) for name, times in model_times.items()}
     for name, times in model_times.items():  # too few gaps (a slow node): time the rest now
@@ -199,8 +267,12 @@ def _latency_run(client: Client, pieces: dict[str, Any], args: argparse.Namespac
     e2e, internal = _latencies(client, sent)
     stats = {'end_to_end': summarize(e2e), 'node_internal': summarize(internal),
              'model_forward': summarize(model_times['forward']),
-             'predictor_predict': summarize(model_times['predict'])}
+             'predictor_predict': summarize(model_times['predict']),
+             'node_predict': summarize(model_times['node_predict'])}
     stats['echo_floor'] = floor['stats']
+    stats['node_overhead'] = summarize(node_overhead(
+        e2e, floor['stats']['p50_ms'], stats['node_predict']['p50_ms']))
+    overhead = stats['node_overhead']
     forward = stats['model_forward']['p50_ms']
     ratio = stats['end_to_end']['p50_ms'] / forward
     # The best a node on this transport can do: the floor plus the Predictor's own work.
@@ -215,8 +287,10 @@ def _latency_run(client: Client, pieces: dict[str, Any], args: argparse.Namespac
     labels = {'end_to_end': 'node end to end (publish -> ~/result)',
               'node_internal': 'inside the node (pair complete -> published)',
               'predictor_predict': 'Predictor.predict alone (same run)',
+              'node_predict': 'Predictor.predict on model-size frames, as the node calls it',
               'model_forward': 'model forward alone (same run)',
-              'echo_floor': 'echo floor: same topics, no model (same run)'}
+              'echo_floor': 'echo floor: same topics, no model (same run)',
+              'node_overhead': 'node overhead: end to end - echo floor p50 - predict p50'}
     for key, label in labels.items():
         row = stats[key]
         table.add(label, row['p50_ms'], row['p95_ms'], row['p99_ms'], row['max_ms'],
@@ -230,7 +304,8 @@ def _latency_run(client: Client, pieces: dict[str, Any], args: argparse.Namespac
     table.notes.append(f'inputs: camera {cam_w}x{cam_h} and tactile {tac_w}x{tac_h} {kind} '
                        f'({sizes_kb} per pair, {qos} QoS), one shared stamp per pair; forward and '
                        'predict are timed in this process in the idle gap after each result '
-                       f'({in_gap["forward"]} and {in_gap["predict"]} calls; the rest of '
+                       f'({in_gap["forward"]}, {in_gap["predict"]} and {in_gap["node_predict"]} '
+                       'calls; the rest of '
                        f'{MIN_MODEL_SAMPLES} right after the run). End to end starts right '
                        'before the publication of the last message of a pair.')
     table.notes.append(f'echo floor: a node that answers each pair at once, without a model '
@@ -238,11 +313,25 @@ def _latency_run(client: Client, pieces: dict[str, Any], args: argparse.Namespac
                        'answered, run before the node): what DDS and rclpy cost alone. Echo '
                        f'floor + Predictor.predict = {bound:.2f}x the forward: the best this '
                        'transport allows.')
+    profile = 'with' if report.settings.get('fastdds_profile') else 'without'
+    table.notes.append("node overhead: the node's own work (synchronizer, window, conversion, "
+                       'queue hand-off, outputs, publishing, diagnostics), per pair its end to '
+                       'end minus the echo floor p50 and the p50 of Predictor.predict on frames '
+                       "at the model's size (the node resizes each set once and hands predict "
+                       'frames of that size) of this run; '
+                       f'budget {OVERHEAD_BUDGET_MS:g} ms at p50. Every process ran {profile} '
+                       'the Fast DDS profile config/fastdds.xml.')
     report.tables.append(table)
     report.checks.append(Check(
         f'node p50 within {LATENCY_BAR}x of the model forward p50', ratio <= LATENCY_BAR,
         f'{stats["end_to_end"]["p50_ms"]:.2f} ms / {forward:.2f} ms = {ratio:.2f}x (echo floor '
         f'+ predict alone: {bound:.2f}x)'))
+    report.checks.append(Check(
+        f'node overhead p50 within {OVERHEAD_BUDGET_MS:g} ms (end to end - echo floor - '
+        'predict)', overhead['p50_ms'] <= OVERHEAD_BUDGET_MS,
+        f"{stats['end_to_end']['p50_ms']:.3g} - {floor['stats']['p50_ms']:.3g} - "
+        f"{stats['node_predict']['p50_ms']:.3g} = {overhead['p50_ms']:.3g} ms "
+        f"(p95 {overhead['p95_ms']:.3g} ms)"))
 
 
 def _growth(before_ms: float, after_ms: float) -> tuple[float, bool]:
