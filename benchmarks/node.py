@@ -27,6 +27,7 @@ and diagnostics. Run 1 reports it as the row "node overhead" against a budget of
 from __future__ import annotations
 
 import argparse
+from functools import partial
 import os
 from pathlib import Path
 import sys
@@ -37,13 +38,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.load import Client, Sent
+from benchmarks.load import Client, Sent, smooth_scene
 from benchmarks.model import camera_frames, predictor_pieces
-from benchmarks.report import Check, Report, summarize, Table, time_calls
+from benchmarks.report import Check, Report, summarize, Table, time_calls, time_interleaved
 from convitac_ros.inference import Predictor
 from convitac_ros.preprocess import resize_frame
-from convitac_ros.ros.client import loopback_dds, NodeProcess
+from convitac_ros.ros.client import compressed_message, image_message, loopback_dds, NodeProcess
+from convitac_ros.ros.contact import ContactDetector
 from convitac_ros.ros.dds_profile import PROFILE_VARIABLES
+from convitac_ros.ros.image_conversion import compressed_to_rgb, image_to_rgb
+from convitac_ros.ros.outputs import result_json
 from convitac_ros.ros.parameters import SPECS
 
 LATENCY_BAR = 1.25  # node p50 / model forward p50 (issue 7, tiny config)
@@ -100,6 +104,7 @@ def run_node(args: argparse.Namespace, checkpoint: Path | None, device: torch.de
                 client.wait_ready(process, 180.0)
                 client.run_rate(args.rate, 2.0)  # warm the path up; not measured
                 _latency_run(client, pieces, args, floor, report)
+                _own_work_pieces(predictor, sizes, args, report)
                 sustained = _rate_steps(client, process, args, report)
                 _overload_run(client, process, args, sustained, report)
             finally:
@@ -332,6 +337,59 @@ def _latency_run(client: Client, pieces: dict[str, Any], args: argparse.Namespac
         f"{stats['end_to_end']['p50_ms']:.3g} - {floor['stats']['p50_ms']:.3g} - "
         f"{stats['node_predict']['p50_ms']:.3g} = {overhead['p50_ms']:.3g} ms "
         f"(p95 {overhead['p95_ms']:.3g} ms)"))
+
+
+def _own_work_pieces(predictor: Predictor, sizes: list[tuple[int, int]],
+                     args: argparse.Namespace, report: Report) -> None:
+    """Time the node's per-pair work piece by piece in this process (interleaved rounds).
+
+    The same functions the node runs on each new set, on messages built as the client builds
+    them: conversion of each input, its resize to the model's size (once per set), the contact
+    score and the result JSON. What the node overhead holds besides them is thread hand-off,
+    scheduling and publishing.
+    """
+    names = ['camera'] + [f'tactile {index}' for index in range(len(sizes) - 1)]
+    size = predictor.image_size
+    calls: dict[str, Any] = {}
+    frames = []
+    for seed, (name, (height, width)) in enumerate(zip(names, sizes)):
+        if args.compressed:
+            convert = partial(compressed_to_rgb,
+                              compressed_message(smooth_scene(height, width, seed)))
+        else:
+            convert = partial(image_to_rgb,
+                              image_message(camera_frames(1, height, width, seed)[0]))
+        kind = 'JPEG' if args.compressed else 'rgb8'
+        calls[f'convert {name} {width}x{height} ({kind})'] = convert
+        frame = convert()
+        calls[f'resize {name} to {size} px'] = partial(resize_frame, frame, size)
+        frames.append(resize_frame(frame, size))
+    contact = ContactDetector()
+    sample = ([frames[0]] * predictor.visual_len,
+              [[frame] * predictor.tactile_len for frame in frames[1:]])
+    probabilities = predictor.predict(*sample)
+    header = image_message(frames[0], stamp_ns=1).header
+
+    def outputs() -> str:
+        state = contact.update(frames[1:], 10.0)
+        return result_json(header, probabilities, predictor.heads,
+                           {'contact': state.in_contact, 'contact_score': state.score})
+
+    calls['contact score + result JSON'] = outputs
+    times = time_interleaved(calls, args.runs, args.warmup, args.budget_s)
+    rounds = len(times['contact score + result JSON'])
+    stats = {name: summarize(durations) for name, durations in times.items()}
+    total = sum(row['p50_ms'] for row in stats.values())
+    report.results['own_work_pieces'] = stats | {'sum_p50_ms': total}
+    table = Table(f"The node's own work per pair, piece by piece (sum of p50 {total:.3g} ms)",
+                  ['piece', 'p50 ms', 'p95 ms', 'share of the sum'])
+    for name, row in stats.items():
+        table.add(name, row['p50_ms'], row['p95_ms'], f"{row['p50_ms'] / total:.0%}")
+    table.notes.append('the functions the node runs on each new set, timed in this process in '
+                       f'interleaved rounds after the latency run ({rounds} rounds); '
+                       'the node overhead beyond their sum is the hand-off between its input '
+                       'and inference threads, scheduling and publishing.')
+    report.tables.append(table)
 
 
 def _growth(before_ms: float, after_ms: float) -> tuple[float, bool]:

@@ -94,6 +94,11 @@ def test_node_part_measures_latency_rate_and_overload(tmp_path, tiny_checkpoint)
     assert stats['node_overhead']['count'] == results['latency']['answered']
     assert any(c['name'].startswith('node overhead p50 within 0.5 ms')
                for c in document['checks'])
+    pieces = results['own_work_pieces']
+    assert {'convert camera 64x64 (rgb8)', 'resize tactile 0 to 64 px',
+            'contact score + result JSON'} <= set(pieces)
+    assert pieces['sum_p50_ms'] == pytest.approx(sum(
+        row['p50_ms'] for name, row in pieces.items() if name != 'sum_p50_ms'))
     assert [step['rate_hz'] for step in results['rate_steps']][0] == 10
     if results['sustainable_hz'] > 0:
         assert len(results['overload']['windows']) == 6
