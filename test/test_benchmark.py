@@ -85,7 +85,20 @@ def test_node_part_measures_latency_rate_and_overload(tmp_path, tiny_checkpoint)
     results = document['results']
     assert results['latency']['answered'] > 0
     assert results['latency']['node_over_forward_p50'] > 0
-    assert results['latency']['stats']['echo_floor']['p50_ms'] > 0
+    stats = results['latency']['stats']
+    assert stats['echo_floor']['p50_ms'] > 0
+    # The overhead row is end to end minus the floor and the node-side predict of this run.
+    assert stats['node_overhead']['p50_ms'] == pytest.approx(
+        stats['end_to_end']['p50_ms'] - stats['echo_floor']['p50_ms']
+        - stats['node_predict']['p50_ms'], abs=1e-6)
+    assert stats['node_overhead']['count'] == results['latency']['answered']
+    assert any(c['name'].startswith('node overhead p50 within 0.5 ms')
+               for c in document['checks'])
+    pieces = results['own_work_pieces']
+    assert {'convert camera 64x64 (rgb8)', 'resize tactile 0 to 64 px',
+            'contact score + result JSON'} <= set(pieces)
+    assert pieces['sum_p50_ms'] == pytest.approx(sum(
+        row['p50_ms'] for name, row in pieces.items() if name != 'sum_p50_ms'))
     assert [step['rate_hz'] for step in results['rate_steps']][0] == 10
     if results['sustainable_hz'] > 0:
         assert len(results['overload']['windows']) == 6
@@ -94,6 +107,19 @@ def test_node_part_measures_latency_rate_and_overload(tmp_path, tiny_checkpoint)
     assert paths['rounds'] >= 2
     for name in ('echo', 'node'):
         assert paths['executor'][name]['p50_ms'] > 0 and paths['direct'][name]['p50_ms'] > 0
+    assert paths['predictor_predict']['count'] >= 30
+    for path in ('direct', 'executor'):
+        assert paths[path]['overhead']['p50_ms'] == pytest.approx(
+            paths[path]['node']['p50_ms'] - paths[path]['echo']['p50_ms']
+            - paths['predictor_predict']['p50_ms'], abs=1e-6)
+
+
+def test_node_overhead_subtracts_floor_and_predict_from_each_pair():
+    from benchmarks.node import node_overhead
+
+    overhead = node_overhead([0.004, 0.005, 0.0031], floor_p50_ms=0.6, predict_p50_ms=2.9)
+    assert overhead == pytest.approx([0.0005, 0.0015, -0.0004])
+    assert summarize(overhead)['p50_ms'] == pytest.approx(0.5)
 
 
 @pytest.mark.slow
