@@ -16,7 +16,7 @@ BackboneKwargs = tuple[tuple[str, BackboneArg], ...]
 
 FUSIONS = ('cec', 'cross_attention', 'concat', 'add')
 MODALITIES = ('both', 'vision', 'touch')
-CONDITIONS = ('tokens', 'pooled')
+CONDITIONS = ('embedding', 'tokens', 'pooled')
 HEAD_NAMES = ('material', 'hardness', 'roughness', 'grasp_success')
 
 # A DINO-style tiny ViT: 64 px images, patch 8 (an 8 x 8 grid), width 64.
@@ -51,8 +51,12 @@ class ModelConfig:
         fusion: 'cec' (paper), 'cross_attention' (learned queries, no contrastive condition),
             'concat' or 'add' (pooled stream features, no attention).
         modalities: 'both', 'vision' or 'touch' (drops the other stream and its condition).
-        condition: 'tokens' (paper: P tokens per frame) or 'pooled' (the authors' released
-            model.py: one pooled token per stream, the condition acting through the residual).
+        condition: 'embedding' (default: E^c's contrasted embedding of each stream's latest
+            frame, the vector NT-Xent trained, added to that stream's learned queries through
+            a zero-initialised gate, so CEC starts as the cross-attention baseline), 'tokens'
+            (the earlier form: E^c's P tokens before the projection head are the queries) or
+            'pooled' (one pooled token per stream, the condition acting through the residual;
+            the shape of the authors' released model.py, not a reproduction of it).
         heads: (name, num_classes) per task head, in output order.
     """
 
@@ -76,7 +80,7 @@ class ModelConfig:
     projection_dim: int = 128
     fusion: str = 'cec'
     modalities: str = 'both'
-    condition: str = 'tokens'
+    condition: str = 'embedding'
     heads: tuple[tuple[str, int], ...] = (('material', 20), ('hardness', 2), ('roughness', 2))
 
     def __post_init__(self) -> None:
