@@ -178,7 +178,8 @@ def test_contrastive_encoder_gives_p_tokens_and_projection_embeddings():
     encoder = ContrastiveEncoder(config)
     images = torch.randn(5, 3, config.image_size, config.image_size)
     assert encoder(images).shape == (5, config.num_pooled_tokens, config.dim)
-    assert encoder.projection_embed(images).shape == (5, config.projection_dim)
+    modality = torch.tensor([0, 0, 1, 1, 1])
+    assert encoder.projection_embed(images, modality).shape == (5, config.projection_dim)
 
 
 @pytest.mark.parametrize('modalities', MODALITIES)
@@ -258,8 +259,8 @@ def test_load_dino_weights_reports_missing_and_unexpected_keys(tmp_path):
     state = {k: v for k, v in encoder.backbone.state_dict().items() if k != 'norm.weight'}
     state['extra.weight'] = torch.zeros(1)
     save_file({k: v.contiguous() for k, v in state.items()}, str(tmp_path / 'bad.safetensors'))
-    with pytest.raises(ValueError, match=r"bad.safetensors.*missing keys \['norm.weight'\]"
-                                         r".*unexpected keys \['extra.weight'\]"):
+    with pytest.raises(ValueError, match=r'bad.safetensors.*1 missing keys \(norm.weight\)'
+                                         r'.*1 unexpected \(extra.weight\)'):
         load_dino_weights(encoder, tmp_path / 'bad.safetensors')
     with pytest.raises(FileNotFoundError, match='nothing.pth'):
         load_dino_weights(encoder, tmp_path / 'nothing.pth')

@@ -32,6 +32,7 @@ from convitac_ros.checkpoint import default_preprocess, load_contrastive_encoder
 from convitac_ros.data import MISSING_LABEL
 from convitac_ros.data.transforms import FrameAugmentation
 from convitac_ros.model import ConViTac, ModelConfig
+from convitac_ros.model.dino import load_backbone_weights
 from training.config import TrainConfig
 from training.data import BatchCollator, train_and_val
 from training.distributed import (
@@ -121,10 +122,31 @@ class SupervisedTask:
                         training=provenance(self.config, 'stage2', summary))
 
 
+def load_fusion_weights(model: ConViTac, visual: Path | None, tactile: Path | None) -> None:
+    """Initialise the visual and/or tactile fusion encoder's backbone from local files.
+
+    Raises:
+        ValueError: For a file that does not fit (one line naming it), or weights for a stream
+            the model does not have.
+    """
+    for name, path in (('visual', visual), ('tactile', tactile)):
+        if path is None:
+            continue
+        encoder = getattr(model, f'{name}_encoder')
+        if encoder is None:
+            raise ValueError(f'--{name}-weights {path}: this model has no {name} stream '
+                             f'(modalities={model.config.modalities})')
+        load_backbone_weights(encoder.tokenizer.backbone, path, f'the {name} fusion encoder')
+
+
 def run_supervised(config: TrainConfig, run_dir: Path, train_set: Dataset, val_set: Dataset,
                    model_config: ModelConfig, context: DistContext, encoder_path: Path | None,
-                   resume: bool = False) -> dict[str, Any]:
+                   resume: bool = False, visual_weights: Path | None = None,
+                   tactile_weights: Path | None = None) -> dict[str, Any]:
     """Trains (or resumes) stage 2 in ``run_dir``; returns the trainer's summary.
+
+    The fusion encoders start from ``visual_weights`` / ``tactile_weights`` when given (their
+    learning rate is ``stage2.backbone_lr`` when set).
 
     Raises:
         RunStopped: When ``runtime.stop_after_steps`` ended the stage early.
@@ -133,6 +155,7 @@ def run_supervised(config: TrainConfig, run_dir: Path, train_set: Dataset, val_s
     model = ConViTac(model_config)
     if encoder_path is not None:
         load_contrastive_encoder(encoder_path, model)
+    load_fusion_weights(model, visual_weights, tactile_weights)
     preprocess = default_preprocess(model_config)
     size, mean, std = model_config.image_size, preprocess['mean'], preprocess['std']
     augment = FrameAugmentation.light() if config.stage2.augment else None
@@ -150,7 +173,8 @@ def run_supervised(config: TrainConfig, run_dir: Path, train_set: Dataset, val_s
 
 def run_training(config: TrainConfig, run_dir: Path, resume: bool = False,
                  contrastive_checkpoint: Path | None = None,
-                 dino_weights: Path | None = None) -> dict[str, Any]:
+                 dino_weights: Path | None = None, visual_weights: Path | None = None,
+                 tactile_weights: Path | None = None) -> dict[str, Any]:
     """Both stages (stage 1 only when needed) for an already prepared run folder.
 
     Returns:
@@ -166,7 +190,7 @@ def run_training(config: TrainConfig, run_dir: Path, resume: bool = False,
             encoder_path = run_pretraining(config, Path(run_dir) / STAGE1_DIR, train_set,
                                            val_set, model_config, context, resume, dino_weights)
         return run_supervised(config, run_dir, train_set, val_set, model_config, context,
-                              encoder_path, resume)
+                              encoder_path, resume, visual_weights, tactile_weights)
     finally:
         shutdown_distributed(context)
 
@@ -177,6 +201,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_arguments(parser)
     parser.add_argument('--contrastive-checkpoint', type=Path,
                         help='stage-1 encoder checkpoint; skips stage 1')
+    parser.add_argument('--visual-weights', type=Path,
+                        help='initialise the visual fusion encoder from a local timm file')
+    parser.add_argument('--tactile-weights', type=Path,
+                        help='initialise the tactile fusion encoder from a local timm file')
     return parser
 
 
@@ -188,7 +216,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         parser.error('--dino-weights initialises stage 1, which --contrastive-checkpoint skips')
     config, run_dir, resume = prepare_run(args)
     summary = run_training(config, run_dir, resume, args.contrastive_checkpoint,
-                           args.dino_weights)
+                           args.dino_weights, args.visual_weights, args.tactile_weights)
     if launched_as_main():
         print(f'run: {run_dir}  best {summary["best_metric"]} = {summary["best"]}  '
               f'last val: {summary["val"]}')

@@ -261,9 +261,10 @@ def collate_contrastive_pairs(samples: Sequence[Any], image_size: int, mean: Seq
                               ) -> tuple[torch.Tensor, torch.Tensor]:
     """Batch single synchronous visual-tactile image pairs for stage 1 (SimCLR, paper eq. 1-2).
 
-    With `augment`, every sample contributes the pair at a random common time step (counted
-    from the end) of a random tactile sensor, each image augmented independently; without it,
-    the latest camera frame and the latest frame of sensor 0.
+    Every sample contributes its own (latest) frames: the labelled frame, never the older
+    context frames of its sequence, which may be an approach frame (blank gel) that shares
+    nothing with the camera. With `augment`, the tactile frame is that of a random sensor and
+    each image is augmented independently; without it, sensor 0 and the eval transform.
 
     Returns:
         visual `(B, 3, S, S)` and tactile `(B, 3, S, S)`; row i of both is a positive pair.
@@ -273,12 +274,9 @@ def collate_contrastive_pairs(samples: Sequence[Any], image_size: int, mean: Seq
     rng = rng or (default_rng() if augment is not None else None)
     visual, tactile = [], []
     for sample in samples:
-        step, sensor = 1, 0
-        if rng is not None:
-            step = 1 + int(rng.integers(min(len(sample.visual), len(sample.tactile[0]))))
-            sensor = int(rng.integers(len(sample.tactile)))
-        visual.append(sample.visual[-step])
-        tactile.append(sample.tactile[sensor][-step])
+        sensor = 0 if rng is None else int(rng.integers(len(sample.tactile)))
+        visual.append(sample.visual[-1])
+        tactile.append(sample.tactile[sensor][-1])
     if augment is None:
         return (preprocess_frames(visual, image_size, mean, std),
                 preprocess_frames(tactile, image_size, mean, std))

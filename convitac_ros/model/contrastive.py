@@ -9,17 +9,19 @@ default condition (`condition='embedding'`) is this same embedding, L2-normalise
 sees it. The older condition forms (`tokens`, `pooled`) use the P tokens before the head.
 
 The head normalises its hidden layer with batch statistics while it trains (SimCLR's
-Linear-BN-ReLU-Linear) and with the running statistics in eval mode, so a frozen E^c embeds each
-image on its own. A ViT that sees two very different modalities starts with embeddings
-dominated by one direction shared by all images (mean cosine ~0.8); without the batch
-normalisation NT-Xent falls straight into the collapsed solution (all embeddings equal, loss
-log(2B - 1), zero gradient) before it finds the visual-tactile link. Under DistributedDataParallel
-on GPUs stage 1 makes it a SyncBatchNorm, so the statistics are those of the global batch.
+Linear-BN-ReLU-Linear), one BatchNorm per modality, and with the running statistics in eval mode,
+so a frozen E^c embeds each image on its own. A ViT that sees two very different modalities starts
+with embeddings dominated by the modality (every camera image alike, every gel image alike):
+with one normalisation over the mixed batch, NT-Xent spent the first epochs pushing apart the
+near-identical images of each modality, which it can only do by memorising training pairs
+(training loss down, held-out retrieval at chance on the synthetic world); normalising each
+modality on its own removes that offset and the held-out retrieval rose within a few epochs.
+Under DistributedDataParallel on GPUs stage 1 makes the norms SyncBatchNorms, so the statistics
+are those of the global batch.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 import math
 
 import torch
@@ -28,6 +30,29 @@ from torch.nn import functional as F
 
 from convitac_ros.model.config import ModelConfig
 from convitac_ros.model.encoders import GridTokenizer
+
+VISUAL, TACTILE = 0, 1  # modality indices of `projection_embed`
+
+
+class ProjectionHead(nn.Module):
+    """SimCLR projection head, Linear-BN-ReLU-Linear, with one BatchNorm per modality."""
+
+    def __init__(self, dim: int, out_dim: int, num_modalities: int = 2) -> None:
+        super().__init__()
+        self.hidden = nn.Linear(dim, dim)
+        self.norms = nn.ModuleList(nn.BatchNorm1d(dim, affine=False)
+                                   for _ in range(num_modalities))
+        self.out = nn.Linear(dim, out_dim)
+
+    def forward(self, pooled: torch.Tensor, modality: torch.Tensor) -> torch.Tensor:
+        """Args: pooled `(N, d)`, modality `(N,)` ints. Returns: `(N, out_dim)`."""
+        hidden = self.hidden(pooled)
+        normalised = torch.zeros_like(hidden)
+        for index, norm in enumerate(self.norms):
+            rows = modality == index
+            if bool(rows.any()):
+                normalised[rows] = norm(hidden[rows])
+        return self.out(torch.relu(normalised))
 
 
 class ContrastiveEncoder(nn.Module):
@@ -40,13 +65,8 @@ class ContrastiveEncoder(nn.Module):
                                        config.image_size, math.isqrt(config.num_pooled_tokens),
                                        config.dim)
         self.pool_score = nn.Linear(config.dim, 1)  # attention pooling over the P tokens
-        self.projection_head = nn.Sequential(OrderedDict([
-            ('0', nn.Linear(config.dim, config.dim)),
-            # Batch statistics while training, running ones in eval (see the module docstring).
-            ('norm', nn.BatchNorm1d(config.dim, affine=False)),
-            ('1', nn.ReLU(inplace=True)),
-            ('2', nn.Linear(config.dim, config.projection_dim)),
-        ]))
+        # Batch statistics while training, running ones in eval (see the module docstring).
+        self.projection_head = ProjectionHead(config.dim, config.projection_dim)
 
     @property
     def backbone(self) -> nn.Module:
@@ -57,22 +77,24 @@ class ContrastiveEncoder(nn.Module):
         """Embed images `(N, 3, S, S)` as the projected pooled tokens `(N, P, d)`."""
         return self.tokenizer(images)
 
-    def projection_embed(self, images: torch.Tensor) -> torch.Tensor:
+    def projection_embed(self, images: torch.Tensor, modality: torch.Tensor) -> torch.Tensor:
         """Compute the contrasted embeddings: what NT-Xent compares and CEC is conditioned on.
 
         The P tokens are attention-pooled and passed through the projection head. In training
-        mode the head normalises with the statistics of this batch (as in SimCLR; N >= 2), in
-        eval mode with its running statistics, so each image is embedded on its own.
+        mode the head normalises each modality with the statistics of its rows in this batch
+        (as in SimCLR; at least 2 rows per modality present), in eval mode with its running
+        statistics, so each image is embedded on its own.
 
         Args:
             images: `(N, 3, S, S)`.
+            modality: `(N,)` VISUAL (0) for camera images, TACTILE (1) for gel images.
 
         Returns:
             `(N, projection_dim)` (not normalised; `nt_xent_loss` normalises).
         """
         tokens = self(images)  # (N, P, d)
         weights = torch.softmax(self.pool_score(tokens), dim=1)  # (N, P, 1)
-        return self.projection_head((weights * tokens).sum(dim=1))
+        return self.projection_head((weights * tokens).sum(dim=1), modality)
 
 
 def nt_xent_loss(embeddings: torch.Tensor, temperature: float) -> torch.Tensor:

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from convitac_ros.model.config import ModelConfig
-from convitac_ros.model.contrastive import ContrastiveEncoder
+from convitac_ros.model.contrastive import ContrastiveEncoder, TACTILE, VISUAL
 from convitac_ros.model.encoders import FusionEncoder
 from convitac_ros.model.fusion import CECFusion, GatedCondition, PooledFusion
 from convitac_ros.model.heads import TaskHeads
@@ -140,9 +140,12 @@ class ConViTac(nn.Module):
         if self.contrastive_encoder is None:
             return None
         latest = []  # each (B, streams, 3, S, S)
+        kinds = []  # modality of each stream
         if self.use_visual:
             latest.append(visual[:, -1:])
+            kinds.append(VISUAL)
         if self.use_tactile:
+            kinds.extend([TACTILE] * self.config.num_tactile)
             batch = tactile.shape[0]
             per_sensor = tactile.reshape(batch, self.config.num_tactile, self.config.tactile_len,
                                          *tactile.shape[2:])
@@ -152,7 +155,8 @@ class ConViTac(nn.Module):
         flat = frames.flatten(0, 1)  # (B*n, 3, S, S)
         with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
             if self.condition_gate is not None:
-                encoded = self.contrastive_encoder.projection_embed(flat)  # (B*n, D)
+                modality = torch.tensor(kinds, device=flat.device).repeat(frames.shape[0])
+                encoded = self.contrastive_encoder.projection_embed(flat, modality)  # (B*n, D)
             else:
                 encoded = self.contrastive_encoder(flat)  # (B*n, P, d)
         encoded = encoded.reshape(*frames.shape[:2], *encoded.shape[1:])

@@ -17,10 +17,10 @@ _LIGHT_COLOURS = np.eye(3, dtype=np.float32)
 _GEL_COLOUR = np.array([0.42, 0.44, 0.50], dtype=np.float32)
 _MARKER_SPACING = 10.0
 _MARKER_RADIUS = 1.7
-WEAVE_CONTRAST = 0.18  # relative brightness swing of an instance texture in the camera
-WEAVE_RELIEF = 0.3  # height of an instance texture printed in the gel (material texture ~0.3)
+WEAVE_CONTRAST = 0.4  # relative brightness swing of an instance texture in the camera
+WEAVE_RELIEF = 0.5  # height of an instance texture printed in the gel (material texture ~0.3)
 WEAVE_ORIENTATIONS = 8  # orientations 0, 22.5, ..., 157.5 degrees
-WEAVE_PERIODS = (7.0, 12.0)  # grating periods in pixels (camera and gel alike)
+WEAVE_PERIODS = (8.0, 14.0)  # grating periods in pixels (camera and gel alike)
 WEAVE_CODES = WEAVE_ORIENTATIONS * len(WEAVE_PERIODS)
 
 
