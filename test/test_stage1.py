@@ -26,6 +26,7 @@ def test_simclr_crop_always_keeps_the_central_contact_area() -> None:
         assert top <= 0.4 and top + height >= 0.6
         assert left <= 0.4 and left + width >= 0.6
     assert augment.grayscale == 0.0 and max(augment.brightness, augment.saturation) <= 0.2
+    assert augment.hflip == 0.0  # a flip of one modality would mirror the shared texture
 
 
 def test_projection_head_centres_each_modality_in_training_and_embeds_alone_in_eval() -> None:

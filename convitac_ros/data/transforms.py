@@ -138,14 +138,17 @@ class FrameAugmentation:
         """Build the stage-1 augmentation for visual-tactile (cross-modal) SimCLR.
 
         Unlike image-only SimCLR, the positive is the other modality, so the augmentation must
-        keep what links the two: a crop of at least half the area (every side >= 0.61 of the
+        keep what links the two: a crop of at least 70 % of the area (every side >= 0.8 of the
         frame) always contains the central fifth of the frame, where the camera sees the
         contact and the gel shows the imprint, and the colour changes are mild, with no
         grayscale, because the material colour is the camera's cue to the touch. The
         image-only defaults (crop down to 0.2, strong jitter) keep the loss at log(2B - 1).
+        No flips and nearly square crops: the two images are augmented independently, and a
+        flip (or a strong stretch) of one of them would change the orientation of the texture
+        that the camera and the gel share.
         """
-        return cls(crop_scale=(0.5, 1.0), brightness=0.15, contrast=0.15, saturation=0.15,
-                   grayscale=0.0)
+        return cls(crop_scale=(0.7, 1.0), crop_ratio=(0.9, 1.1), hflip=0.0, brightness=0.15,
+                   contrast=0.15, saturation=0.15, grayscale=0.0)
 
     @classmethod
     def light(cls) -> FrameAugmentation:
