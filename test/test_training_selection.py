@@ -1,5 +1,4 @@
-"""Model selection and reports: group holdout, balanced accuracy, macro-F1, optimizer groups,
-held-out retrieval."""
+"""Model selection and reports: holdouts, balanced accuracy, macro-F1, optimizer, retrieval."""
 
 import numpy as np
 import pytest
