@@ -41,7 +41,7 @@ def test_projection_head_centres_each_modality_in_training_and_embeds_alone_in_e
             encoder.projection_embed(images, modality)
         tokens = encoder(images)
         weights = torch.softmax(encoder.pool_score(tokens), dim=1)
-        hidden = head.hidden((weights * tokens).sum(dim=1))
+        hidden = head.linear((weights * tokens).sum(dim=1))
         for index, norm in enumerate(head.norms):
             normalised = norm(hidden[modality == index])
             assert normalised.mean(dim=0).abs().max() < 1e-4
