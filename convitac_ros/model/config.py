@@ -47,7 +47,7 @@ class ModelConfig:
         num_heads: attention heads in each CEC block.
         mlp_ratio: hidden width of the CEC MLP relative to d.
         dropout: dropout in the CEC blocks and before the heads.
-        projection_dim: width of the contrasted embedding (E^c's projection head: Linear, BN, ReLU).
+        projection_dim: width of the contrasted embedding (E^c's head: Linear, BN, ReLU).
         fusion: 'cec' (paper), 'cross_attention' (learned queries, no contrastive condition),
             'concat' or 'add' (pooled stream features, no attention).
         modalities: 'both', 'vision' or 'touch' (drops the other stream and its condition).
