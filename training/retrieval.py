@@ -11,7 +11,7 @@ file) the ceiling is that of an ideal observer on these very batches
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -121,7 +121,7 @@ class RetrievalProbe:
         return {**result, **self.ceiling}
 
 
-def describe(values: dict[str, float], batch: Sequence[int] | int) -> str:
+def describe(values: dict[str, float], batch: int) -> str:
     """One line: top-1 and top-5 beside chance and ceiling, in percent."""
     parts = []
     for k in TOP_K:
@@ -130,3 +130,68 @@ def describe(values: dict[str, float], batch: Sequence[int] | int) -> str:
                      f'{100 * values[f"chance_top{k}"]:.1f}%'
                      + ('' if ceiling is None else f', ceiling {100 * ceiling:.1f}%') + ')')
     return f'held-out visual->tactile retrieval, batches of {batch}: ' + ', '.join(parts)
+
+
+def checkpoint_retrieval(checkpoint: str | Path, data_root: str | Path, split: str = 'test',
+                         batch_size: int = 32, seed: int = 0) -> dict[str, float]:
+    """Visual-to-tactile retrieval of a checkpoint's E^c on one split of a Touch and Go world.
+
+    Args:
+        checkpoint: A ``convitac`` (with E^c) or ``contrastive_encoder`` checkpoint.
+        data_root: Dataset root in the Touch and Go layout.
+        split: Which split's pairs to use (the synthetic world's test sessions are unseen).
+        batch_size: B.
+        seed: Seed of the fixed shuffle into batches.
+
+    Returns:
+        What :class:`RetrievalProbe` returns.
+
+    Raises:
+        ValueError: When the checkpoint has no contrastive encoder.
+    """
+    from convitac_ros.checkpoint import load_checkpoint
+    from convitac_ros.data import TouchAndGo
+    from convitac_ros.model.contrastive import ContrastiveEncoder, TACTILE, VISUAL
+    from training.data import BatchCollator
+
+    loaded = load_checkpoint(checkpoint)
+    model = loaded.model
+    encoder = model if isinstance(model, ContrastiveEncoder) else model.contrastive_encoder
+    if encoder is None:
+        raise ValueError(f'{checkpoint}: no contrastive encoder (fusion '
+                         f'{loaded.config.fusion!r})')
+    encoder.eval()
+    preprocess = loaded.preprocess
+    dataset = TouchAndGo(data_root, split, visual_len=1, tactile_len=1)
+    probe = RetrievalProbe(dataset, batch_size, BatchCollator(
+        preprocess['image_size'], preprocess['mean'], preprocess['std'], None, pairs=True),
+        seed, data_root)
+
+    def embed(visual: torch.Tensor, tactile: torch.Tensor) -> torch.Tensor:
+        modality = torch.tensor([VISUAL] * len(visual) + [TACTILE] * len(tactile))
+        return encoder.projection_embed(torch.cat([visual, tactile]), modality)
+
+    return probe(embed, torch.device('cpu'), 0.1)
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    """``python -m training.retrieval --checkpoint FILE --data-root DIR [--split test]``."""
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(description='Visual-to-tactile retrieval of an E^c.')
+    parser.add_argument('--checkpoint', required=True, type=Path)
+    parser.add_argument('--data-root', required=True, type=Path)
+    parser.add_argument('--split', default='test')
+    parser.add_argument('--batch-size', type=int, default=32)
+    parser.add_argument('--seed', type=int, default=0)
+    args = parser.parse_args(argv)
+    values = checkpoint_retrieval(args.checkpoint, args.data_root, args.split, args.batch_size,
+                                  args.seed)
+    print(describe(values, round(1 / values['chance_top1'])))
+    print(json.dumps(values, indent=2))
+    return values
+
+
+if __name__ == '__main__':
+    main()

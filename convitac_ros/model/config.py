@@ -178,7 +178,7 @@ class ModelConfig:
             'visual_arch': 'vit_small_patch16_224', 'visual_kwargs': _TINY_FUSION_VIT,
             'tactile_arch': 'vit_small_patch16_224', 'tactile_kwargs': _TINY_FUSION_VIT,
             'feature_grid': 4, 'num_blocks': 1, 'num_heads': 4, 'mlp_ratio': 2.0, 'dropout': 0.0,
-            'projection_dim': 32,
+            'projection_dim': 64,
         }
         base.update(overrides)
         return cls(**base)
