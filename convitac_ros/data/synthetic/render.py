@@ -92,7 +92,6 @@ class Weave:
                              np.zeros(shape, np.float32))
 
 
-
 def draw_weave(rng: np.random.Generator) -> Weave:
     """Draw an instance texture uniformly over the WEAVE_CODES codes, with a random phase."""
     return Weave(int(rng.integers(WEAVE_ORIENTATIONS)), int(rng.integers(len(WEAVE_PERIODS))),
