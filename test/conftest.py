@@ -32,7 +32,8 @@ def tiny_run_dir(synthetic_tag_root: Path, tmp_path_factory: pytest.TempPathFact
     main(['--config', 'demo', '--data-root', str(synthetic_tag_root), '--run-dir', str(run_dir),
           '--device', 'cpu', '--no-progress', '--set', 'stage1.epochs=1',
           '--set', 'stage2.epochs=1', '--set', 'stage1.batch_size=16',
-          '--set', 'stage2.batch_size=16'])
+          '--set', 'stage2.batch_size=16', '--set', 'stage1.retrieval_batch=16',
+          '--set', 'stage1.warmup_steps=2'])
     return run_dir
 
 

@@ -145,3 +145,16 @@ def test_preset_errors_name_the_problem(tmp_path: Path) -> None:
                                     'variants': [], 'extra': 1}))
     with pytest.raises(ConfigError, match='extra'):
         load_preset(str(path))
+
+
+def test_disk_need_is_checked_before_training_and_finished_runs_drop_their_state(
+        study: dict, tmp_path: Path) -> None:
+    from training.ablate import check_disk
+
+    seed_dir = study['work'] / 'runs' / 'synthetic_tag' / 'seed0'
+    runs = [path.parent for path in seed_dir.glob('*/ablation_run.json')]
+    assert runs and not any((run / 'state.safetensors').exists() for run in runs)
+    assert (seed_dir / 'stage1' / 'state.safetensors').is_file()  # the shared encoder's
+    check_disk(1, tmp_path)
+    with pytest.raises(ConfigError, match=r'not enough disk space.*needs up to \d+ MiB'):
+        check_disk(1 << 60, tmp_path / 'not' / 'yet')

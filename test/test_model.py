@@ -67,7 +67,7 @@ def test_paper_preset_is_dino_vit_s16_at_224_with_16_tokens():
     config = ModelConfig.paper()
     assert (config.contrastive_arch, config.image_size) == ('vit_small_patch16_224', 224)
     assert config.num_pooled_tokens == 16
-    assert (config.fusion, config.condition, config.modalities) == ('cec', 'tokens', 'both')
+    assert (config.fusion, config.condition, config.modalities) == ('cec', 'embedding', 'both')
 
 
 @pytest.mark.parametrize('fusion, modalities, condition',
@@ -160,9 +160,12 @@ def test_contrastive_encoder_runs_once_on_latest_visual_and_tactile_frames():
     assert torch.equal(images[:, 2], tactile[:, 5])  # sensor 1, latest of 3 frames
 
 
-def test_condition_changes_the_output():
-    config = ModelConfig.tiny()
+@pytest.mark.parametrize('condition', CONDITIONS)
+def test_condition_changes_the_output(condition):
+    config = ModelConfig.tiny(condition=condition)
     model = ConViTac(config).eval()
+    if model.condition_gate is not None:  # open the gate (zero at initialisation)
+        torch.nn.init.ones_(model.condition_gate.gate)
     inputs = make_inputs(config)
     before = model(*inputs)['material']
     with torch.no_grad():
@@ -175,7 +178,29 @@ def test_contrastive_encoder_gives_p_tokens_and_projection_embeddings():
     encoder = ContrastiveEncoder(config)
     images = torch.randn(5, 3, config.image_size, config.image_size)
     assert encoder(images).shape == (5, config.num_pooled_tokens, config.dim)
-    assert encoder.projection_embed(images).shape == (5, config.projection_dim)
+    modality = torch.tensor([0, 0, 1, 1, 1])
+    assert encoder.projection_embed(images, modality).shape == (5, config.projection_dim)
+
+
+@pytest.mark.parametrize('modalities', MODALITIES)
+def test_cec_at_initialisation_equals_the_cross_attention_baseline(modalities):
+    # The same weights everywhere they exist in both: the gated condition adds exactly zero,
+    # whatever E^c says, and the gate still gets a gradient, so training can open it.
+    baseline = ConViTac(ModelConfig.tiny(fusion='cross_attention', modalities=modalities,
+                                         num_tactile=2)).eval()
+    config = ModelConfig.tiny(fusion='cec', modalities=modalities, num_tactile=2)
+    model = ConViTac(config).eval()
+    missing, unexpected = model.load_state_dict(baseline.state_dict(), strict=False)
+    assert not unexpected
+    assert {key.split('.')[0] for key in missing} == {'contrastive_encoder', 'condition_gate'}
+    inputs = make_inputs(config, batch=3)
+    with torch.no_grad():
+        expected = baseline(*inputs)
+    logits = model(*inputs)
+    for head, value in expected.items():
+        assert torch.equal(logits[head], value), head
+    logits['material'].logsumexp(dim=1).sum().backward()
+    assert model.condition_gate.gate.grad.abs().sum() > 0
 
 
 @pytest.mark.parametrize('fusion', ['cec', 'cross_attention'])
@@ -234,8 +259,8 @@ def test_load_dino_weights_reports_missing_and_unexpected_keys(tmp_path):
     state = {k: v for k, v in encoder.backbone.state_dict().items() if k != 'norm.weight'}
     state['extra.weight'] = torch.zeros(1)
     save_file({k: v.contiguous() for k, v in state.items()}, str(tmp_path / 'bad.safetensors'))
-    with pytest.raises(ValueError, match=r"bad.safetensors.*missing keys \['norm.weight'\]"
-                                         r".*unexpected keys \['extra.weight'\]"):
+    with pytest.raises(ValueError, match=r'bad.safetensors.*1 missing keys \(norm.weight\)'
+                                         r'.*1 unexpected \(extra.weight\)'):
         load_dino_weights(encoder, tmp_path / 'bad.safetensors')
     with pytest.raises(FileNotFoundError, match='nothing.pth'):
         load_dino_weights(encoder, tmp_path / 'nothing.pth')

@@ -14,6 +14,7 @@ import torch
 
 from convitac_ros.data.transforms import FrameAugmentation
 from convitac_ros.model import ContrastiveEncoder, ModelConfig
+from convitac_ros.model.contrastive import TACTILE, VISUAL
 
 torch.set_num_threads(2)
 
@@ -25,22 +26,28 @@ def test_simclr_crop_always_keeps_the_central_contact_area() -> None:
         assert top <= 0.4 and top + height >= 0.6
         assert left <= 0.4 and left + width >= 0.6
     assert augment.grayscale == 0.0 and max(augment.brightness, augment.saturation) <= 0.2
+    assert augment.hflip == 0.0  # a flip of one modality would mirror the shared texture
 
 
-def test_projection_head_centres_its_hidden_layer_on_the_batch() -> None:
+def test_projection_head_centres_each_modality_in_training_and_embeds_alone_in_eval() -> None:
     torch.manual_seed(0)
-    encoder = ContrastiveEncoder(ModelConfig.tiny()).eval()
-    # Inputs sharing a large common component, like a batch of nearly identical gel images.
-    images = 3.0 + torch.randn(8, 3, 64, 64)
+    encoder = ContrastiveEncoder(ModelConfig.tiny()).train()
+    # Two modalities with very different common components, like camera and gel images.
+    images = torch.cat([3.0 + torch.randn(8, 3, 64, 64), -2.0 + 0.5 * torch.randn(8, 3, 64, 64)])
+    modality = torch.tensor([VISUAL] * 8 + [TACTILE] * 8)
     head = encoder.projection_head
     with torch.no_grad():
-        hidden = head.norm(head[0](encoder(images).mean(dim=1)))
-    assert hidden.mean(dim=0).abs().max() < 1e-4
-    assert hidden.std(dim=0, unbiased=False).min() > 0.5
-
-
-def test_projection_head_keeps_the_checkpoint_keys() -> None:
-    keys = {key for key in ContrastiveEncoder(ModelConfig.tiny()).state_dict()
-            if key.startswith('projection_head.')}
-    assert keys == {f'projection_head.{index}.{name}' for index in (0, 2)
-                    for name in ('weight', 'bias')}
+        for _ in range(30):  # running statistics converge to those of this batch
+            encoder.projection_embed(images, modality)
+        tokens = encoder(images)
+        weights = torch.softmax(encoder.pool_score(tokens), dim=1)
+        hidden = head.linear((weights * tokens).sum(dim=1))
+        for index, norm in enumerate(head.norms):
+            normalised = norm(hidden[modality == index])
+            assert normalised.mean(dim=0).abs().max() < 1e-4
+            assert normalised.std(dim=0, unbiased=False).min() > 0.5
+        encoder.eval()
+        together = encoder.projection_embed(images, modality)
+        alone = torch.cat([encoder.projection_embed(image[None], kind[None])
+                           for image, kind in zip(images, modality)])
+    torch.testing.assert_close(together, alone, rtol=1e-4, atol=1e-5)

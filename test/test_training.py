@@ -219,6 +219,22 @@ def test_run_folder_holds_config_metrics_events_and_checkpoints(tiny_run_dir: Pa
     assert kinds == {'train', 'val'}
 
 
+def test_stage1_reports_held_out_retrieval_beside_chance_and_ceiling(tiny_run_dir: Path) -> None:
+    from convitac_ros.checkpoint import read_metadata
+
+    stage1 = tiny_run_dir / 'stage1'
+    keys = {f'{kind}_top{k}' for kind in ('retrieval', 'chance', 'ceiling') for k in (1, 5)}
+    val = [r for r in metric_lines(stage1 / 'metrics.jsonl') if r['kind'] == 'val'][-1]
+    assert keys <= set(val) and val['chance_top1'] == 1 / 16  # batches of 16 held-out pairs
+    assert 0 < val['ceiling_top1'] <= 1
+    recorded = read_metadata(stage1 / 'last.safetensors')['training']['val']
+    assert {key: recorded[key] for key in keys} == {key: val[key] for key in keys}
+    events = b''.join(path.read_bytes() for path in (stage1 / 'tensorboard').glob('events.*'))
+    assert b'stage1/val/retrieval_top1' in events and b'stage1/val/ceiling_top1' in events
+    stage2 = [r for r in metric_lines(tiny_run_dir / 'metrics.jsonl') if r['kind'] == 'val']
+    assert {'balanced_accuracy/material', 'macro_f1/material'} <= set(stage2[-1])
+
+
 @pytest.mark.slow
 def test_killed_run_resumes_to_identical_weights_and_metrics(
         synthetic_tag_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -11,7 +11,10 @@ A preset (``training/configs/ablate_*.yaml``) names the seeds, the datasets (eac
 training configs plus ``--set`` style overrides, and for the synthetic world the generator
 settings) and the variants (model overrides). Finished runs are cached in the work folder
 (``ablation_run.json`` per run), so an interrupted study continues where it stopped and a table
-can be re-rendered without training (``--no-train``).
+can be re-rendered without training (``--no-train``). A finished stage-2 run keeps its
+checkpoints but not its resume state; the disk space the study needs (checkpoints of every run,
+stage-1 encoders with their resume states, one live stage-2 resume state) is printed and
+checked against the free space before anything is trained.
 
 Usage::
 
@@ -28,6 +31,7 @@ from dataclasses import dataclass, field
 import hashlib
 import json
 from pathlib import Path
+import shutil
 import sys
 import time
 from typing import Any
@@ -42,6 +46,7 @@ from training.command import run_command  # noqa: E402
 from training.config import ConfigError, load_config, resolve_config_path, TrainConfig  # noqa
 from training.data import train_and_val  # noqa: E402
 from training.distributed import DistContext, init_distributed, shutdown_distributed  # noqa
+from training.engine import STATE_FILE  # noqa: E402
 from training.evaluate import evaluate  # noqa: E402
 from training.pretrain import run_pretraining  # noqa: E402
 from training.runs import build_model_config, sequence_overrides  # noqa: E402
@@ -225,6 +230,9 @@ def train_variant(entry: DatasetEntry, variant: Variant, seed: int, extra: list[
         'dataset': entry.name, 'variant': variant.key, 'seed': seed,
         'model': model_config.to_dict(), 'test_samples': report['samples'],
         'accuracy': {head: item['accuracy'] for head, item in report['heads'].items()},
+        'balanced_accuracy': {head: item['balanced_accuracy']
+                              for head, item in report['heads'].items()},
+        'macro_f1': {head: item['macro_f1'] for head, item in report['heads'].items()},
         'chance_majority': {head: item['chance_majority']
                             for head, item in report['heads'].items()},
         'chance_uniform': {head: item['chance_uniform'] for head, item in report['heads'].items()},
@@ -234,7 +242,45 @@ def train_variant(entry: DatasetEntry, variant: Variant, seed: int, extra: list[
         'parameters': _count_parameters(model_config),
     }
     atomic_write_text(record_path, json.dumps(record, indent=2))
+    (run_dir / STATE_FILE).unlink(missing_ok=True)  # cached by its record from now on
     return record
+
+
+def disk_need(entry: DatasetEntry, variants: list[Variant], seeds: list[int],
+              extra: list[str]) -> int:
+    """Bytes the study of one dataset needs at most (float32 tensors, AdamW).
+
+    Per seed: best and last checkpoints of every variant, and per stage-1 encoder its two
+    checkpoints and resume state (weights and two moments); plus one stage-2 resume state of the
+    largest variant, alive while it trains.
+    """
+    bytes_of = 4
+    per_seed, largest, encoders = 0, 0, {}
+    for variant in variants:
+        config = run_config(entry, seeds[0], extra, variant)
+        train_set, _ = train_and_val(config.data, seeds[0], **sequence_overrides(config))
+        counts = _count_parameters(build_model_config(config, train_set))
+        per_seed += 2 * bytes_of * counts['total']
+        largest = max(largest, 3 * bytes_of * counts['trainable'] + bytes_of * counts['total'])
+        if counts['total'] > counts['trainable']:  # a frozen E^c: its stage 1 is shared
+            encoders[variant.stage1_dir] = counts['total'] - counts['trainable']
+    per_seed += sum(5 * bytes_of * size for size in encoders.values())
+    return per_seed * len(seeds) + largest
+
+
+def check_disk(need: int, work_dir: Path) -> None:
+    """Prints the need and the free space; refuses to start when the space is short.
+
+    Raises:
+        ConfigError: When the free space of the work folder's file system is below ``need``.
+    """
+    existing = next(p for p in [work_dir, *work_dir.resolve().parents] if p.exists())
+    free = shutil.disk_usage(existing).free
+    print(f'[ablate] disk: needs up to {need / 2**20:.0f} MiB, {free / 2**20:.0f} MiB free '
+          f'at {existing}', flush=True)
+    if free < need:
+        raise ConfigError(f'not enough disk space for the study: it needs up to '
+                          f'{need / 2**20:.0f} MiB, {existing} has {free / 2**20:.0f} MiB free')
 
 
 def _count_parameters(model_config: Any) -> dict[str, int]:
@@ -252,6 +298,7 @@ def run_dataset(preset: Preset, entry: DatasetEntry, extra: list[str], device: s
     root = Path(run_config(entry, preset.seeds[0], extra).data.root)
     if train:
         ensure_synthetic(entry, root)
+        check_disk(disk_need(entry, variants, preset.seeds, extra), preset.work_dir)
     context = init_distributed(device) if train else None
     try:
         for seed in preset.seeds:

@@ -35,7 +35,8 @@ class DataConfig:
     dataset: str = 'touch_and_go'
     root: str = 'data/touch_and_go'
     train_split: str = 'train'
-    val_split: str = 'holdout'  # a split name, or 'holdout': val_fraction of train (seeded)
+    # A split name, or 'holdout': val_fraction of train's sessions/objects (seeded; whole groups).
+    val_split: str = 'holdout'
     val_fraction: float = 0.1
     test_split: str = 'test'
     num_workers: int = 0
@@ -58,7 +59,8 @@ class StageConfig:
     batch_size: int = 16
     optimizer: str = 'adamw'  # adamw | adam | sgd
     lr: float = 1e-4
-    weight_decay: float = 0.05
+    backbone_lr: float = 0.0  # lr of the timm backbones (e.g. a pretrained DINO); 0 = lr
+    weight_decay: float = 0.05  # not on norms, biases and embeddings (training/optim.py)
     betas: tuple[float, float] = (0.9, 0.999)
     momentum: float = 0.9  # sgd only
     schedule: str = 'cosine'  # cosine | constant
@@ -67,6 +69,7 @@ class StageConfig:
     grad_clip: float = 1.0  # max global grad norm; 0 disables clipping
     max_steps: int = 0  # 0 = epochs * steps_per_epoch, else a hard cap on optimizer steps
     temperature: float = 0.1  # NT-Xent tau (stage 1 only)
+    retrieval_batch: int = 32  # stage 1: held-out visual-to-tactile retrieval in batches of this
     label_smoothing: float = 0.0  # cross-entropy (stage 2 only)
     augment: bool = True
 

@@ -90,8 +90,34 @@ def holdout_indices(size: int, fraction: float, seed: int) -> tuple[list[int], l
     return sorted(order[count:].tolist()), sorted(order[:count].tolist())
 
 
+def holdout_groups(groups: np.ndarray, fraction: float, seed: int
+                   ) -> tuple[list[int], list[int]]:
+    """Seeded (train, validation) index lists holding out ``fraction`` of the groups, whole.
+
+    Args:
+        groups: ``(N,)`` group of every sample (recording session, object).
+        fraction: Share of the groups to hold out (at least one, never all).
+        seed: Seed of the group draw.
+
+    Raises:
+        ValueError: When there are fewer than two groups.
+    """
+    names = np.unique(groups)
+    if len(names) < 2:
+        raise ValueError(f'a group holdout needs at least 2 sessions/objects, got {len(names)}')
+    count = min(len(names) - 1, max(1, int(round(len(names) * fraction))))
+    held_names = np.random.default_rng(seed).permutation(names)[:count]
+    held = np.isin(groups, held_names)
+    return np.flatnonzero(~held).tolist(), np.flatnonzero(held).tolist()
+
+
 def train_and_val(data: DataConfig, seed: int, **overrides: Any) -> tuple[Dataset, Dataset]:
-    """The training set and the validation set (a named split, or a seeded holdout of train).
+    """The training set and the validation set: a named split, or a seeded holdout of train.
+
+    The holdout takes whole recording sessions or objects when the dataset says which sample
+    belongs to which (``group_array``: Touch and Go, the Feeling of Success), so that model
+    selection is not rewarded for memorising near-duplicate frames of the training sessions;
+    otherwise single samples.
 
     Raises:
         DataError: An empty training split, or too few samples to hold some out.
@@ -102,7 +128,10 @@ def train_and_val(data: DataConfig, seed: int, **overrides: Any) -> tuple[Datase
                         'samples: its list file is empty or names no usable frames')
     if data.val_split != HOLDOUT:
         return train, open_split(data, data.val_split, **overrides)
-    kept, held = holdout_indices(len(train), data.val_fraction, seed)
+    if hasattr(train, 'group_array'):
+        kept, held = holdout_groups(train.group_array(), data.val_fraction, seed)
+    else:
+        kept, held = holdout_indices(len(train), data.val_fraction, seed)
     return with_info(Subset(train, kept), train), with_info(Subset(train, held), train)
 
 

@@ -55,6 +55,27 @@ class DistContext:
         return tensor.tolist()
 
 
+def gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
+    """Every rank's ``tensor`` concatenated along dim 0 in rank order, gradients kept.
+
+    The backward pass sums, for each rank's own rows, the gradients that every rank's copy
+    received (``torch.distributed.nn.functional.all_gather``). When every rank computes the same
+    loss of the gathered rows, each rank's rows thus get ``world_size`` times the gradient of
+    that loss, and DistributedDataParallel's averaging over ranks gives exactly the gradient of
+    the global loss. A world of one returns ``tensor`` itself.
+
+    Args:
+        tensor: ``(N, ...)``, the same shape on every rank.
+
+    Returns:
+        ``(world_size * N, ...)``.
+    """
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return tensor
+    from torch.distributed.nn.functional import all_gather  # loads the autograd functions
+    return torch.cat(all_gather(tensor), dim=0)
+
+
 def launched_as_main() -> bool:
     """Whether this process is rank 0 of a torchrun launch (or not launched by torchrun)."""
     return int(os.environ.get('RANK', '0')) == 0

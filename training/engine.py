@@ -99,8 +99,7 @@ class Trainer:
         self.steps_per_epoch = len(self.sampler)
         total = stage.epochs * self.steps_per_epoch
         self.total_steps = min(total, stage.max_steps) if stage.max_steps > 0 else total
-        trainable = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = build_optimizer(trainable, stage)
+        self.optimizer = build_optimizer(self.model.named_parameters(), stage)
         self.scheduler = build_scheduler(self.optimizer, stage, self.total_steps)
         self.amp_dtype = amp_dtype(runtime.amp, context.device)
         self.scaler = torch.amp.GradScaler('cuda', enabled=self.amp_dtype == torch.float16)

@@ -33,7 +33,9 @@ from training.data import BatchCollator, targets  # noqa: E402
 from training.distributed import pick_device  # noqa: E402
 from training.metrics import (  # noqa: E402
     accuracy,
+    balanced_accuracy,
     confusion_matrix,
+    macro_f1,
     majority_chance,
     predict,
 )
@@ -49,7 +51,8 @@ def head_report(head: str, classes: list[str], predicted: np.ndarray, target: np
     plot_confusion(matrix, classes, f'{head}: accuracy {100 * value:.1f}% '
                    f'(n={int(matrix.sum())})', png)
     report = {
-        'accuracy': value, 'labelled': int(matrix.sum()),
+        'accuracy': value, 'balanced_accuracy': balanced_accuracy(predicted, target),
+        'macro_f1': macro_f1(predicted, target), 'labelled': int(matrix.sum()),
         'chance_uniform': 1.0 / len(classes),
         'chance_majority': None, 'majority_class': None,
         'classes': classes, 'confusion': matrix.tolist(), 'confusion_png': png.name,
@@ -131,10 +134,12 @@ def _optional_split(dataset: str, root: str, split: str, kwargs: dict[str, Any]
 def print_table(report: dict[str, Any]) -> None:
     """Prints accuracy and chance levels per head."""
     print(f'{report["dataset"]} {report["split"]} ({report["samples"]} samples)')
-    print(f'{"head":<14}{"accuracy":>10}{"majority":>10}{"uniform":>10}{"n":>7}')
+    print(f'{"head":<14}{"accuracy":>10}{"balanced":>10}{"macro-F1":>10}{"majority":>10}'
+          f'{"uniform":>10}{"n":>7}')
     for head, entry in report['heads'].items():
         majority = entry['chance_majority']
         print(f'{head:<14}{100 * entry["accuracy"]:>9.1f}%'
+              f'{100 * entry["balanced_accuracy"]:>9.1f}%{100 * entry["macro_f1"]:>9.1f}%'
               f'{"" if majority is None else f"{100 * majority:.1f}%":>10}'
               f'{100 * entry["chance_uniform"]:>9.1f}%{entry["labelled"]:>7}')
 

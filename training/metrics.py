@@ -57,6 +57,31 @@ def accuracy(predicted: np.ndarray, target: np.ndarray) -> float:
     return float((predicted[labelled] == target[labelled]).mean())
 
 
+def balanced_accuracy(predicted: np.ndarray, target: np.ndarray) -> float:
+    """Mean recall over the classes present in the labels (NaN when none is labelled)."""
+    labelled = target != MISSING_LABEL
+    if not labelled.any():
+        return float('nan')
+    predicted, target = predicted[labelled], target[labelled]
+    return float(np.mean([(predicted[target == c] == c).mean() for c in np.unique(target)]))
+
+
+def macro_f1(predicted: np.ndarray, target: np.ndarray) -> float:
+    """Unweighted mean F1 over the classes that are labelled or predicted (NaN when unlabelled).
+
+    A class that is predicted but never labelled counts with F1 = 0, as in scikit-learn.
+    """
+    labelled = target != MISSING_LABEL
+    if not labelled.any():
+        return float('nan')
+    predicted, target = predicted[labelled], target[labelled]
+    scores = []
+    for c in np.union1d(np.unique(target), np.unique(predicted)):
+        hits = float(np.sum((predicted == c) & (target == c)))
+        scores.append(2 * hits / (np.sum(predicted == c) + np.sum(target == c)))
+    return float(np.mean(scores))
+
+
 def confusion_matrix(predicted: np.ndarray, target: np.ndarray, num_classes: int) -> np.ndarray:
     """Counts ``[true class, predicted class]`` over labelled samples: int64 (C, C)."""
     labelled = target != MISSING_LABEL
@@ -75,9 +100,17 @@ def majority_chance(train_target: np.ndarray, test_target: np.ndarray) -> float:
 
 
 def head_accuracies(predictions: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
-    """``{'accuracy/<head>': value, 'accuracy_mean': mean over heads with labels}``."""
+    """Accuracy, balanced accuracy and macro-F1 per head, and the mean accuracy.
+
+    Returns:
+        ``{'accuracy/<head>', 'balanced_accuracy/<head>', 'macro_f1/<head>': value,
+        'accuracy_mean': mean accuracy over heads with labels}``.
+    """
     values = {head: accuracy(*pair) for head, pair in predictions.items()}
     known = [value for value in values.values() if not np.isnan(value)]
     result = {f'accuracy/{head}': value for head, value in values.items()}
+    for head, pair in predictions.items():
+        result[f'balanced_accuracy/{head}'] = balanced_accuracy(*pair)
+        result[f'macro_f1/{head}'] = macro_f1(*pair)
     result['accuracy_mean'] = float(np.mean(known)) if known else float('nan')
     return result

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 import math
+from typing import Any
 import warnings
 
 import torch
@@ -15,25 +16,61 @@ OPTIMIZERS = ('adamw', 'adam', 'sgd')
 SCHEDULES = ('cosine', 'constant')
 
 
-def build_optimizer(params: Iterable[torch.nn.Parameter],
+# Parameters that weight decay leaves alone: norms, biases and learned embeddings/tokens
+# (ViT cls/pos/register tokens, our time, stream, spatial and query embeddings). Decaying them
+# pulls positions and norms towards zero without regularising anything.
+NO_DECAY_NAMES = ('cls_token', 'pos_embed', 'reg_token', 'time_embed', 'stream_embed',
+                  'query_embed', 'dist_token')
+
+
+def decays(name: str, parameter: torch.nn.Parameter) -> bool:
+    """Whether weight decay applies: weight matrices and kernels, not 1-D or embedding tensors."""
+    leaf = name.rsplit('.', 1)[-1]
+    return parameter.ndim >= 2 and leaf not in NO_DECAY_NAMES
+
+
+def is_backbone(name: str) -> bool:
+    """Whether a parameter belongs to a timm backbone (the part pretrained weights initialise)."""
+    return '.backbone.' in f'.{name}'
+
+
+def parameter_groups(named: Iterable[tuple[str, torch.nn.Parameter]], stage: StageConfig
+                     ) -> list[dict[str, Any]]:
+    """Optimizer groups: decay or not, backbone or not (``stage.backbone_lr``, 0 = ``lr``).
+
+    Only trainable parameters are taken; empty groups are left out.
+    """
+    groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
+    for name, parameter in named:
+        if parameter.requires_grad:
+            key = (decays(name, parameter), is_backbone(name))
+            groups.setdefault(key, []).append(parameter)
+    backbone_lr = stage.backbone_lr if stage.backbone_lr > 0 else stage.lr
+    return [{'params': params, 'weight_decay': stage.weight_decay if decay else 0.0,
+             'lr': backbone_lr if backbone else stage.lr}
+            for (decay, backbone), params in sorted(groups.items())]
+
+
+def build_optimizer(named: Iterable[tuple[str, torch.nn.Parameter]],
                     stage: StageConfig) -> torch.optim.Optimizer:
     """Builds AdamW (the default), Adam (the paper's choice) or SGD with momentum.
+
+    Args:
+        named: ``model.named_parameters()``; frozen ones are skipped.
+        stage: The stage's optimiser settings (see :func:`parameter_groups`).
 
     Raises:
         ValueError: For an unknown optimizer name or no trainable parameters.
     """
-    params = list(params)
-    if not params:
+    groups = parameter_groups(named, stage)
+    if not groups:
         raise ValueError('no trainable parameters')
     if stage.optimizer == 'adamw':
-        return torch.optim.AdamW(params, lr=stage.lr, betas=stage.betas,
-                                 weight_decay=stage.weight_decay)
+        return torch.optim.AdamW(groups, lr=stage.lr, betas=stage.betas)
     if stage.optimizer == 'adam':
-        return torch.optim.Adam(params, lr=stage.lr, betas=stage.betas,
-                                weight_decay=stage.weight_decay)
+        return torch.optim.Adam(groups, lr=stage.lr, betas=stage.betas)
     if stage.optimizer == 'sgd':
-        return torch.optim.SGD(params, lr=stage.lr, momentum=stage.momentum,
-                               weight_decay=stage.weight_decay)
+        return torch.optim.SGD(groups, lr=stage.lr, momentum=stage.momentum)
     raise ValueError(f'optimizer must be one of {OPTIMIZERS}, got {stage.optimizer!r}')
 
 

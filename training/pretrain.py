@@ -1,8 +1,13 @@
 """Stage 1: SimCLR pretraining of the contrastive encoder E^c on visual-tactile image pairs.
 
 The positives of the NT-Xent loss (paper eq. 2-3) are the camera image and the tactile image of
-the same sample; the other 2B - 2 images of the batch are the negatives. Each image is
-augmented independently (``FrameAugmentation.simclr``). The result is a ``contrastive_encoder``
+the same sample (its own, labelled frame: never an approach frame of its sequence); the other
+2B - 2 images of the batch are the negatives. Under torchrun the embeddings of every rank are
+gathered (gradients kept), so the negatives are those of the global batch. Each image is
+augmented independently (``FrameAugmentation.simclr``). Validation is held-out visual-to-tactile
+retrieval (``training/retrieval.py``: top-1 and top-5 beside chance and, on the synthetic world,
+the ceiling), logged to ``metrics.jsonl`` and TensorBoard and written into the checkpoint's
+metadata; the best top-1 selects ``best.safetensors``. The result is a ``contrastive_encoder``
 checkpoint (``RUN_DIR/last.safetensors``) that stage 2 loads and freezes.
 
 Usage::
@@ -25,11 +30,18 @@ from torch.utils.data import DataLoader, Dataset
 from convitac_ros.checkpoint import default_preprocess, save_contrastive_encoder
 from convitac_ros.data.transforms import FrameAugmentation
 from convitac_ros.model import ContrastiveEncoder, load_dino_weights, ModelConfig, nt_xent_loss
+from convitac_ros.model.contrastive import TACTILE, VISUAL
 from training.command import run_command  # noqa: E402
 from training.config import TrainConfig
 from training.data import BatchCollator, train_and_val
-from training.distributed import DistContext, init_distributed, shutdown_distributed
+from training.distributed import (
+    DistContext,
+    gather_with_grad,
+    init_distributed,
+    shutdown_distributed,
+)
 from training.engine import amp_dtype, autocast, RunStopped, Trainer
+from training.retrieval import describe, RetrievalProbe
 from training.runs import (
     add_run_arguments,
     build_model_config,
@@ -51,7 +63,9 @@ class SimCLRModel(nn.Module):
 
     def forward(self, visual: torch.Tensor, tactile: torch.Tensor) -> torch.Tensor:
         """Args: visual, tactile `(B, 3, S, S)`. Returns: embeddings `(2B, D)` (visual first)."""
-        return self.encoder.projection_embed(torch.cat([visual, tactile]))
+        modality = torch.cat([torch.full((len(visual),), VISUAL, device=visual.device),
+                              torch.full((len(tactile),), TACTILE, device=tactile.device)])
+        return self.encoder.projection_embed(torch.cat([visual, tactile]), modality)
 
 
 def retrieval_accuracy(embeddings: torch.Tensor) -> float:
@@ -61,16 +75,32 @@ def retrieval_accuracy(embeddings: torch.Tensor) -> float:
     return float(hits.float().mean())
 
 
+def gathered_nt_xent(embeddings: torch.Tensor, temperature: float) -> torch.Tensor:
+    """NT-Xent over the global batch: every rank's visual rows, then every rank's tactile rows.
+
+    Equal to :func:`nt_xent_loss` on the concatenated batch of all ranks (see
+    :func:`training.distributed.gather_with_grad` for the gradients); in a world of one it is
+    ``nt_xent_loss(embeddings)``.
+
+    Args:
+        embeddings: This rank's `(2B, D)`, visual rows first.
+        temperature: tau.
+    """
+    visual, tactile = embeddings.chunk(2)
+    return nt_xent_loss(torch.cat([gather_with_grad(visual), gather_with_grad(tactile)]),
+                        temperature)
+
+
 class ContrastiveTask:
     """The stage-1 task for :class:`training.engine.Trainer`."""
 
     name = 'stage1'
-    best_metric = 'loss'
-    best_mode = 'min'
+    best_metric = 'retrieval_top1'
+    best_mode = 'max'
 
-    def __init__(self, config: TrainConfig, val_loader: DataLoader,
+    def __init__(self, config: TrainConfig, probe: RetrievalProbe,
                  context: DistContext) -> None:
-        self.config, self.val_loader, self.context = config, val_loader, context
+        self.config, self.probe, self.context = config, probe, context
         self.temperature = config.stage1.temperature
         self.amp = amp_dtype(config.runtime.amp, context.device)
 
@@ -79,27 +109,17 @@ class ContrastiveTask:
         model.train()
 
     def loss(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
-        """NT-Xent of one batch of pairs, plus the in-batch retrieval accuracy."""
+        """NT-Xent of one (global) batch of pairs, plus this rank's in-batch retrieval."""
         visual, tactile = batch
         embeddings = model(visual, tactile)  # (2B, D)
-        return (nt_xent_loss(embeddings, self.temperature),
+        return (gathered_nt_xent(embeddings, self.temperature),
                 {'retrieval': retrieval_accuracy(embeddings.detach())})
 
-    @torch.no_grad()
     def validate(self, model: nn.Module) -> dict[str, float]:
-        """Mean NT-Xent and retrieval accuracy over the validation pairs (no augmentation)."""
+        """Held-out retrieval (top-1, top-5, chance, ceiling) and NT-Xent, no augmentation."""
         model.eval()
-        losses, hits, count = 0.0, 0.0, 0
-        for visual, tactile in self.val_loader:
-            if len(visual) < 2:
-                continue  # a single pair has no negatives
-            visual, tactile = visual.to(self.context.device), tactile.to(self.context.device)
-            with autocast(self.context.device, self.amp):
-                embeddings = model(visual, tactile)
-            losses += float(nt_xent_loss(embeddings, self.temperature)) * len(visual)
-            hits += retrieval_accuracy(embeddings) * len(visual)
-            count += len(visual)
-        return {'loss': losses / max(count, 1), 'retrieval': hits / max(count, 1)}
+        return self.probe(model, self.context.device, self.temperature,
+                          lambda: autocast(self.context.device, self.amp))
 
     def export(self, model: nn.Module, path: Path, summary: dict[str, Any]) -> None:
         """Writes the encoder as a ``contrastive_encoder`` checkpoint."""
@@ -126,13 +146,16 @@ def run_pretraining(config: TrainConfig, run_dir: Path, train_set: Dataset, val_
     if dino_weights is not None:
         load_dino_weights(encoder, dino_weights)
     model = SimCLRModel(encoder)
+    if context.distributed and context.device.type == 'cuda':
+        # The projection head's batch statistics over the global batch, as the loss sees it.
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     preprocess = default_preprocess(model_config)
     size, mean, std = model_config.image_size, preprocess['mean'], preprocess['std']
     augment = FrameAugmentation.simclr() if config.stage1.augment else None
-    task = ContrastiveTask(
-        config, eval_loader(val_set, config.stage1.batch_size,
-                            BatchCollator(size, mean, std, None, pairs=True),
-                            config.data.num_workers), context)
+    probe = RetrievalProbe(val_set, config.stage1.retrieval_batch,
+                           BatchCollator(size, mean, std, None, pairs=True),
+                           config.runtime.seed, config.data.root, config.data.num_workers)
+    task = ContrastiveTask(config, probe, context)
     path = Path(run_dir) / ENCODER_FILE
     if config.stage1.epochs == 0:
         if context.is_main:
@@ -144,6 +167,8 @@ def run_pretraining(config: TrainConfig, run_dir: Path, train_set: Dataset, val_
     summary = trainer.fit(resume=resume)
     if summary['stopped']:
         raise RunStopped(f'stage 1 stopped after {summary["steps"]} steps (stop_after_steps)')
+    if context.is_main and summary['val']:
+        print(f'stage 1: {describe(summary["val"], probe.batch_size)}')
     return path
 
 

@@ -38,6 +38,7 @@ from convitac_ros.checkpoint import (
 from convitac_ros.data import MISSING_LABEL
 from convitac_ros.data.transforms import FrameAugmentation
 from convitac_ros.model import ConViTac, ModelConfig
+from convitac_ros.model.dino import load_backbone_weights
 from training.command import run_command
 from training.config import TrainConfig
 from training.data import BatchCollator, train_and_val
@@ -137,13 +138,34 @@ class SupervisedTask:
                         training=provenance(self.config, 'stage2', summary, self.init_from))
 
 
+def load_fusion_weights(model: ConViTac, visual: Path | None, tactile: Path | None) -> None:
+    """Initialise the visual and/or tactile fusion encoder's backbone from local files.
+
+    Raises:
+        ValueError: For a file that does not fit (one line naming it), or weights for a stream
+            the model does not have.
+    """
+    for name, path in (('visual', visual), ('tactile', tactile)):
+        if path is None:
+            continue
+        encoder = getattr(model, f'{name}_encoder')
+        if encoder is None:
+            raise ValueError(f'--{name}-weights {path}: this model has no {name} stream '
+                             f'(modalities={model.config.modalities})')
+        load_backbone_weights(encoder.tokenizer.backbone, path, f'the {name} fusion encoder')
+
+
 def run_supervised(config: TrainConfig, run_dir: Path, train_set: Dataset, val_set: Dataset,
                    model_config: ModelConfig, context: DistContext, encoder_path: Path | None,
-                   resume: bool = False, init: LoadedCheckpoint | None = None) -> dict[str, Any]:
+                   resume: bool = False, init: LoadedCheckpoint | None = None,
+                   visual_weights: Path | None = None,
+                   tactile_weights: Path | None = None) -> dict[str, Any]:
     """Trains (or resumes) stage 2 in ``run_dir``; returns the trainer's summary.
 
     With ``init`` (fine-tuning) the model starts from that checkpoint's weights and keeps its
-    preprocessing; ``encoder_path`` is then unused.
+    preprocessing; ``encoder_path`` is then unused. Otherwise the fusion encoders start from
+    ``visual_weights`` / ``tactile_weights`` when given (their learning rate is
+    ``stage2.backbone_lr`` when set).
 
     Raises:
         RunStopped: When ``runtime.stop_after_steps`` ended the stage early.
@@ -157,6 +179,7 @@ def run_supervised(config: TrainConfig, run_dir: Path, train_set: Dataset, val_s
     else:
         if encoder_path is not None:
             load_contrastive_encoder(encoder_path, model)
+        load_fusion_weights(model, visual_weights, tactile_weights)
         preprocess = default_preprocess(model_config)
     size, mean, std = model_config.image_size, preprocess['mean'], preprocess['std']
     augment = FrameAugmentation.light() if config.stage2.augment else None
@@ -175,8 +198,9 @@ def run_supervised(config: TrainConfig, run_dir: Path, train_set: Dataset, val_s
 
 def run_training(config: TrainConfig, run_dir: Path, resume: bool = False,
                  contrastive_checkpoint: Path | None = None,
-                 dino_weights: Path | None = None,
-                 init_from: Path | None = None) -> dict[str, Any]:
+                 dino_weights: Path | None = None, init_from: Path | None = None,
+                 visual_weights: Path | None = None,
+                 tactile_weights: Path | None = None) -> dict[str, Any]:
     """Both stages (stage 1 only when needed) for an already prepared run folder.
 
     Args:
@@ -187,6 +211,8 @@ def run_training(config: TrainConfig, run_dir: Path, resume: bool = False,
         dino_weights: A local DINO weight file that initialises stage 1.
         init_from: Fine-tune from this ``convitac`` checkpoint: its architecture and sequence
             lengths, its weights (``training/finetune.py``), no stage 1.
+        visual_weights: A local timm file that initialises the visual fusion encoder.
+        tactile_weights: The same for the tactile fusion encoder.
 
     Returns:
         The stage-2 summary (best and last validation metrics, steps, skipped steps).
@@ -208,7 +234,8 @@ def run_training(config: TrainConfig, run_dir: Path, resume: bool = False,
             encoder_path = run_pretraining(config, Path(run_dir) / STAGE1_DIR, train_set,
                                            val_set, model_config, context, resume, dino_weights)
         return run_supervised(config, run_dir, train_set, val_set, model_config, context,
-                              encoder_path, resume)
+                              encoder_path, resume, visual_weights=visual_weights,
+                              tactile_weights=tactile_weights)
     finally:
         shutdown_distributed(context)
 
@@ -223,6 +250,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help='fine-tune: start stage 2 from this convitac checkpoint (E^c, '
                         'fusion and the heads whose classes match; new class lists get new '
                         'heads; no stage 1)')
+    parser.add_argument('--visual-weights', type=Path,
+                        help='initialise the visual fusion encoder from a local timm file')
+    parser.add_argument('--tactile-weights', type=Path,
+                        help='initialise the tactile fusion encoder from a local timm file')
     return parser
 
 
@@ -242,7 +273,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if init_from is not None and not resume and launched_as_main():
         remember_init(run_dir, init_from)
     summary = run_training(config, run_dir, resume, args.contrastive_checkpoint,
-                           args.dino_weights, init_from)
+                           args.dino_weights, init_from, args.visual_weights,
+                           args.tactile_weights)
     if launched_as_main():
         print(f'run: {run_dir}  best {summary["best_metric"]} = {summary["best"]}  '
               f'last val: {summary["val"]}')

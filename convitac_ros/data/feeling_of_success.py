@@ -149,6 +149,10 @@ class FeelingOfSuccess(Dataset):
             raise KeyError(f'unknown head {head!r}; this dataset has {list(self.heads)}')
         return np.array([label for _, _, label, _ in self._items], dtype=np.int64)
 
+    def group_array(self) -> np.ndarray:
+        """The object of every trial (validation holds out whole objects): (N,)."""
+        return np.array([name for _, _, _, name in self._items])
+
     def __getitem__(self, index: int) -> Sample:
         """Read trial `index`: kinect frames and 2 GelSights x T_t frames, oldest first."""
         file_index, trial, label, name = self._items[index]

@@ -211,6 +211,14 @@ class TouchAndGo(Dataset):
         """Labels of every sample for one head, without reading images: int64 (N,)."""
         return np.array([self._labels(m, r)[head] for _, _, m, r in self._items], dtype=np.int64)
 
+    def frame_keys(self) -> list[tuple[str, str]]:
+        """(session, frame name) of every sample, without reading images."""
+        return [(self._sessions[s], self._frames[s][p]) for s, p, _, _ in self._items]
+
+    def group_array(self) -> np.ndarray:
+        """The recording session of every sample (validation holds out whole sessions): (N,)."""
+        return np.array([session for session, _ in self.frame_keys()])
+
     def _sequence(self, session: int, position: int, length: int) -> list[str]:
         frames = self._frames[session]
         steps = range(length - 1, -1, -1)

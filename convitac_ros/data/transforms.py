@@ -50,14 +50,17 @@ class FrameAugmentation:
         """Build the stage-1 augmentation for visual-tactile (cross-modal) SimCLR.
 
         Unlike image-only SimCLR, the positive is the other modality, so the augmentation must
-        keep what links the two: a crop of at least half the area (every side >= 0.61 of the
+        keep what links the two: a crop of at least 70 % of the area (every side >= 0.8 of the
         frame) always contains the central fifth of the frame, where the camera sees the
         contact and the gel shows the imprint, and the colour changes are mild, with no
         grayscale, because the material colour is the camera's cue to the touch. The
         image-only defaults (crop down to 0.2, strong jitter) keep the loss at log(2B - 1).
+        No flips and nearly square crops: the two images are augmented independently, and a
+        flip (or a strong stretch) of one of them would change the orientation of the texture
+        that the camera and the gel share.
         """
-        return cls(crop_scale=(0.5, 1.0), brightness=0.15, contrast=0.15, saturation=0.15,
-                   grayscale=0.0)
+        return cls(crop_scale=(0.7, 1.0), crop_ratio=(0.9, 1.1), hflip=0.0, brightness=0.15,
+                   contrast=0.15, saturation=0.15, grayscale=0.0)
 
     @classmethod
     def light(cls) -> FrameAugmentation:
@@ -173,9 +176,10 @@ def collate_contrastive_pairs(samples: Sequence[Any], image_size: int, mean: Seq
                               ) -> tuple[torch.Tensor, torch.Tensor]:
     """Batch single synchronous visual-tactile image pairs for stage 1 (SimCLR, paper eq. 1-2).
 
-    With `augment`, every sample contributes the pair at a random common time step (counted
-    from the end) of a random tactile sensor, each image augmented independently; without it,
-    the latest camera frame and the latest frame of sensor 0.
+    Every sample contributes its own (latest) frames: the labelled frame, never the older
+    context frames of its sequence, which may be an approach frame (blank gel) that shares
+    nothing with the camera. With `augment`, the tactile frame is that of a random sensor and
+    each image is augmented independently; without it, sensor 0 and the eval transform.
 
     Returns:
         visual `(B, 3, S, S)` and tactile `(B, 3, S, S)`; row i of both is a positive pair.
@@ -185,12 +189,9 @@ def collate_contrastive_pairs(samples: Sequence[Any], image_size: int, mean: Seq
     rng = rng or (default_rng() if augment is not None else None)
     visual, tactile = [], []
     for sample in samples:
-        step, sensor = 1, 0
-        if rng is not None:
-            step = 1 + int(rng.integers(min(len(sample.visual), len(sample.tactile[0]))))
-            sensor = int(rng.integers(len(sample.tactile)))
-        visual.append(sample.visual[-step])
-        tactile.append(sample.tactile[sensor][-step])
+        sensor = 0 if rng is None else int(rng.integers(len(sample.tactile)))
+        visual.append(sample.visual[-1])
+        tactile.append(sample.tactile[sensor][-1])
     if augment is None:
         return (preprocess_frames(visual, image_size, mean, std),
                 preprocess_frames(tactile, image_size, mean, std))

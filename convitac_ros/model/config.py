@@ -16,7 +16,7 @@ BackboneKwargs = tuple[tuple[str, BackboneArg], ...]
 
 FUSIONS = ('cec', 'cross_attention', 'concat', 'add')
 MODALITIES = ('both', 'vision', 'touch')
-CONDITIONS = ('tokens', 'pooled')
+CONDITIONS = ('embedding', 'tokens', 'pooled')
 HEAD_NAMES = ('material', 'hardness', 'roughness', 'grasp_success')
 
 # The timm backbones a config may name, with the constructor arguments it may pass them. A
@@ -62,12 +62,16 @@ class ModelConfig:
         num_heads: attention heads in each CEC block.
         mlp_ratio: hidden width of the CEC MLP relative to d.
         dropout: dropout in the CEC blocks and before the heads.
-        projection_dim: output width of the SimCLR projection head (stage-1 loss only).
+        projection_dim: width of the contrasted embedding (E^c's head: Linear, BN, ReLU).
         fusion: 'cec' (paper), 'cross_attention' (learned queries, no contrastive condition),
             'concat' or 'add' (pooled stream features, no attention).
         modalities: 'both', 'vision' or 'touch' (drops the other stream and its condition).
-        condition: 'tokens' (paper: P tokens per frame) or 'pooled' (the authors' released
-            model.py: one pooled token per stream, the condition acting through the residual).
+        condition: 'embedding' (default: E^c's contrasted embedding of each stream's latest
+            frame, the vector NT-Xent trained, added to that stream's learned queries through
+            a zero-initialised gate, so CEC starts as the cross-attention baseline), 'tokens'
+            (the earlier form: E^c's P tokens before the projection head are the queries) or
+            'pooled' (one pooled token per stream, the condition acting through the residual;
+            the shape of the authors' released model.py, not a reproduction of it).
         heads: (name, num_classes) per task head, in output order.
     """
 
@@ -91,7 +95,7 @@ class ModelConfig:
     projection_dim: int = 128
     fusion: str = 'cec'
     modalities: str = 'both'
-    condition: str = 'tokens'
+    condition: str = 'embedding'
     heads: tuple[tuple[str, int], ...] = (('material', 20), ('hardness', 2), ('roughness', 2))
 
     def __post_init__(self) -> None:
@@ -201,7 +205,7 @@ class ModelConfig:
             'visual_arch': 'vit_small_patch16_224', 'visual_kwargs': _TINY_FUSION_VIT,
             'tactile_arch': 'vit_small_patch16_224', 'tactile_kwargs': _TINY_FUSION_VIT,
             'feature_grid': 4, 'num_blocks': 1, 'num_heads': 4, 'mlp_ratio': 2.0, 'dropout': 0.0,
-            'projection_dim': 32,
+            'projection_dim': 64,
         }
         base.update(overrides)
         return cls(**base)

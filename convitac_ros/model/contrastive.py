@@ -1,21 +1,27 @@
 """The contrastive encoder E^c, its SimCLR projection head and the NT-Xent loss (paper eq. 1-3).
 
 E^c is a timm ViT (DINO ViT-S/16 architecture by default). Its patch-token grid is pooled to
-P tokens and projected to the fusion width d: those tokens are the condition e^p of stage 2.
-In stage 1 the mean of the P tokens goes through a separate MLP projection head (SimCLR); the
-head is only used for the loss, so stage 2 never runs it.
+P tokens and projected to the fusion width d. The contrasted embedding of an image
+(`ContrastiveEncoder.projection_embed`) is an attention pooling of those P tokens (one learned
+score per token, softmax over P, so the touched region can outweigh the rest of the frame)
+followed by the SimCLR projection head; NT-Xent compares exactly these embeddings, and stage 2's
+default condition (`condition='embedding'`) is this same embedding, L2-normalised as the loss
+sees it. The older condition forms (`tokens`, `pooled`) use the P tokens before the head.
 
-The head normalises its hidden layer with batch statistics (SimCLR's Linear-BN-ReLU-Linear). A
-ViT that sees two very different modalities starts with embeddings dominated by one direction
-shared by all images (mean cosine ~0.8); without the batch normalisation NT-Xent falls straight
-into the collapsed solution (all embeddings equal, loss log(2B - 1), zero gradient) before it
-finds the weak visual-tactile link. The normalisation has no parameters or buffers, so the
-head's state dict (and older checkpoints) keep the keys `projection_head.0.*` and `.2.*`.
+The head is Linear, BatchNorm, ReLU: one BatchNorm per modality, with batch statistics while
+it trains and the running statistics in eval mode, so a frozen E^c embeds each image on its own.
+Both choices were measured on the synthetic world (tiny model, batch 32, the same data and
+schedule): a ViT that sees two very different modalities starts with embeddings dominated by
+the modality, and with one normalisation over the mixed batch NT-Xent pushed apart the
+near-identical images of each modality, which it can only do by memorising training pairs
+(training loss down, held-out retrieval at chance); with SimCLR's further Linear output layer
+the embeddings collapsed to one direction (loss log(2B - 1) for the whole run). Without either,
+the held-out retrieval rose within a few epochs. Under DistributedDataParallel on GPUs stage 1
+makes the norms SyncBatchNorms, so the statistics are those of the global batch.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 import math
 
 import torch
@@ -25,9 +31,31 @@ from torch.nn import functional as F
 from convitac_ros.model.config import ModelConfig
 from convitac_ros.model.encoders import GridTokenizer
 
+VISUAL, TACTILE = 0, 1  # modality indices of `projection_embed`
+
+
+class ProjectionHead(nn.Module):
+    """Projection head: Linear, one BatchNorm per modality, ReLU (no output layer)."""
+
+    def __init__(self, dim: int, out_dim: int, num_modalities: int = 2) -> None:
+        super().__init__()
+        self.linear = nn.Linear(dim, out_dim)
+        self.norms = nn.ModuleList(nn.BatchNorm1d(out_dim, affine=False)
+                                   for _ in range(num_modalities))
+
+    def forward(self, pooled: torch.Tensor, modality: torch.Tensor) -> torch.Tensor:
+        """Args: pooled `(N, d)`, modality `(N,)` ints. Returns: `(N, out_dim)`, >= 0."""
+        hidden = self.linear(pooled)
+        normalised = torch.zeros_like(hidden)
+        for index, norm in enumerate(self.norms):
+            rows = modality == index
+            if bool(rows.any()):
+                normalised[rows] = norm(hidden[rows])
+        return torch.relu(normalised)
+
 
 class ContrastiveEncoder(nn.Module):
-    """E^c: images `(N, 3, S, S)` -> P tokens `(N, P, d)`; `projection_embed` for SimCLR."""
+    """E^c: images `(N, 3, S, S)` -> tokens `(N, P, d)`; `projection_embed`: the contrasted one."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -35,13 +63,9 @@ class ContrastiveEncoder(nn.Module):
         self.tokenizer = GridTokenizer(config.contrastive_arch, config.contrastive_kwargs,
                                        config.image_size, math.isqrt(config.num_pooled_tokens),
                                        config.dim)
-        self.projection_head = nn.Sequential(OrderedDict([
-            ('0', nn.Linear(config.dim, config.dim)),
-            # Batch statistics in train and eval mode alike; no state (see the module docstring).
-            ('norm', nn.BatchNorm1d(config.dim, affine=False, track_running_stats=False)),
-            ('1', nn.ReLU(inplace=True)),
-            ('2', nn.Linear(config.dim, config.projection_dim)),
-        ]))
+        self.pool_score = nn.Linear(config.dim, 1)  # attention pooling over the P tokens
+        # Batch statistics while training, running ones in eval (see the module docstring).
+        self.projection_head = ProjectionHead(config.dim, config.projection_dim)
 
     @property
     def backbone(self) -> nn.Module:
@@ -52,19 +76,24 @@ class ContrastiveEncoder(nn.Module):
         """Embed images `(N, 3, S, S)` as the projected pooled tokens `(N, P, d)`."""
         return self.tokenizer(images)
 
-    def projection_embed(self, images: torch.Tensor) -> torch.Tensor:
-        """Compute the SimCLR embeddings for the NT-Xent loss.
+    def projection_embed(self, images: torch.Tensor, modality: torch.Tensor) -> torch.Tensor:
+        """Compute the contrasted embeddings: what NT-Xent compares and CEC is conditioned on.
 
-        The head normalises with the statistics of this batch, so an embedding depends on the
-        other images of the call (as in SimCLR).
+        The P tokens are attention-pooled and passed through the projection head. In training
+        mode the head normalises each modality with the statistics of its rows in this batch
+        (as in SimCLR; at least 2 rows per modality present), in eval mode with its running
+        statistics, so each image is embedded on its own.
 
         Args:
-            images: `(N, 3, S, S)` with N >= 2.
+            images: `(N, 3, S, S)`.
+            modality: `(N,)` VISUAL (0) for camera images, TACTILE (1) for gel images.
 
         Returns:
             `(N, projection_dim)` (not normalised; `nt_xent_loss` normalises).
         """
-        return self.projection_head(self.forward(images).mean(dim=1))
+        tokens = self(images)  # (N, P, d)
+        weights = torch.softmax(self.pool_score(tokens), dim=1)  # (N, P, 1)
+        return self.projection_head((weights * tokens).sum(dim=1), modality)
 
 
 def nt_xent_loss(embeddings: torch.Tensor, temperature: float) -> torch.Tensor:

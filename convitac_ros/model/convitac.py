@@ -9,9 +9,9 @@ import torch
 from torch import nn
 
 from convitac_ros.model.config import ModelConfig
-from convitac_ros.model.contrastive import ContrastiveEncoder
+from convitac_ros.model.contrastive import ContrastiveEncoder, TACTILE, VISUAL
 from convitac_ros.model.encoders import FusionEncoder
-from convitac_ros.model.fusion import CECFusion, PooledFusion
+from convitac_ros.model.fusion import CECFusion, GatedCondition, PooledFusion
 from convitac_ros.model.heads import TaskHeads
 
 
@@ -54,7 +54,9 @@ class ConViTac(nn.Module):
             config.num_tactile,
         ) if self.use_tactile else None
         self.contrastive_encoder = ContrastiveEncoder(config) if config.uses_condition else None
-        self.token_level = config.condition == 'tokens'
+        self.token_level = config.condition != 'pooled'
+        self.condition_gate = GatedCondition(config.projection_dim, config.dim) if (
+            config.uses_condition and config.condition == 'embedding') else None
         if config.fusion in ('cec', 'cross_attention'):
             queries_per_stream = config.num_pooled_tokens if self.token_level else 1
             self.fusion = CECFusion(config.dim, config.num_blocks, config.num_heads,
@@ -128,23 +130,39 @@ class ConViTac(nn.Module):
 
     def _condition(self, visual: torch.Tensor | None, tactile: torch.Tensor | None
                    ) -> torch.Tensor | None:
-        """Compute e^p from the latest frame of every stream: `(B, n*P, d)` or `(B, n, d)`."""
+        """Compute the condition from the latest frame of every stream.
+
+        Returns:
+            `(B, n*P, d)` query offsets (`embedding`: gated contrasted embeddings, repeated over
+            each stream's P queries; `tokens`: E^c's tokens), `(B, n, d)` (`pooled`), or None
+            without E^c.
+        """
         if self.contrastive_encoder is None:
             return None
         latest = []  # each (B, streams, 3, S, S)
+        kinds = []  # modality of each stream
         if self.use_visual:
             latest.append(visual[:, -1:])
+            kinds.append(VISUAL)
         if self.use_tactile:
+            kinds.extend([TACTILE] * self.config.num_tactile)
             batch = tactile.shape[0]
             per_sensor = tactile.reshape(batch, self.config.num_tactile, self.config.tactile_len,
                                          *tactile.shape[2:])
             latest.append(per_sensor[:, :, -1])
         frames = torch.cat(latest, dim=1)  # (B, n, 3, S, S)
         frozen = not any(p.requires_grad for p in self.contrastive_encoder.parameters())
+        flat = frames.flatten(0, 1)  # (B*n, 3, S, S)
         with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
-            tokens = self.contrastive_encoder(frames.flatten(0, 1))  # (B*n, P, d)
-        tokens = tokens.reshape(frames.shape[0], frames.shape[1], *tokens.shape[1:])
-        return tokens.flatten(1, 2) if self.token_level else tokens.mean(dim=2)
+            if self.condition_gate is not None:
+                modality = torch.tensor(kinds, device=flat.device).repeat(frames.shape[0])
+                encoded = self.contrastive_encoder.projection_embed(flat, modality)  # (B*n, D)
+            else:
+                encoded = self.contrastive_encoder(flat)  # (B*n, P, d)
+        encoded = encoded.reshape(*frames.shape[:2], *encoded.shape[1:])
+        if self.condition_gate is not None:
+            return self.condition_gate(encoded, self.config.num_pooled_tokens)
+        return encoded.flatten(1, 2) if self.token_level else encoded.mean(dim=2)
 
     def _check_inputs(self, visual: torch.Tensor | None, tactile: torch.Tensor | None
                       ) -> None:

@@ -1,9 +1,10 @@
 """CEC fusion: condition tokens cross-attend to the visual and tactile feature tokens.
 
-A block is pre-norm: `x = q + Attn(LN(q), LN(F))`, `x = x + MLP(LN(x))`. The queries are the
-frozen contrastive embeddings e^p (plus a learned per-position query embedding) for
-`fusion='cec'`, or that learned embedding alone for the `cross_attention` ablation. The feature
-tokens F are the keys and values in every block.
+A block is pre-norm: `x = q + Attn(LN(q), LN(F))`, `x = x + MLP(LN(x))`. The queries are a
+learned per-position query embedding plus the condition: for `fusion='cec'` either the gated
+contrasted embedding (`GatedCondition`, the default) or the frozen E^c tokens e^p (the earlier
+forms); the `cross_attention` ablation has the learned embedding alone. The feature tokens F are
+the keys and values in every block.
 """
 
 from __future__ import annotations
@@ -76,6 +77,25 @@ class CECBlock(nn.Module):
         attended, weights = self.attn(self.norm_q(queries), self.norm_kv(context), need_weights)
         x = queries + attended
         return x + self.mlp(self.norm_mlp(x)), weights
+
+
+class GatedCondition(nn.Module):
+    """The contrasted embeddings as query offsets, through a zero-initialised gate.
+
+    Each stream's embedding (L2-normalised, as NT-Xent sees it) is projected to d and scaled per
+    channel by `gate`, which starts at zero: at initialisation the offsets are zero and CEC is
+    exactly the cross-attention baseline; training can only add the condition where it helps.
+    """
+
+    def __init__(self, embed_dim: int, dim: int) -> None:
+        super().__init__()
+        self.proj = nn.Linear(embed_dim, dim)
+        self.gate = nn.Parameter(torch.zeros(dim))
+
+    def forward(self, embeddings: torch.Tensor, queries_per_stream: int) -> torch.Tensor:
+        """Args: embeddings `(B, n, D)` per stream. Returns: offsets `(B, n*queries, d)`."""
+        offsets = self.gate * self.proj(F.normalize(embeddings, dim=-1))  # (B, n, d)
+        return offsets.repeat_interleave(queries_per_stream, dim=1)
 
 
 class CECFusion(nn.Module):

@@ -17,6 +17,11 @@ _LIGHT_COLOURS = np.eye(3, dtype=np.float32)
 _GEL_COLOUR = np.array([0.42, 0.44, 0.50], dtype=np.float32)
 _MARKER_SPACING = 10.0
 _MARKER_RADIUS = 1.7
+WEAVE_CONTRAST = 0.4  # relative brightness swing of an instance texture in the camera
+WEAVE_RELIEF = 0.5  # height of an instance texture printed in the gel (material texture ~0.3)
+WEAVE_ORIENTATIONS = 8  # orientations 0, 22.5, ..., 157.5 degrees
+WEAVE_PERIODS = (8.0, 14.0)  # grating periods in pixels (camera and gel alike)
+WEAVE_CODES = WEAVE_ORIENTATIONS * len(WEAVE_PERIODS)
 
 
 @dataclass(frozen=True)
@@ -62,8 +67,40 @@ def oriented_wave(shape: tuple[int, int], frequency: float, angle: float, phase:
     return np.sin(2 * np.pi * frequency * along + phase + warp).astype(np.float32)
 
 
+@dataclass(frozen=True)
+class Weave:
+    """The texture of one object instance: a grating of a given orientation and period.
+
+    Seen by the camera on the instance's surface and printed by the gel when the sensor presses
+    it, so it links a camera frame to its tactile frame; it is drawn independently of the
+    material, so it says nothing about the label.
+    """
+
+    orientation: int  # index into WEAVE_ORIENTATIONS steps of pi / WEAVE_ORIENTATIONS
+    scale: int  # index into WEAVE_PERIODS
+    phase: float  # radians
+
+    @property
+    def code(self) -> int:
+        """The instance code, 0 .. WEAVE_CODES - 1 (what a perfect observer can tell apart)."""
+        return self.orientation * len(WEAVE_PERIODS) + self.scale
+
+    def pattern(self, shape: tuple[int, int]) -> np.ndarray:
+        """The grating over an image of `shape` (pixels), values in [-1, 1]: float32 (H, W)."""
+        angle = np.pi * self.orientation / WEAVE_ORIENTATIONS
+        return oriented_wave(shape, 1.0 / WEAVE_PERIODS[self.scale], angle, self.phase,
+                             np.zeros(shape, np.float32))
+
+
+def draw_weave(rng: np.random.Generator) -> Weave:
+    """Draw an instance texture uniformly over the WEAVE_CODES codes, with a random phase."""
+    return Weave(int(rng.integers(WEAVE_ORIENTATIONS)), int(rng.integers(len(WEAVE_PERIODS))),
+                 float(rng.uniform(0, 2 * np.pi)))
+
+
 def surface(rng: np.random.Generator, look: Look, shape: tuple[int, int],
-            light: tuple[float, float], tint: np.ndarray) -> np.ndarray:
+            light: tuple[float, float], tint: np.ndarray, weave: Weave | None = None
+            ) -> np.ndarray:
     """Render a material's visual surface filling `shape`.
 
     Args:
@@ -72,6 +109,8 @@ def surface(rng: np.random.Generator, look: Look, shape: tuple[int, int],
         shape: (H, W) of the output.
         light: (x, y) of the specular highlight in pixels (shared by the regions of a scene).
         tint: (3,) multiplicative RGB of the scene illumination.
+        weave: The instance texture drawn on the surface (relative contrast WEAVE_CONTRAST),
+            or None.
 
     Returns:
         float32 (H, W, 3) RGB.
@@ -88,6 +127,8 @@ def surface(rng: np.random.Generator, look: Look, shape: tuple[int, int],
         shade = smooth_noise(rng, shape, 4.0) + 0.6 * smooth_noise(rng, shape, 1.5)
     else:
         shade = 0.5 * smooth_noise(rng, shape, 16.0)
+    if weave is not None:
+        shade = shade + WEAVE_CONTRAST / look.texture * weave.pattern(shape)
     image = colour[None, None, :] * (1.0 + look.texture * shade[..., None])
     x, y = grid(shape)
     highlight = np.exp(-((x - light[0]) ** 2 + (y - light[1]) ** 2) / (2 * 18.0 ** 2))
@@ -146,18 +187,22 @@ class Contact:
 
 
 def draw_contact(rng: np.random.Generator, feel: Feel,
-                 shape: tuple[int, int] = TACTILE_SHAPE) -> Contact:
+                 shape: tuple[int, int] = TACTILE_SHAPE, weave: Weave | None = None) -> Contact:
     """Draw one contact of a material with the gel.
 
     Hard materials make a smaller, deeper patch with a sharp edge and print their texture
     crisply; soft ones yield: a wider, shallower patch with a soft edge and a damped texture.
+    The instance texture `weave`, when given, is printed on top (relief WEAVE_RELIEF).
     """
     centre = (shape[1] / 2 + rng.normal(0, 8.0), shape[0] / 2 + rng.normal(0, 6.0))
+    texture = tactile_texture(rng, feel, shape)
+    if weave is not None:
+        texture = texture + WEAVE_RELIEF * weave.pattern(shape)
     if feel.soft:
         return Contact(centre, 26.0 * rng.uniform(0.95, 1.35), rng.uniform(2.5, 6.0),
-                       rng.uniform(3.2, 4.2), 0.5, tactile_texture(rng, feel, shape))
+                       rng.uniform(3.2, 4.2), 0.5, texture)
     return Contact(centre, 26.0 * rng.uniform(0.75, 1.1), rng.uniform(1.0, 3.0),
-                   rng.uniform(3.4, 4.4), 1.0, tactile_texture(rng, feel, shape))
+                   rng.uniform(3.4, 4.4), 1.0, texture)
 
 
 def height_field(contact: Contact, depth: float) -> np.ndarray:

@@ -1,0 +1,197 @@
+"""Held-out visual-to-tactile retrieval: what stage 1 is judged by.
+
+For each camera frame of a batch of B synchronous pairs, the B tactile frames are ranked by the
+cosine of their contrasted embeddings (`ContrastiveEncoder.projection_embed`); a hit is its own
+tactile frame among the first k. The batches are fixed (a seeded shuffle of the validation
+pairs, which come from held-out sessions or objects, cut into full batches of B), so the numbers
+of two runs are comparable. Chance is k / B. On the synthetic world (its root holds the instance
+file) the ceiling is that of an ideal observer on these very batches
+(`convitac_ros.data.synthetic.retrieval.batch_ceiling`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from convitac_ros.data.synthetic.retrieval import batch_ceiling, read_instances
+from convitac_ros.model import nt_xent_loss
+
+TOP_K = (1, 5)
+
+
+def frame_keys(dataset: Dataset) -> list[tuple[str, str]] | None:
+    """(session, frame) of every sample when the dataset can tell (Touch and Go), else None."""
+    if isinstance(dataset, Subset):
+        keys = frame_keys(dataset.dataset)
+        return None if keys is None else [keys[i] for i in dataset.indices]
+    return dataset.frame_keys() if hasattr(dataset, 'frame_keys') else None
+
+
+def hits_at(visual: torch.Tensor, tactile: torch.Tensor, k: int) -> torch.Tensor:
+    """Per camera row, whether its own tactile row is among the k most similar: bool (B,).
+
+    Args:
+        visual: `(B, D)` embeddings of the camera frames.
+        tactile: `(B, D)` embeddings of their tactile frames (row i pairs with row i).
+        k: How many ranks count.
+    """
+    similarity = nn.functional.normalize(visual.float(), dim=1) @ \
+        nn.functional.normalize(tactile.float(), dim=1).T  # (B, B)
+    own = similarity.diagonal()[:, None]
+    rank = (similarity > own).sum(dim=1)  # ties count in the pair's favour
+    return rank < k
+
+
+class RetrievalProbe:
+    """Visual-to-tactile retrieval top-1 / top-5 (with chance and, if known, the ceiling).
+
+    Args:
+        dataset: The held-out pairs (each sample's latest camera and tactile frame).
+        batch_size: B.
+        collate: Turns samples into `(visual (B, 3, S, S), tactile (B, 3, S, S))`.
+        seed: Seed of the fixed shuffle.
+        root: Dataset root, to find the synthetic world's instance file (ceiling).
+        num_workers: DataLoader workers.
+    """
+
+    def __init__(self, dataset: Dataset, batch_size: int, collate: Callable[[list[Any]], Any],
+                 seed: int, root: str | Path | None = None, num_workers: int = 0) -> None:
+        if len(dataset) < 2:
+            raise ValueError(f'retrieval needs at least 2 held-out pairs, got {len(dataset)}')
+        self.batch_size = min(batch_size, len(dataset))
+        order = np.random.default_rng(seed).permutation(len(dataset))
+        order = order[:len(order) // self.batch_size * self.batch_size]
+        self.loader = DataLoader(Subset(dataset, order.tolist()), batch_size=self.batch_size,
+                                 shuffle=False, collate_fn=collate, num_workers=num_workers)
+        self.ceiling = self._ceiling(dataset, order, root)
+
+    def _ceiling(self, dataset: Dataset, order: np.ndarray, root: str | Path | None
+                 ) -> dict[str, float]:
+        keys = frame_keys(dataset)
+        if keys is None or root is None or not (Path(root) / 'instances.txt').is_file():
+            return {}
+        table = read_instances(root)
+        pairs = [table[keys[i]] for i in order]
+        result = {}
+        for k in TOP_K:
+            per_batch = [batch_ceiling(*zip(*pairs[start:start + self.batch_size]), k)
+                         for start in range(0, len(pairs), self.batch_size)]
+            result[f'ceiling_top{k}'] = float(np.mean(per_batch))
+        return result
+
+    @torch.no_grad()
+    def __call__(self, embed: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                 device: torch.device, temperature: float,
+                 context: Callable[[], Any] | None = None) -> dict[str, float]:
+        """Run the probe.
+
+        Args:
+            embed: `(visual, tactile) -> (2B, D)` embeddings, visual rows first.
+            device: Where to put the batches.
+            temperature: tau of the reported NT-Xent.
+            context: Optional context-manager factory (mixed precision).
+
+        Returns:
+            `loss` (mean NT-Xent of the batches), `retrieval_top1`, `retrieval_top5`,
+            `chance_top1`, `chance_top5` and, on the synthetic world, `ceiling_top1/5`.
+        """
+        losses, hits = [], {k: [] for k in TOP_K}
+        for visual, tactile in self.loader:
+            visual, tactile = visual.to(device), tactile.to(device)
+            if context is not None:
+                with context():
+                    embeddings = embed(visual, tactile)
+            else:
+                embeddings = embed(visual, tactile)
+            losses.append(float(nt_xent_loss(embeddings, temperature)))
+            half = embeddings.shape[0] // 2
+            for k in TOP_K:
+                hits[k].append(hits_at(embeddings[:half], embeddings[half:], k).float().cpu())
+        result = {'loss': float(np.mean(losses))}
+        for k in TOP_K:
+            result[f'retrieval_top{k}'] = float(torch.cat(hits[k]).mean())
+            result[f'chance_top{k}'] = min(1.0, k / self.batch_size)
+        return {**result, **self.ceiling}
+
+
+def describe(values: dict[str, float], batch: int) -> str:
+    """One line: top-1 and top-5 beside chance and ceiling, in percent."""
+    parts = []
+    for k in TOP_K:
+        ceiling = values.get(f'ceiling_top{k}')
+        parts.append(f'top-{k} {100 * values[f"retrieval_top{k}"]:.1f}% (chance '
+                     f'{100 * values[f"chance_top{k}"]:.1f}%'
+                     + ('' if ceiling is None else f', ceiling {100 * ceiling:.1f}%') + ')')
+    return f'held-out visual->tactile retrieval, batches of {batch}: ' + ', '.join(parts)
+
+
+def checkpoint_retrieval(checkpoint: str | Path, data_root: str | Path, split: str = 'test',
+                         batch_size: int = 32, seed: int = 0) -> dict[str, float]:
+    """Visual-to-tactile retrieval of a checkpoint's E^c on one split of a Touch and Go world.
+
+    Args:
+        checkpoint: A ``convitac`` (with E^c) or ``contrastive_encoder`` checkpoint.
+        data_root: Dataset root in the Touch and Go layout.
+        split: Which split's pairs to use (the synthetic world's test sessions are unseen).
+        batch_size: B.
+        seed: Seed of the fixed shuffle into batches.
+
+    Returns:
+        What :class:`RetrievalProbe` returns.
+
+    Raises:
+        ValueError: When the checkpoint has no contrastive encoder.
+    """
+    from convitac_ros.checkpoint import load_checkpoint
+    from convitac_ros.data import TouchAndGo
+    from convitac_ros.model.contrastive import ContrastiveEncoder, TACTILE, VISUAL
+    from training.data import BatchCollator
+
+    loaded = load_checkpoint(checkpoint)
+    model = loaded.model
+    encoder = model if isinstance(model, ContrastiveEncoder) else model.contrastive_encoder
+    if encoder is None:
+        raise ValueError(f'{checkpoint}: no contrastive encoder (fusion '
+                         f'{loaded.config.fusion!r})')
+    encoder.eval()
+    preprocess = loaded.preprocess
+    dataset = TouchAndGo(data_root, split, visual_len=1, tactile_len=1)
+    probe = RetrievalProbe(dataset, batch_size, BatchCollator(
+        preprocess['image_size'], preprocess['mean'], preprocess['std'], None, pairs=True),
+        seed, data_root)
+
+    def embed(visual: torch.Tensor, tactile: torch.Tensor) -> torch.Tensor:
+        modality = torch.tensor([VISUAL] * len(visual) + [TACTILE] * len(tactile))
+        return encoder.projection_embed(torch.cat([visual, tactile]), modality)
+
+    return probe(embed, torch.device('cpu'), 0.1)
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    """``python -m training.retrieval --checkpoint FILE --data-root DIR [--split test]``."""
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(description='Visual-to-tactile retrieval of an E^c.')
+    parser.add_argument('--checkpoint', required=True, type=Path)
+    parser.add_argument('--data-root', required=True, type=Path)
+    parser.add_argument('--split', default='test')
+    parser.add_argument('--batch-size', type=int, default=32)
+    parser.add_argument('--seed', type=int, default=0)
+    args = parser.parse_args(argv)
+    values = checkpoint_retrieval(args.checkpoint, args.data_root, args.split, args.batch_size,
+                                  args.seed)
+    print(describe(values, round(1 / values['chance_top1'])))
+    print(json.dumps(values, indent=2))
+    return values
+
+
+if __name__ == '__main__':
+    main()
