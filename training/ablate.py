@@ -291,9 +291,34 @@ def _count_parameters(model_config: Any) -> dict[str, int]:
             'trainable': sum(p.numel() for p in model.trainable_parameters())}
 
 
+def shared_encoder(path: Path, work_dir: Path) -> Path:
+    """A stage-1 encoder file from ``path``: itself, or the E^c of a ``convitac`` checkpoint.
+
+    With it every CEC row of every seed uses the same frozen E^c; the seeds then vary stage 2
+    only (initialisation, batch order, augmentation).
+    """
+    from convitac_ros.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+
+    try:
+        load_checkpoint(path, kind='contrastive_encoder')
+        return path
+    except CheckpointError:
+        loaded = load_checkpoint(path, kind='convitac')
+    target = work_dir / f'encoder_of_{path.stem}.safetensors'
+    work_dir.mkdir(parents=True, exist_ok=True)
+    return save_checkpoint(target, loaded.model.contrastive_encoder, kind='contrastive_encoder',
+                           preprocess=loaded.preprocess,
+                           training={'extracted_from': str(path)})
+
+
 def run_dataset(preset: Preset, entry: DatasetEntry, extra: list[str], device: str,
-                variants: list[Variant], train: bool) -> list[dict[str, Any]]:
-    """All seeds and variants of one dataset; returns the run records found or made."""
+                variants: list[Variant], train: bool, encoder: Path | None = None
+                ) -> list[dict[str, Any]]:
+    """All seeds and variants of one dataset; returns the run records found or made.
+
+    With ``encoder`` (a stage-1 encoder file), the CEC rows with the preset's stage-1 settings
+    use it instead of pretraining one per seed.
+    """
     records = []
     root = Path(run_config(entry, preset.seeds[0], extra).data.root)
     if train:
@@ -303,7 +328,8 @@ def run_dataset(preset: Preset, entry: DatasetEntry, extra: list[str], device: s
     try:
         for seed in preset.seeds:
             seed_dir = preset.work_dir / entry.name / f'seed{seed}'
-            encoders: dict[str, dict[str, Any]] = {}
+            encoders: dict[str, dict[str, Any]] = (
+                {STAGE1_DIR: {'path': encoder, 'seconds': 0.0}} if encoder else {})
             for variant in variants:
                 record_path = seed_dir / variant.key / RUN_RECORD
                 if not train:
@@ -355,6 +381,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--no-train', action='store_true',
                         help='only re-render the tables from the cached runs')
     parser.add_argument('--no-progress', action='store_true', help='hide the progress bars')
+    parser.add_argument('--encoder', type=Path, metavar='CHECKPOINT',
+                        help='one stage-1 encoder (or a convitac checkpoint whose E^c is taken) '
+                        'for every CEC row and seed; the seeds then vary stage 2 only')
     return parser
 
 
@@ -378,8 +407,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         extra.append('runtime.progress=false')
     start = time.perf_counter()
     tables = {}
+    encoder = shared_encoder(args.encoder, preset.work_dir) if args.encoder else None
     for entry in datasets:
-        records = run_dataset(preset, entry, extra, args.device, variants, not args.no_train)
+        records = run_dataset(preset, entry, extra, args.device, variants, not args.no_train,
+                              encoder)
         tables[entry.name] = summarise(entry.title, variants, records, preset.seeds)
         root = Path(run_config(entry, preset.seeds[0], extra).data.root)
         tables[entry.name]['world'] = world_record(root)
