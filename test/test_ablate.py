@@ -158,3 +158,14 @@ def test_disk_need_is_checked_before_training_and_finished_runs_drop_their_state
     check_disk(1, tmp_path)
     with pytest.raises(ConfigError, match=r'not enough disk space.*needs up to \d+ MiB'):
         check_disk(1 << 60, tmp_path / 'not' / 'yet')
+
+
+def test_paired_difference_is_the_mean_seed_difference_with_a_t_interval():
+    from training.ablate_table import paired_difference
+
+    stats = paired_difference([0.5, 0.6, 0.55, None], [0.4, 0.5, 0.5, 0.3])
+    assert stats['n'] == 3 and abs(stats['mean'] - 0.25 / 3) < 1e-12
+    # differences 0.1, 0.1, 0.05: sd 0.0289, se 0.0167, t(2 df) = 4.303
+    low, high = stats['ci95']
+    assert abs(low - 0.01162) < 1e-4 and abs(high - 0.15505) < 1e-4
+    assert paired_difference([0.5], [0.4])['ci95'] is None

@@ -27,6 +27,31 @@ def mean_std(values: Sequence[float]) -> dict[str, Any]:
             'values': list(values)}
 
 
+# Two-sided 95 % quantiles of Student's t for 1..30 degrees of freedom (then the normal's).
+T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
+        2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060,
+        2.056, 2.052, 2.048, 2.045, 2.042)
+
+
+def paired_difference(row: Sequence[float | None], reference: Sequence[float | None]
+                      ) -> dict[str, Any]:
+    """Mean of the seed-wise differences ``row - reference`` and its 95 % t interval.
+
+    Only seeds with a finite value in both count. With fewer than two such seeds the interval
+    is None.
+    """
+    diffs = [a - b for a, b in zip(row, reference)
+             if a is not None and b is not None and math.isfinite(a) and math.isfinite(b)]
+    if not diffs:
+        return {'mean': None, 'ci95': None, 'n': 0}
+    mean = float(np.mean(diffs))
+    if len(diffs) < 2:
+        return {'mean': mean, 'ci95': None, 'n': 1}
+    half = (T975[len(diffs) - 2] if len(diffs) - 1 <= len(T975) else 1.960) * float(
+        np.std(diffs, ddof=1)) / math.sqrt(len(diffs))
+    return {'mean': mean, 'ci95': [mean - half, mean + half], 'n': len(diffs)}
+
+
 def summarise(title: str, variants: Sequence[Any], records: Sequence[dict[str, Any]],
               seeds: Sequence[int]) -> dict[str, Any]:
     """Builds one table from the run records of one dataset.
@@ -55,6 +80,17 @@ def summarise(title: str, variants: Sequence[Any], records: Sequence[dict[str, A
             'stage2_seconds': mean_std([r['stage2_seconds'] for r in runs]),
             'parameters': runs[0]['parameters'] if runs else None,
         })
+    # Paired by seed against the first row (ConViTac): what each change costs or gains.
+    by_seed = {row['key']: {r['seed']: r for r in records if r['variant'] == row['key']}
+               for row in rows}
+    if rows:
+        reference = rows[0]
+        for row in rows[1:]:
+            common = sorted(set(row['seeds']) & set(reference['seeds']))
+            row['paired'] = {head: paired_difference(
+                [by_seed[row['key']][seed]['accuracy'][head] for seed in common],
+                [by_seed[reference['key']][seed]['accuracy'][head] for seed in common])
+                for head in heads}
     chance = {kind: {head: _first([r[f'chance_{kind}'][head] for r in records])
                      for head in heads} for kind in ('majority', 'uniform')}
     stage1 = {r['shared_encoder']: r['stage1_seconds'] for r in records if r['shared_encoder']}
@@ -103,7 +139,26 @@ def table_markdown(table: dict[str, Any]) -> str:
                              row['accuracy'][head]['mean'] == best[head]) for head in heads]
         marks = ['✓' if row[side] else '–' for side in ('vision', 'touch')]
         lines.append(f'| {row["label"]} | {marks[0]} | {marks[1]} | {" | ".join(cells)} |')
+    paired = [row for row in table['rows'][1:] if row.get('paired')]
+    if paired:
+        lines += ['', f'Paired by seed against "{table["rows"][0]["label"]}" (accuracy points, '
+                  'row minus reference; mean [95 % t interval]; an interval that holds 0 is '
+                  'no difference at these seeds):', '',
+                  f'| Method | {" | ".join(titles)} |', f'|---|{"--:|" * len(heads)}']
+        for row in paired:
+            lines.append(f'| {row["label"]} | '
+                         + ' | '.join(_difference(row['paired'][head]) for head in heads) + ' |')
     return '\n'.join(lines)
+
+
+def _difference(stats: dict[str, Any]) -> str:
+    if stats['mean'] is None:
+        return '–'
+    text = f'{100 * stats["mean"]:+.1f}'
+    if stats['ci95'] is not None:
+        low, high = (100 * value for value in stats['ci95'])
+        text += f' [{low:+.1f}, {high:+.1f}]'
+    return text
 
 
 def render_markdown(results: dict[str, Any]) -> str:
