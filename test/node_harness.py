@@ -32,7 +32,8 @@ class Probe(NodeClient):
 @contextlib.contextmanager
 def running_node(parameters: dict[str, Any], log_path: Path, heads: Sequence[str], *,
                  num_tactile: int = 1, compressed: bool = False, wait: bool = True,
-                 check_exit: bool = True) -> Iterator[tuple[NodeProcess, Probe]]:
+                 check_exit: bool = True, env: dict[str, str] | None = None
+                 ) -> Iterator[tuple[NodeProcess, Probe]]:
     """A node process and a probe; both are cleaned up and the log checked, even on failure.
 
     Args:
@@ -43,8 +44,9 @@ def running_node(parameters: dict[str, Any], log_path: Path, heads: Sequence[str
         compressed: the probe publishes CompressedImage inputs.
         wait: wait until the node subscribed to (and matched) the probe's publishers.
         check_exit: assert that the node exits 0 when stopped.
+        env: environment variables for the node process only.
     """
-    node = NodeProcess(parameters, log_path)
+    node = NodeProcess(parameters, log_path, env=env)
     probe = None
     try:
         probe = Probe(heads, num_tactile=num_tactile, compressed=compressed)

@@ -15,7 +15,7 @@ import zlib
 
 import cv2
 from hostile_checkpoints import DEMO, overflow_weights, rewrite
-from node_harness import NodeProcess, Probe, status_values, wait_until
+from node_harness import NodeProcess, running_node, status_values, wait_until
 import numpy as np
 import psutil
 import pytest
@@ -56,18 +56,12 @@ def png_bomb(side: int) -> bytes:
 @pytest.fixture(scope='module')
 def managed(tmp_path_factory):
     log = tmp_path_factory.mktemp('hardening') / 'convitac_node.log'
-    node = NodeProcess({'autostart': False, 'checkpoint': str(DEMO), 'device': 'cpu',
-                        'image_transport': 'compressed', 'process_every_pair': True,
-                        'diagnostics_period': 0.3, 'warmup_iterations': 0}, log)
-    probe = None
-    try:
-        probe = Probe(HEADS, compressed=True)
-        yield node, probe
-    finally:
-        if probe is not None:
-            probe.close()
-        node.stop()
-        assert 'Traceback' not in node.log(), node.log()
+    parameters = {'autostart': False, 'checkpoint': str(DEMO), 'device': 'cpu',
+                  'image_transport': 'compressed', 'process_every_pair': True,
+                  'diagnostics_period': 0.3, 'warmup_iterations': 0}
+    with running_node(parameters, log, HEADS, compressed=True, wait=False,
+                      check_exit=False) as running:
+        yield running
 
 
 def publish_pairs(probe, count, first=None, camera=None):

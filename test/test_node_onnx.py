@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 
-from node_harness import image, NodeProcess, Probe, status_values, wait_until
+from node_harness import image, running_node, status_values, wait_until
 import numpy as np
 import pytest
 
@@ -49,27 +49,11 @@ def no_torch_path(tmp_path_factory) -> str:
 @pytest.fixture(scope='module')
 def running(models, no_torch_path, tmp_path_factory):
     log = tmp_path_factory.mktemp('onnx_node_log') / 'convitac_node.log'
-    saved = os.environ.get('PYTHONPATH')
-    os.environ['PYTHONPATH'] = no_torch_path
-    try:
-        node = NodeProcess({'checkpoint': str(models[1]), 'device': 'cpu',
-                            'qos_reliability': 'reliable', 'process_every_pair': True,
-                            'warmup_iterations': 1}, log)
-    finally:
-        if saved is None:
-            del os.environ['PYTHONPATH']
-        else:
-            os.environ['PYTHONPATH'] = saved
-    probe = None
-    try:
-        probe = Probe(list(HEADS), num_tactile=2)
-        probe.wait_for_subscribers(timeout=60)
+    parameters = {'checkpoint': str(models[1]), 'device': 'cpu', 'qos_reliability': 'reliable',
+                  'process_every_pair': True, 'warmup_iterations': 1}
+    with running_node(parameters, log, list(HEADS), num_tactile=2, check_exit=False,
+                      env={'PYTHONPATH': no_torch_path}) as (node, probe):
         yield node, probe
-    finally:
-        if probe is not None:
-            probe.close()
-        node.stop()
-        assert 'Traceback' not in node.log(), node.log()
 
 
 @pytest.mark.slow

@@ -92,12 +92,13 @@ class NodeProcess:
             arguments are appended the same way.
         cwd: working directory of the process.
         ros_args: more ROS arguments, first (e.g. ``-r __ns:=/left_hand``).
+        env: environment variables to set (or replace) for the process only.
     """
 
     def __init__(self, parameters: dict[str, Any], log_path: Path, *, name: str | None = None,
                  namespace: str | None = None, params_files: Sequence[Path] = (),
                  command: Sequence[str] | None = None, cwd: Path | None = None,
-                 ros_args: Sequence[str] = ()) -> None:
+                 ros_args: Sequence[str] = (), env: dict[str, str] | None = None) -> None:
         ros: list[str] = list(ros_args)
         if name:
             ros += ['-r', f'__node:={name}']
@@ -112,7 +113,7 @@ class NodeProcess:
         self.log_path = Path(log_path)
         self._log = self.log_path.open('w')  # closed in stop()
         self.popen = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT,
-                                      env=dict(os.environ), cwd=cwd)
+                                      env={**os.environ, **(env or {})}, cwd=cwd)
 
     def __enter__(self) -> NodeProcess:
         return self
