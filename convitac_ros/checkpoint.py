@@ -68,6 +68,8 @@ class LoadedCheckpoint:
     preprocess: dict[str, Any]
     training: dict[str, Any]
     path: Path
+    created: str | None = None
+    convitac_ros_version: str | None = None
 
 
 def default_preprocess(config: ModelConfig, mean: tuple[float, ...] = IMAGENET_MEAN,
@@ -211,7 +213,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     return LoadedCheckpoint(model=model.to(map_location).eval(), config=config,
                             kind=metadata['kind'], heads=metadata['heads'],
                             preprocess=metadata['preprocess'], training=metadata['training'],
-                            path=path)
+                            path=path, created=metadata.get('created'),
+                            convitac_ros_version=metadata.get('convitac_ros_version'))
 
 
 def load_contrastive_encoder(path: str | os.PathLike, target: ConViTac | ContrastiveEncoder

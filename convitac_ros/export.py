@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from convitac_ros import __version__
-from convitac_ros.checkpoint import CheckpointError, load_checkpoint, read_metadata
+from convitac_ros.checkpoint import CheckpointError, load_checkpoint
 from convitac_ros.fileio import atomic_write_bytes
 from convitac_ros.model import ConViTac
 from convitac_ros.preprocess import normalize_frames
@@ -106,12 +106,10 @@ def export_onnx(checkpoint: str | os.PathLike, output: str | os.PathLike, *,
     """
     checkpoint, output = Path(checkpoint), Path(output)
     loaded = load_checkpoint(checkpoint, kind='convitac')
-    metadata = read_metadata(checkpoint)
     source = {'checkpoint': checkpoint.name, 'sha256': _sha256(checkpoint),
-              'created': metadata.get('created'),
-              'convitac_ros_version': metadata.get('convitac_ros_version')}
+              'created': loaded.created, 'convitac_ros_version': loaded.convitac_ros_version}
     data, max_abs_diff = export_model(loaded.model, loaded.heads, loaded.preprocess,
-                                      training=metadata['training'], source=source, fp16=fp16,
+                                      training=loaded.training, source=source, fp16=fp16,
                                       opset=opset)
     atomic_write_bytes(output, data)
     return ExportResult(path=output, size_bytes=len(data), precision='fp16' if fp16 else 'fp32',

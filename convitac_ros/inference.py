@@ -83,7 +83,7 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return resolved
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
+def resolve_precision(precision: str) -> str:
     """Map 'auto' to fp32 on every device.
 
     Measured on one H100 (`docs/benchmarks/predictor-gpu.md`): at batch 1, bf16 autocast is
@@ -111,7 +111,7 @@ class Predictor:
                  compile: bool = False, cuda_graph: bool | None = None,  # noqa: A002
                  model_name: str = 'convitac') -> None:
         self.device = resolve_device(device)
-        self.precision = resolve_precision(precision, self.device)
+        self.precision = resolve_precision(precision)
         if cuda_graph and self.device.type != 'cuda':
             raise ValueError('cuda_graph=True needs a CUDA device')
         if cuda_graph is None:
@@ -128,7 +128,9 @@ class Predictor:
         self._frames_per_sample = self.visual_len + self.num_tactile * self.tactile_len
         self._mean = torch.tensor(preprocess['mean'], dtype=torch.float32, device=self.device)
         self._std = torch.tensor(preprocess['std'], dtype=torch.float32, device=self.device)
-        self._head_sizes = [len(classes) for classes in self.heads.values()]
+        # Column ranges of each head in the concatenated probabilities.
+        bounds = np.cumsum([0, *(len(classes) for classes in self.heads.values())])
+        self._head_columns = list(zip(self.heads, bounds[:-1], bounds[1:]))
         self._model = model.to(self.device).eval()
         if self.device.type == 'cuda':
             self._model = self._model.to(memory_format=torch.channels_last)
@@ -312,15 +314,12 @@ class Predictor:
         array = probabilities.numpy()
         finite = np.isfinite(array)
         if not finite.all():
-            bounds = np.cumsum([0, *self._head_sizes])
-            heads = [name for name, start, end in zip(self.heads, bounds[:-1], bounds[1:])
+            heads = [name for name, start, end in self._head_columns
                      if not finite[:, start:end].all()]
             raise NonFiniteOutputError(
                 f'the model gave non-finite probabilities for head(s) {", ".join(heads)} in '
                 f'{int((~finite.all(axis=1)).sum())} of {len(array)} sample(s)')
-        bounds = np.cumsum([0, *self._head_sizes])
-        return [{name: row[start:end].copy()
-                 for name, start, end in zip(self.heads, bounds[:-1], bounds[1:])}
+        return [{name: row[start:end].copy() for name, start, end in self._head_columns}
                 for row in array]
 
 

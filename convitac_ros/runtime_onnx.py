@@ -37,24 +37,6 @@ class OnnxModelError(ValueError):
     """An `.onnx` file that is not a convitac export; the message names the file."""
 
 
-def read_onnx_metadata(path: str | os.PathLike) -> dict[str, Any]:
-    """Read the convitac metadata of an exported model (JSON entries decoded).
-
-    Raises:
-        FileNotFoundError: no such file.
-        OnnxModelError: not an ONNX model, or not one written by `convitac_export`.
-    """
-    import onnxruntime
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f'model not found: {path}')
-    options = onnxruntime.SessionOptions()
-    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
-    session = _session(path, options, ('CPUExecutionProvider',))
-    return _decode_metadata(session.get_modelmeta().custom_metadata_map, path)
-
-
 def resolve_backend(backend: str, path: str | os.PathLike) -> str:
     """Map 'auto' to 'onnxruntime' for an `.onnx` file and 'torch' otherwise, and check the pair.
 

@@ -22,10 +22,8 @@ class Probe(NodeClient):
     """A client with reliable publishers for the camera and ``num_tactile`` tactile inputs."""
 
     def __init__(self, heads: Sequence[str], num_tactile: int = 1, compressed: bool = False,
-                 node: str = NODE, outputs: str | None = None,
-                 topics_prefix: str | None = None) -> None:
+                 node: str = NODE) -> None:
         super().__init__(node, inputs=1 + num_tactile, compressed=compressed, heads=heads,
-                         outputs=outputs, inputs_prefix=topics_prefix,
                          name='convitac_test_probe')
 
 

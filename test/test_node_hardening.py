@@ -201,7 +201,7 @@ def test_sigterm_mid_inference_exits_0_promptly_without_traceback(managed):
     try:
         wait_until(lambda: probe.result_count() > count + 2, 15, 'inference running')
         started = time.monotonic()
-        node.popen.send_signal(signal.SIGTERM)
+        node.send_signal(signal.SIGTERM)
         assert node.popen.wait(timeout=10) == 0
         assert time.monotonic() - started < 5
     finally:
@@ -219,7 +219,7 @@ def test_a_stop_signal_during_warmup_exits_0_promptly(signum, tmp_path):
         time.sleep(0.5)
         assert node.alive(), node.log()  # still warming up (it takes far longer)
         started = time.monotonic()
-        node.popen.send_signal(signum)
+        node.send_signal(signum)
         assert node.popen.wait(timeout=10) == 0, node.log()
         assert time.monotonic() - started < 5
     finally:

@@ -153,10 +153,9 @@ def test_gelsight_mini_8uc3_bgr_zero_stamps_with_the_preset_equals_the_predictor
 
 def test_two_hands_in_two_namespaces_have_their_own_diagnostics_and_topics(
         tiny_checkpoint, predictor, tmp_path):
-    hands = [start(tiny_checkpoint, tmp_path, name=hand, ros_args=('-r', f'__ns:=/{hand}'))
+    hands = [start(tiny_checkpoint, tmp_path, name=hand, namespace=f'/{hand}')
              for hand in ('left_hand', 'right_hand')]
-    probe = Probe(list(predictor.heads), node='/left_hand/convitac_node',
-                  outputs='/left_hand/convitac', topics_prefix='/left_hand')
+    probe = Probe(list(predictor.heads), node='/left_hand/convitac_node')
     try:
         names: set[str] = set()
         hardware: set[str] = set()

@@ -7,6 +7,7 @@ in ``metrics.jsonl`` and in an evaluation report are computed the same way.
 from __future__ import annotations
 
 from collections.abc import Iterable
+import contextlib
 from typing import Any
 
 import numpy as np
@@ -36,10 +37,7 @@ def predict(model: nn.Module, batches: Iterable[Any], device: torch.device,
     target: dict[str, list[np.ndarray]] = {}
     for visual, tactile, labels in batches:
         visual, tactile = visual.to(device), tactile.to(device)
-        if autocast is not None:
-            with autocast():
-                logits = model(visual, tactile)
-        else:
+        with (autocast or contextlib.nullcontext)():
             logits = model(visual, tactile)
         for head, values in logits.items():
             predicted.setdefault(head, []).append(values.argmax(dim=1).cpu().numpy())

@@ -41,7 +41,7 @@ from training.distributed import (
     shutdown_distributed,
 )
 from training.engine import amp_dtype, autocast, RunStopped, Trainer
-from training.retrieval import describe, RetrievalProbe
+from training.retrieval import describe, hits_at, RetrievalProbe
 from training.runs import (
     add_run_arguments,
     build_model_config,
@@ -66,13 +66,6 @@ class SimCLRModel(nn.Module):
         modality = torch.cat([torch.full((len(visual),), VISUAL, device=visual.device),
                               torch.full((len(tactile),), TACTILE, device=tactile.device)])
         return self.encoder.projection_embed(torch.cat([visual, tactile]), modality)
-
-
-def retrieval_accuracy(embeddings: torch.Tensor) -> float:
-    """Share of visual rows whose most similar tactile row (cosine) is their own pair."""
-    visual, tactile = nn.functional.normalize(embeddings.float(), dim=1).chunk(2)
-    hits = (visual @ tactile.T).argmax(dim=1) == torch.arange(len(visual), device=visual.device)
-    return float(hits.float().mean())
 
 
 def gathered_nt_xent(embeddings: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -113,7 +106,7 @@ class ContrastiveTask:
         visual, tactile = batch
         embeddings = model(visual, tactile)  # (2B, D)
         return (gathered_nt_xent(embeddings, self.temperature),
-                {'retrieval': retrieval_accuracy(embeddings.detach())})
+                {'retrieval': float(hits_at(*embeddings.detach().chunk(2), 1).float().mean())})
 
     def validate(self, model: nn.Module) -> dict[str, float]:
         """Held-out retrieval (top-1, top-5, chance, ceiling) and NT-Xent, no augmentation."""

@@ -12,6 +12,7 @@ file) the ceiling is that of an ideal observer on these very batches
 from __future__ import annotations
 
 from collections.abc import Callable
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from convitac_ros.data.synthetic.retrieval import batch_ceiling, read_instances
+from convitac_ros.data.synthetic.retrieval import batch_ceiling, chance, read_instances
+from convitac_ros.data.synthetic.touch_world import INSTANCES_FILE
 from convitac_ros.model import nt_xent_loss
 
 TOP_K = (1, 5)
@@ -75,7 +77,7 @@ class RetrievalProbe:
     def _ceiling(self, dataset: Dataset, order: np.ndarray, root: str | Path | None
                  ) -> dict[str, float]:
         keys = frame_keys(dataset)
-        if keys is None or root is None or not (Path(root) / 'instances.txt').is_file():
+        if keys is None or root is None or not (Path(root) / INSTANCES_FILE).is_file():
             return {}
         table = read_instances(root)
         pairs = [table[keys[i]] for i in order]
@@ -105,10 +107,7 @@ class RetrievalProbe:
         losses, hits = [], {k: [] for k in TOP_K}
         for visual, tactile in self.loader:
             visual, tactile = visual.to(device), tactile.to(device)
-            if context is not None:
-                with context():
-                    embeddings = embed(visual, tactile)
-            else:
+            with (context or contextlib.nullcontext)():
                 embeddings = embed(visual, tactile)
             losses.append(float(nt_xent_loss(embeddings, temperature)))
             half = embeddings.shape[0] // 2
@@ -117,7 +116,7 @@ class RetrievalProbe:
         result = {'loss': float(np.mean(losses))}
         for k in TOP_K:
             result[f'retrieval_top{k}'] = float(torch.cat(hits[k]).mean())
-            result[f'chance_top{k}'] = min(1.0, k / self.batch_size)
+            result[f'chance_top{k}'] = chance(self.batch_size, k)
         return {**result, **self.ceiling}
 
 

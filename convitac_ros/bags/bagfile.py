@@ -22,8 +22,9 @@ from rclpy.serialization import deserialize_message, serialize_message
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.typesys import get_typestore, Stores
 
+from convitac_ros.ros.topics import COMPRESSED_SUFFIX  # noqa: F401 - also for the bag tools
+
 GROUND_TRUTH_PREFIX = 'ground_truth/'
-COMPRESSED_SUFFIX = '/compressed'
 STORAGE_PLUGINS = {'mcap': StoragePlugin.MCAP, 'sqlite3': StoragePlugin.SQLITE3}
 # Bag metadata key (rosbag2 `custom_data`) holding the writer's description of the bag.
 LAYOUT_KEY = 'convitac.layout'

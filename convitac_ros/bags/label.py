@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from convitac_ros.bags.bagfile import BagError
 from convitac_ros.bags.labels import HEADS, LabelsError, write_labels
-from convitac_ros.bags.samples import load_bag_samples
+from convitac_ros.bags.samples import load_bag_samples, to_rgb
 from convitac_ros.evaluation.cli import add_topic_arguments
 
 SCORE_SIZE = (32, 32)  # (W, H) of the grey images compared
@@ -65,7 +65,11 @@ def contact_scores(frames: Sequence[np.ndarray], rest_frames: int) -> np.ndarray
     if len(frames) < max(rest_frames, 1):
         raise ValueError(f'{len(frames)} tactile frames; at least --rest-frames '
                          f'{rest_frames} are needed')
-    greys = np.stack([grey(f) for f in frames])
+    return grey_scores(np.stack([grey(f) for f in frames]), rest_frames)
+
+
+def grey_scores(greys: np.ndarray, rest_frames: int) -> np.ndarray:
+    """:func:`contact_scores` of frames already reduced by :func:`grey`: (N, 32, 32) -> (N,)."""
     rest = np.median(greys[:rest_frames], axis=0)
     return np.percentile(np.abs(greys - rest).reshape(len(greys), -1), 95, axis=1)
 
@@ -112,10 +116,15 @@ def label_bag(bag: str | Path, *, camera_topic: str | None = None,
     """
     tactile = None if tactile_topic is None else [tactile_topic]
     samples = load_bag_samples(bag, 1, camera_topic=camera_topic, tactile_topics=tactile)
-    frames = [s.rgb()[1] for s in tqdm(samples.sets, unit='frame', desc='contact',
-                                       disable=not progress)]
+    if len(samples.sets) < max(rest_frames, 1):
+        raise ValueError(f'{len(samples.sets)} tactile frames; at least --rest-frames '
+                         f'{rest_frames} are needed')
+    # Only the tactile frame, reduced to 32x32 grey as it is decoded (the camera is not needed,
+    # and a long recording's full-size frames would not fit in memory).
+    greys = np.stack([grey(to_rgb(s.msgs[1])) for s in tqdm(
+        samples.sets, unit='frame', desc='contact', disable=not progress)])
     times = np.array([(s.stamp_ns - samples.start_ns) / 1e9 for s in samples.sets])
-    scores = contact_scores(frames, rest_frames)
+    scores = grey_scores(greys, rest_frames)
     return find_episodes(times, scores, rest_frames, threshold, min_contrast, min_gap_s,
                          min_duration_s)
 

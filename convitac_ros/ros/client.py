@@ -91,15 +91,14 @@ class NodeProcess:
         command: run this instead of the node (e.g. the benchmark's echo node); its ROS
             arguments are appended the same way.
         cwd: working directory of the process.
-        ros_args: more ROS arguments, first (e.g. ``-r __ns:=/left_hand``).
         env: environment variables to set (or replace) for the process only.
     """
 
     def __init__(self, parameters: dict[str, Any], log_path: Path, *, name: str | None = None,
                  namespace: str | None = None, params_files: Sequence[Path] = (),
                  command: Sequence[str] | None = None, cwd: Path | None = None,
-                 ros_args: Sequence[str] = (), env: dict[str, str] | None = None) -> None:
-        ros: list[str] = list(ros_args)
+                 env: dict[str, str] | None = None) -> None:
+        ros: list[str] = []
         if name:
             ros += ['-r', f'__node:={name}']
         if namespace:
@@ -287,8 +286,6 @@ class NodeClient:
         depth: History depth of the input publishers.
         heads: Heads whose ``~/<head>/label`` and ``~/<head>/probabilities`` are recorded.
         on_answer: Called with every answer as it arrives (on the taking thread).
-        outputs: Where the node's outputs are (default ``<target namespace>/convitac``).
-        inputs_prefix: Prefix of the input topics (default: relative, in the target's namespace).
         name: This client's node name.
         ros_args: command-line arguments for this client's context; those after
             ``--ros-args`` count (e.g. remappings).
@@ -297,7 +294,6 @@ class NodeClient:
     def __init__(self, target: str = f'/{NODE_NAME}', *, inputs: int = 0,
                  compressed: bool = False, reliable: bool = True, depth: int = 1000,
                  heads: Sequence[str] = (), on_answer: Callable[[Answer], None] | None = None,
-                 outputs: str | None = None, inputs_prefix: str | None = None,
                  name: str = 'convitac_client', ros_args: Sequence[str] = ()) -> None:
         from diagnostic_msgs.msg import DiagnosticArray
         from lifecycle_msgs.srv import ChangeState, GetState
@@ -331,10 +327,9 @@ class NodeClient:
                          reliability=ReliabilityPolicy.RELIABLE if reliable
                          else ReliabilityPolicy.BEST_EFFORT)
         msg_type, suffix = (CompressedImage, COMPRESSED_SUFFIX) if compressed else (Image, '')
-        prefix = '' if inputs_prefix is None else inputs_prefix.rstrip('/') + '/'
-        self.publishers = [self.node.create_publisher(msg_type, prefix + topic + suffix, qos)
+        self.publishers = [self.node.create_publisher(msg_type, topic + suffix, qos)
                            for topic in INPUT_TOPICS[:inputs]]
-        self.outputs = outputs or f'{namespace.rstrip("/")}/{OUTPUT_NAMESPACE}'
+        self.outputs = f'{namespace.rstrip("/")}/{OUTPUT_NAMESPACE}'
         reliable_qos = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
         self.result_topic = f'{self.outputs}/{RESULT_TOPIC}'
         self.result_subscription, self._reader = direct_take.subscribe(

@@ -114,17 +114,17 @@ class InferenceThread(threading.Thread):
                     batch.append(more)
             self._process(batch)
 
-    def _sample(self, window: Window, full_size: bool = False
+    def _sample(self, window: Window
                 ) -> tuple[list[np.ndarray], list[list[np.ndarray]]] | None:
         """The model inputs of a window, or None (counted) when an image does not convert.
 
-        The frames come resized to the model's size (once per set), or at their own size with
-        ``full_size`` (the debug picture shows them).
+        The frames come resized to the model's size, converted once per set (a set is in
+        several windows).
         """
         predictor = self._predictor
         try:
             return window_inputs(window, predictor.visual_len, predictor.tactile_len,
-                                 None if full_size else predictor.image_size)
+                                 predictor.image_size)
         except ImageConversionError as exc:
             self._counters.drop(Drop.CONVERSION_ERROR)
             self.last_conversion_error = one_line(str(exc))
@@ -137,7 +137,7 @@ class InferenceThread(threading.Thread):
         # The picture (and the attention it needs) is only made for someone who looks at it.
         debug = (self._params().publish_debug_image
                  and self._outputs.debug_image.get_subscription_count() > 0)
-        pairs = [(w, s) for w in batch if (s := self._sample(w, full_size=debug)) is not None]
+        pairs = [(w, s) for w in batch if (s := self._sample(w)) is not None]
         if not pairs:
             return
         attention = None
@@ -181,8 +181,10 @@ class InferenceThread(threading.Thread):
 
     def _publish_debug(self, window: Window, sample: tuple, probabilities: dict,
                        attention: Any) -> None:
-        visual, tactile = sample
-        frames = [visual[-1], *(sensor[-1] for sensor in tactile)]
+        tactile = sample[1]
+        # The picture shows the newest set at its own size (converted once more, for it alone);
+        # the attention maps are at the model's size and are scaled onto it.
+        frames = window[-1].rgb()
         maps = None
         if attention is not None:
             tactile_maps = [sensor[-1] if sensor else None for sensor in attention.tactile]

@@ -25,6 +25,7 @@ from convitac_ros.ros.image_conversion import (
     ImageConversionError,
 )
 from convitac_ros.ros.parameters import INPUT_SPECS, NO_CROP
+from convitac_ros.ros.topics import COMPRESSED_SUFFIX
 
 _ROTATE = {'90': cv2.ROTATE_90_CLOCKWISE, '180': cv2.ROTATE_180,
            '270': cv2.ROTATE_90_COUNTERCLOCKWISE}
@@ -77,7 +78,7 @@ class InputSettings:
     @property
     def subscribed_topic(self) -> str:
         """The topic actually subscribed to."""
-        return self.topic + ('/compressed' if self.compressed else '')
+        return self.topic + (COMPRESSED_SUFFIX if self.compressed else '')
 
     def describe(self) -> str:
         """One line for the log, e.g. ``tactile: gsmini/image_raw raw as bgr8, transpose``."""

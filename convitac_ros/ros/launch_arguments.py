@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from convitac_ros.ros.dds_profile import profile_environment
+from convitac_ros.ros.topics import NODE_NAME
 from convitac_ros.share import share_file
 
-NODE_NAME = 'convitac_node'
 EXECUTABLE = 'convitac_node'
 SENSOR_PRESETS = ('gelsight_mini', 'digit')
 LOG_LEVELS = ('debug', 'info', 'warn', 'error', 'fatal')

@@ -16,6 +16,7 @@ from typing import Any
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
 from convitac_ros.ros.image_limits import DEFAULT_MAX_PIXELS
+from convitac_ros.ros.topics import INPUT_TOPICS
 from convitac_ros.share import share_file
 
 DEMO = 'demo'
@@ -144,10 +145,10 @@ ROTATIONS = ('0', '90', '180', '270', 'transpose')
 ENCODING_OVERRIDES = ('', 'rgb8', 'bgr8', 'rgba8', 'bgra8', 'mono8', 'mono16')
 NO_CROP = [0, 0, 0, 0]
 INPUT_SPECS: dict[str, Spec] = {}
-for _input in INPUTS:
+for _input, _topic in zip(INPUTS, INPUT_TOPICS):
     INPUT_SPECS |= {
         f'inputs.{_input}.topic': Spec(
-            f'{_input}/image_raw', f'Topic of the {_input} images (relative names follow the '
+            _topic, f'Topic of the {_input} images (relative names follow the '
             'namespace; compressed transport adds /compressed).'),
         f'inputs.{_input}.transport': Spec(
             '', 'raw or compressed for this input; empty: image_transport.',
