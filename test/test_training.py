@@ -105,6 +105,14 @@ def test_unknown_or_badly_typed_keys_are_errors() -> None:
         load_config('demo', ['stage2.epochs=many'])
 
 
+def test_yaml_booleans_where_words_are_expected() -> None:
+    # YAML 1.1 reads an unquoted `off` as false: `amp: off` means what it says.
+    assert load_config('demo', ['runtime.amp=off']).runtime.amp == 'off'
+    assert load_config('demo', ['runtime.amp=on']).runtime.amp == 'auto'
+    with pytest.raises(ConfigError, match='quote the value'):
+        load_config('demo', ['runtime.device=no'])
+
+
 # ------------------------------------------------------------------------------------ state
 def test_resume_state_round_trips_optimizer_rng_and_counters(tmp_path: Path) -> None:
     model = nn.Linear(3, 2)
@@ -356,3 +364,16 @@ def test_a_warmup_longer_than_half_the_run_is_capped_so_the_base_rate_is_reached
     with warnings.catch_warnings():
         warnings.simplefilter('error')
         build_scheduler(optimizer, short, total_steps=40)
+
+
+def test_device_names_as_torch_prints_them() -> None:
+    from training.distributed import pick_device
+    assert pick_device('cpu') == torch.device('cpu')
+    for bad in ('gpu', 'cuda:x', 'cpu:0', 'cuda:'):
+        with pytest.raises(ValueError, match='device must be'):
+            pick_device(bad)
+    if torch.cuda.is_available():  # str(torch.device('cuda', 0)) == 'cuda:0' is accepted
+        assert pick_device(str(torch.device('cuda', 0))) == torch.device('cuda', 0)
+    else:
+        with pytest.raises(ValueError, match='cuda:0 requested but CUDA is not available'):
+            pick_device('cuda:0')

@@ -22,6 +22,11 @@ Usage::
     python training/ablate.py --preset ablate_full --dataset touch_and_go --data-root /data/tag
     python training/ablate.py --preset ablate_full --dataset feeling_of_success \\
         --data-root /data/feeling_of_success --device cuda
+    python training/ablate.py --preset ablate_reduced --jobs 5 --device cuda   # a seed a process
+
+With ``--jobs N`` the seeds run in N processes at once (each one ``ablate.py --seeds S``, its
+log in ``<work dir>/logs/seed<S>.log``; the synthetic worlds are generated first, once); the
+tables are rendered from their cached runs when all have finished.
 """
 
 from __future__ import annotations
@@ -31,7 +36,9 @@ from dataclasses import dataclass, field
 import hashlib
 import json
 from pathlib import Path
+import os
 import shutil
+import subprocess
 import sys
 import time
 from typing import Any
@@ -224,7 +231,7 @@ def train_variant(entry: DatasetEntry, variant: Variant, seed: int, extra: list[
     seconds = time.perf_counter() - start
     report = evaluate(run_dir / 'best.safetensors', run_dir / 'eval', config.data.dataset,
                       config.data.root, config.data.test_split, config.data.train_split,
-                      config.data.options, str(context.device),
+                      config.data.options, context.device.type,
                       config.stage2.batch_size, config.data.num_workers)
     record = {
         'dataset': entry.name, 'variant': variant.key, 'seed': seed,
@@ -377,7 +384,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--work-dir', type=Path, help='run folders (default: from the preset)')
     parser.add_argument('--output', type=Path, help='tables folder (default: from the preset)')
     parser.add_argument('--device', default='auto', choices=('auto', 'cpu', 'cuda'))
-    parser.add_argument('--threads', type=int, help='torch CPU threads (default: torch)')
+    parser.add_argument('--threads', type=int, help='torch CPU threads (default: torch; with '
+                        '--jobs, the CPU cores shared among the jobs)')
+    parser.add_argument('--jobs', type=int, default=1, metavar='N',
+                        help='train N seeds at once, one process each (default 1)')
     parser.add_argument('--no-train', action='store_true',
                         help='only re-render the tables from the cached runs')
     parser.add_argument('--no-progress', action='store_true', help='hide the progress bars')
@@ -387,9 +397,69 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def seed_jobs_argv(argv: list[str], seed: int, threads: int, output: Path) -> list[str]:
+    """The command line of one seed's process: ``argv`` without ``--jobs/--seeds/--threads/
+    --output`` (and their values), plus this seed, its thread count and a scratch output."""
+    dropped = {'--jobs', '--seeds', '--threads', '--output'}
+    kept, skipping = [], False
+    for word in argv:
+        name = word.split('=', 1)[0]
+        if name in dropped:
+            skipping = '=' not in word
+            continue
+        if skipping and not word.startswith('-'):
+            continue
+        skipping = False
+        kept.append(word)
+    return [*kept, '--seeds', str(seed), '--threads', str(threads), '--output', str(output)]
+
+
+def run_seed_jobs(argv: list[str], preset: Preset, datasets: list[DatasetEntry],
+                  extra: list[str], jobs: int, threads: int | None) -> None:
+    """Trains every seed of the study in its own process, ``jobs`` at a time.
+
+    Raises:
+        RuntimeError: When a seed's process fails (its log is named).
+    """
+    for entry in datasets:  # once, before the processes could race to generate it
+        ensure_synthetic(entry, Path(run_config(entry, preset.seeds[0], extra).data.root))
+    logs = preset.work_dir / 'logs'
+    logs.mkdir(parents=True, exist_ok=True)
+    threads = threads or max(1, (os.cpu_count() or 1) // jobs)
+    waiting, running, failed = list(preset.seeds), {}, []
+    start = time.perf_counter()
+    while waiting or running:
+        while waiting and len(running) < jobs:
+            seed = waiting.pop(0)
+            command = [sys.executable, '-m', 'training.ablate',
+                       *seed_jobs_argv(argv, seed, threads, logs / f'tables_seed{seed}')]
+            log = (logs / f'seed{seed}.log').open('w')
+            running[seed] = (subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT),
+                             log)
+            print(f'[ablate] seed {seed}: started ({threads} threads), log {log.name}',
+                  flush=True)
+        time.sleep(1.0)
+        for seed, (process, log) in list(running.items()):
+            if process.poll() is None:
+                continue
+            log.close()
+            del running[seed]
+            minutes = (time.perf_counter() - start) / 60
+            state = 'done' if process.returncode == 0 else f'FAILED (exit {process.returncode})'
+            print(f'[ablate] seed {seed}: {state} at {minutes:.1f} min; {len(running)} running, '
+                  f'{len(waiting)} waiting', flush=True)
+            if process.returncode:
+                failed.append(seed)
+    if failed:
+        raise RuntimeError(f'seeds {failed} failed; see {logs}/seed<S>.log')
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Command-line entry point; returns the results written to ``<output>/<preset>.json``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    if args.jobs < 1:
+        raise ConfigError(f'--jobs must be at least 1, got {args.jobs}')
     if args.threads:
         torch.set_num_threads(args.threads)
     preset = load_preset(args.preset)
@@ -406,16 +476,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.no_progress:
         extra.append('runtime.progress=false')
     start = time.perf_counter()
+    train = not args.no_train
+    if train and args.jobs > 1 and len(preset.seeds) > 1:
+        run_seed_jobs(argv, preset, datasets, extra, args.jobs, args.threads)
+        train = False  # every run is cached now: render the tables from them
     tables = {}
-    encoder = shared_encoder(args.encoder, preset.work_dir) if args.encoder else None
+    encoder = shared_encoder(args.encoder, preset.work_dir) if args.encoder and train else None
     for entry in datasets:
-        records = run_dataset(preset, entry, extra, args.device, variants, not args.no_train,
-                              encoder)
+        records = run_dataset(preset, entry, extra, args.device, variants, train, encoder)
         tables[entry.name] = summarise(entry.title, variants, records, preset.seeds)
         root = Path(run_config(entry, preset.seeds[0], extra).data.root)
         tables[entry.name]['world'] = world_record(root)
     results = {'preset': preset.name, 'description': preset.description,
-               'command': ' '.join(['python training/ablate.py', *(argv or sys.argv[1:])]),
+               'command': ' '.join(['python training/ablate.py', *argv]),
                'seeds': preset.seeds, 'wall_seconds': round(time.perf_counter() - start, 1),
                'tables': tables}
     preset.output.mkdir(parents=True, exist_ok=True)

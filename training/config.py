@@ -145,6 +145,11 @@ def _coerce(type_name: str, value: Any, key: str) -> Any:
             return float(value)  # YAML 1.1 reads '1e-4' (no dot) as a string
         except ValueError:
             pass
+    if type_name == 'str' and isinstance(value, bool):
+        if key.rsplit('.', 1)[-1] == 'amp':  # YAML 1.1 reads `amp: off` as false
+            return 'auto' if value else 'off'
+        raise ConfigError(f'{key}: expected str, got {value!r} (YAML reads unquoted yes/no/'
+                          f'on/off as booleans: quote the value)')
     simple = {'int': int, 'str': str, 'bool': bool}
     if type_name in simple:
         wanted = simple[type_name]

@@ -82,18 +82,19 @@ def launched_as_main() -> bool:
 
 
 def pick_device(preference: str, local_rank: int = 0) -> torch.device:
-    """Resolves ``auto | cpu | cuda`` (``cuda`` without a GPU is an error, not a fallback).
+    """Resolves ``auto | cpu | cuda | cuda:N`` (CUDA without a GPU is an error, not a fallback).
 
     Raises:
-        ValueError: For an unknown preference or ``cuda`` on a machine without CUDA.
+        ValueError: For an unknown preference or CUDA on a machine without it.
     """
-    if preference not in ('auto', 'cpu', 'cuda'):
+    kind, colon, index = preference.partition(':')
+    if kind not in ('auto', 'cpu', 'cuda') or (colon and (kind != 'cuda' or not index.isdigit())):
         raise ValueError(f'device must be auto, cpu or cuda, got {preference!r}')
-    if preference == 'cuda' and not torch.cuda.is_available():
-        raise ValueError('device=cuda requested but CUDA is not available')
-    if preference == 'cpu' or not torch.cuda.is_available():
+    if kind == 'cuda' and not torch.cuda.is_available():
+        raise ValueError(f'device={preference} requested but CUDA is not available')
+    if kind == 'cpu' or not torch.cuda.is_available():
         return torch.device('cpu')
-    return torch.device('cuda', local_rank)
+    return torch.device('cuda', int(index) if index else local_rank)
 
 
 def init_distributed(preference: str) -> DistContext:
