@@ -177,3 +177,47 @@ def test_malformed_line_and_out_of_range_label_name_the_file(root: Path):
     (root / 'test.txt').write_text(f'{S0}/{frame_name(6)},20')
     with pytest.raises(ValueError, match='test.txt'):
         TouchAndGo(root, 'test')
+
+
+# -- stage 1: every frame of the training data, labelled or not ----------------------------------
+def _frames(dataset: TouchAndGo) -> list[tuple[str, str]]:
+    return [(dataset[i].meta['session'], dataset[i].meta['frame']) for i in range(len(dataset))]
+
+
+def test_frames_task_takes_unlabelled_frames_but_no_inconclusive_or_test_frame(root: Path):
+    frames = TouchAndGo(root, 'train', task='frames', visual_len=1, tactile_len=1)
+    # train.txt first, then what label.txt adds: (S1, 3) is labelled there but in no split;
+    # (S0, 1), (S0, 5), (S1, 4) are -1 (approach / Inconclusive); (S0, 6), (S1, 2) are test.
+    assert _frames(frames) == [(S0, frame_name(2)), (S0, frame_name(3)), (S0, frame_name(4)),
+                               (S1, frame_name(1)), (S1, frame_name(3))]
+    sample = frames[4]
+    assert all(label == M for label in sample.labels.values())
+    assert len(sample.visual) == 1 and len(sample.tactile[0]) == 1
+    assert np.abs(sample.visual[0][0, 0] - np.array(tag_pixel(1, 3, False))).max() <= 2
+    assert np.abs(sample.tactile[0][0][0, 0] - np.array(tag_pixel(1, 3, True))).max() <= 2
+
+
+def test_frames_for_the_roughness_task_leave_out_the_rough_test_sessions(root: Path):
+    # test_rough.txt is session-disjoint: a rough test session must stay unseen by stage 1.
+    frames = TouchAndGo(root, 'train', task='frames', frames_task='roughness')
+    assert _frames(frames) == [(S1, frame_name(1)), (S1, frame_name(3))]
+
+
+def test_frames_from_disk_add_complete_pairs_that_no_list_names(root: Path):
+    import cv2
+    pixel = np.full((8, 8, 3), 90, np.uint8)
+    for folder in ('video_frame', 'gelsight_frame'):
+        cv2.imwrite(str(root / S1 / folder / frame_name(7)), pixel)
+    cv2.imwrite(str(root / S1 / 'video_frame' / frame_name(8)), pixel)  # no GelSight frame
+    (root / 'notes').mkdir()  # not a session
+    listed = _frames(TouchAndGo(root, 'train', task='frames'))
+    assert (S1, frame_name(7)) not in listed
+    disk = _frames(TouchAndGo(root, 'train', task='frames', frames='disk'))
+    assert disk == [*listed, (S1, frame_name(7))]
+
+
+def test_frames_task_refuses_the_test_split_and_unknown_sources(root: Path):
+    with pytest.raises(ValueError, match="reads the train split"):
+        TouchAndGo(root, 'test', task='frames')
+    with pytest.raises(ValueError, match='frames'):
+        TouchAndGo(root, 'train', task='frames', frames='everything')

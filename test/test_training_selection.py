@@ -28,6 +28,28 @@ def test_holdout_takes_whole_sessions_of_the_synthetic_world(tmp_path):
     assert len(train) + len(val) == len(TouchAndGo(tmp_path, 'train'))
 
 
+def test_stage1_learns_from_every_training_frame_but_the_held_out_sessions(tmp_path):
+    from fixtures_data import frame_name, TAG_SESSIONS, write_touch_and_go
+    from convitac_ros.data.files import DataError
+    from training.data import _frame_keys, stage1_frames
+    root = write_touch_and_go(tmp_path / 'tag')
+    s1 = TAG_SESSIONS[1]
+    data = DataConfig(dataset='touch_and_go', root=str(root), val_fraction=0.5)
+    for seed in range(4):
+        train, val = train_and_val(data, seed)
+        held = {session for session, _ in _frame_keys(val)}
+        frames = _frame_keys(stage1_frames(data, train, val))
+        assert set(_frame_keys(train)) <= set(frames)  # every labelled training frame ...
+        assert not held & {session for session, _ in frames}  # ... and none held out
+        # (S1, 3) is labelled in label.txt but in no split: stage 1 takes it, stage 2 cannot.
+        assert ((s1, frame_name(3)) in frames) == (s1 not in held)
+    data.stage1_frames = 'labelled'
+    assert stage1_frames(data, train, val) is train
+    data.stage1_frames = 'some'
+    with pytest.raises(DataError, match='stage1_frames must be one of'):
+        stage1_frames(data, train, val)
+
+
 def test_group_holdout_never_empties_a_side():
     kept, held = holdout_groups(np.array(['a', 'a', 'b']), fraction=0.9, seed=0)
     assert kept and held and not set(kept) & set(held)
@@ -92,3 +114,13 @@ def test_probe_reports_chance_and_the_ceiling_of_its_own_batches(tmp_path):
     assert values['chance_top5'] == 5 / 16
     whole = batch_ceiling(*zip(*pairs))  # one batch of everything would be harder
     assert whole < probe.ceiling['ceiling_top1']
+
+
+def test_a_stage_1_that_never_took_off_is_reported(capsys):
+    from training.pretrain import warn_if_not_aligned
+    assert warn_if_not_aligned({'retrieval_top1': 0.05, 'chance_top1': 1 / 32})
+    line = capsys.readouterr().err.strip()
+    assert 'did not learn to align' in line and '5.0%' in line and '\n' not in line
+    assert not warn_if_not_aligned({'retrieval_top1': 0.43, 'chance_top1': 1 / 32})
+    assert not warn_if_not_aligned({'loss': 4.0})  # no retrieval measured: nothing to say
+    assert capsys.readouterr().err == ''

@@ -41,6 +41,10 @@ class DataConfig:
     test_split: str = 'test'
     num_workers: int = 0
     options: dict[str, Any] = field(default_factory=dict)  # extra build_dataset keywords
+    # What stage 1 learns from (training/data.py stage1_frames): 'all' = every contact frame of
+    # the training data, labelled or not (Touch and Go; the other datasets label every sample);
+    # 'disk' = also frames that no list names; 'labelled' = stage 2's training samples.
+    stage1_frames: str = 'all'
 
 
 @dataclass

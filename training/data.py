@@ -142,6 +142,51 @@ def train_and_val(data: DataConfig, seed: int, **overrides: Any) -> tuple[Datase
     return with_info(Subset(train, kept), train), with_info(Subset(train, held), train)
 
 
+STAGE1_FRAMES = ('all', 'disk', 'labelled')
+
+
+def _frame_keys(dataset: Dataset) -> list[tuple[str, str]] | None:
+    """(session, frame) of every sample of a Touch and Go set or subset of one (else None)."""
+    source, indices = dataset, None
+    if isinstance(dataset, Subset):
+        source, indices = dataset.dataset, list(dataset.indices)
+    if not hasattr(source, 'frame_keys'):
+        return None
+    keys = source.frame_keys()
+    return keys if indices is None else [keys[i] for i in indices]
+
+
+def stage1_frames(data: DataConfig, train: Dataset, val: Dataset) -> Dataset:
+    """The frames stage 1 learns from, given stage 2's training and validation sets.
+
+    With ``data.stage1_frames`` 'all' (the default; the paper pretrains on "all visual-tactile
+    data") or 'disk', Touch and Go contributes every frame of its training data, labelled or not
+    (``TouchAndGo(task='frames')``: no Inconclusive/approach frame, no test frame), as single
+    (camera, GelSight) pairs; the validation frames, and every other frame of a session that
+    only validation holds, are left out, so that held-out retrieval stays held out. The other
+    datasets label every sample: stage 1 gets stage 2's training set, as with 'labelled'.
+
+    Raises:
+        DataError: For an unknown ``stage1_frames`` or when nothing is left.
+    """
+    if data.stage1_frames not in STAGE1_FRAMES:
+        raise DataError(f'data.stage1_frames must be one of {", ".join(STAGE1_FRAMES)}, got '
+                        f'{data.stage1_frames!r}')
+    if data.stage1_frames == 'labelled' or data.dataset != 'touch_and_go':
+        return train
+    frames = open_split(data, data.train_split, task='frames', visual_len=1, tactile_len=1,
+                        frames='disk' if data.stage1_frames == 'disk' else 'listed',
+                        frames_task=data.options.get('task', 'material'))
+    keys, val_keys, train_keys = frames.frame_keys(), _frame_keys(val) or [], _frame_keys(train)
+    val_only = {s for s, _ in val_keys} - {s for s, _ in train_keys or []}
+    held = set(val_keys)
+    kept = [i for i, key in enumerate(keys) if key not in held and key[0] not in val_only]
+    if not kept:
+        raise DataError(f'stage 1 has no frames at {data.root}: every training frame is '
+                        'Inconclusive (-1), a test frame or held out for validation')
+    return with_info(Subset(frames, kept), frames)
+
+
 def with_info(subset: Subset, source: Dataset) -> Subset:
     """Copies the dataset declarations (heads, sequence lengths, sensors) onto a subset."""
     for name in ('heads', 'num_tactile', 'visual_len', 'tactile_len'):

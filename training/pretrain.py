@@ -33,7 +33,7 @@ from convitac_ros.model import ContrastiveEncoder, load_dino_weights, ModelConfi
 from convitac_ros.model.contrastive import TACTILE, VISUAL
 from training.command import run_command  # noqa: E402
 from training.config import TrainConfig
-from training.data import BatchCollator, train_and_val
+from training.data import BatchCollator, stage1_frames, train_and_val
 from training.distributed import (
     DistContext,
     gather_with_grad,
@@ -150,6 +150,11 @@ def run_pretraining(config: TrainConfig, run_dir: Path, train_set: Dataset, val_
                            config.runtime.seed, config.data.root, config.data.num_workers)
     task = ContrastiveTask(config, probe, context)
     path = Path(run_dir) / ENCODER_FILE
+    labelled = len(train_set)
+    train_set = stage1_frames(config.data, train_set, val_set)
+    if context.is_main:
+        print(f'stage 1: {len(train_set)} (camera, tactile) pairs ({config.data.stage1_frames}; '
+              f'the labelled training set has {labelled}), {len(val_set)} held out', flush=True)
     if config.stage1.epochs == 0:
         if context.is_main:
             task.export(model, path, {'epochs': 0, 'steps': 0})
@@ -162,7 +167,24 @@ def run_pretraining(config: TrainConfig, run_dir: Path, train_set: Dataset, val_
         raise RunStopped(f'stage 1 stopped after {summary["steps"]} steps (stop_after_steps)')
     if context.is_main and summary['val']:
         print(f'stage 1: {describe(summary["val"], probe.batch_size)}')
+        warn_if_not_aligned(summary['val'])
     return path
+
+
+def warn_if_not_aligned(val: dict[str, float], factor: float = 3.0) -> bool:
+    """Warns (one line on stderr) when held-out top-1 retrieval stayed under factor x chance.
+
+    SimCLR on a small ViT from scratch sits at chance for a while before it takes off, and when
+    it takes off depends on the seed and the schedule (docs/results/README.md): a stage 1 that
+    ended before it did gives stage 2 a condition that aligns nothing. Returns whether it warned.
+    """
+    top1, chance = val.get('retrieval_top1'), val.get('chance_top1')
+    if top1 is None or not chance or top1 >= factor * chance:
+        return False
+    print(f'stage 1: WARNING: the encoder did not learn to align camera and touch (held-out '
+          f'top-1 {top1:.1%}, under {factor:g}x chance {chance:.1%}); train stage 1 longer '
+          '(stage1.epochs) or with another seed', file=sys.stderr, flush=True)
+    return True
 
 
 def main(argv: list[str] | None = None) -> Path:

@@ -5,6 +5,7 @@ files are parsed at construction; images are decoded lazily, one sample at a tim
 """
 
 from collections.abc import Iterable
+import os
 from pathlib import Path
 import re
 
@@ -23,7 +24,8 @@ OFFICIAL_CLASSES = [
 # name so that a category_reference.txt with its own classes (the synthetic world) keeps the rule.
 SOFT_MATERIALS = ('Leather', 'Synthetic Fabric', 'Natural Fabric', 'Paper', 'Grass')
 SPLITS = ('train', 'test')
-TASKS = ('material', 'roughness')
+TASKS = ('material', 'roughness', 'frames')
+FRAME_SOURCES = ('listed', 'disk')
 _INCONCLUSIVE = -1
 _REFERENCE_LINE = re.compile(r'^(?P<left>.+?)\s*[:=,]\s*(?P<right>.+?)\s*,?$')
 
@@ -119,6 +121,14 @@ class TouchAndGo(Dataset):
         - ``task='roughness'`` yields the lines of ``<split>_rough.txt``; material (and hardness)
           come from ``<split>.txt`` when the frame is listed there with a label other than -1,
           else MISSING.
+        - ``task='frames'`` (stage 1, ``split='train'`` only): every frame of the training data,
+          labelled or not, without its labels: the frames of ``train.txt`` first, then every
+          other frame that ``label.txt`` or a list names (with ``frames='disk'`` also those
+          found only on disk, pairs whose camera and GelSight files both exist). Left out:
+          frames labelled -1 anywhere (Inconclusive: the approach, a blank gel that shares
+          nothing with the camera) and every frame a test list names; with
+          ``frames_task='roughness'`` also every frame of a session of ``test_rough.txt`` (that
+          split is session-disjoint; the material split is frame-level).
         Labels are only ever taken from lists of the requested split: the official material split
         is frame-level while the rough split is session-disjoint, so borrowing a label from the
         other split would leak test frames into training.
@@ -135,16 +145,26 @@ class TouchAndGo(Dataset):
         tactile_len: GelSight frames per sample (T_t).
         frame_stride: Step between the frames of a sequence, in frames.
         soft_materials: Names of the soft classes, see above.
+        frames: With ``task='frames'``: 'listed' (frames named in a list file) or 'disk' (also
+            the frames only found in the session folders).
+        frames_task: With ``task='frames'``: the task whose test data must stay unseen,
+            'material' or 'roughness'.
     """
 
     num_tactile = 1
 
     def __init__(self, root: str | Path, split: str = 'train', task: str = 'material',
                  visual_len: int = 2, tactile_len: int = 2, frame_stride: int = 1,
-                 soft_materials: Iterable[str] = SOFT_MATERIALS) -> None:
+                 soft_materials: Iterable[str] = SOFT_MATERIALS, frames: str = 'listed',
+                 frames_task: str = 'material') -> None:
         self.root = require_root(root, 'Touch and Go')
         require_split(split, SPLITS, 'Touch and Go')
         require_split(task, TASKS, 'Touch and Go task')
+        require_split(frames, FRAME_SOURCES, 'Touch and Go frames')
+        if task == 'frames' and split != 'train':
+            raise ValueError(f"Touch and Go task 'frames' reads the train split, not {split!r}")
+        require_split(frames_task, ('material', 'roughness'), 'Touch and Go frames_task')
+        self.frame_source, self.frames_task = frames, frames_task
         if min(visual_len, tactile_len, frame_stride) < 1:
             raise ValueError('visual_len, tactile_len and frame_stride must be >= 1')
         self.split, self.task = split, task
@@ -166,6 +186,9 @@ class TouchAndGo(Dataset):
         return parse_frame_list(path)
 
     def _build_index(self) -> None:
+        if self.task == 'frames':
+            self._build_frame_index()
+            return
         material_name, rough_name = f'{self.split}.txt', f'{self.split}_rough.txt'
         materials = self._list(material_name, self.task == 'material')
         roughs = self._list(rough_name, self.task == 'roughness')
@@ -198,6 +221,48 @@ class TouchAndGo(Dataset):
                 continue
             material = material_of.get(key, MISSING_LABEL)
             self._items.append((*position[key], material, rough_of.get(key, MISSING_LABEL)))
+
+    def _disk_frames(self, session: str) -> list[str]:
+        """Frame names of ``session`` with both a camera and a GelSight file on disk."""
+        folder = self.root / session
+        try:
+            camera = {entry.name for entry in os.scandir(folder / 'video_frame')}
+            gel = {entry.name for entry in os.scandir(folder / 'gelsight_frame')}
+        except OSError:
+            return []
+        return sorted(camera & gel, key=_frame_order)
+
+    def _build_frame_index(self) -> None:
+        """The samples of ``task='frames'`` (see the class docstring), in a fixed order."""
+        lists = {name: self._list(name, False) for name in
+                 ['train.txt', 'label.txt', 'train_rough.txt', 'test.txt', 'test_rough.txt']}
+        if not lists['train.txt'] and not lists['label.txt']:
+            raise FileNotFoundError(f'Touch and Go: neither {self.root / "train.txt"} nor '
+                                    f'{self.root / "label.txt"} exists')
+        excluded = {(s, f) for name in ('test.txt', 'test_rough.txt') for s, f, _ in lists[name]}
+        excluded |= {(s, f) for entries in lists.values() for s, f, label in entries
+                     if label == _INCONCLUSIVE}
+        test_sessions = ({s for s, _, _ in lists['test_rough.txt']}
+                         if self.frames_task == 'roughness' else set())
+        order: dict[tuple[str, str], None] = {}
+        for name in ('train.txt', 'label.txt', 'train_rough.txt'):
+            order.update((((s, f), None) for s, f, _ in lists[name]))
+        known: dict[str, set[str]] = {}
+        for entries in lists.values():
+            for session, frame, _ in entries:
+                known.setdefault(session, set()).add(frame)
+        if self.frame_source == 'disk':
+            sessions = [entry.name for entry in os.scandir(self.root) if entry.is_dir()]
+            for session in sorted(sessions):  # folders without the two frame folders add none
+                frames = self._disk_frames(session)
+                known.setdefault(session, set()).update(frames)
+                order.update((((session, f), None) for f in frames))
+        self._sessions = sorted(known)
+        self._frames = [sorted(known[s], key=_frame_order) for s in self._sessions]
+        position = {(s, f): (i, p) for i, s in enumerate(self._sessions)
+                    for p, f in enumerate(self._frames[i])}
+        self._items = [(*position[key], MISSING_LABEL, MISSING_LABEL) for key in order
+                       if key not in excluded and key[0] not in test_sessions]
 
     def __len__(self) -> int:
         """Number of samples."""
