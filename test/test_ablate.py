@@ -69,6 +69,7 @@ def test_cec_variants_share_one_stage1_encoder_per_seed(study: dict) -> None:
     assert records['convitac_random_encoder']['shared_encoder'] == str(
         seed_dir / 'stage1_convitac_random_encoder' / 'last.safetensors')
     assert records['concat']['shared_encoder'] is None
+    assert 'stage1_val' in records['convitac'] and records['concat']['stage1_val'] is None
 
 
 def test_rerun_reuses_cached_runs_and_rerenders_the_table(study: dict) -> None:
@@ -169,3 +170,35 @@ def test_paired_difference_is_the_mean_seed_difference_with_a_t_interval():
     low, high = stats['ci95']
     assert abs(low - 0.01162) < 1e-4 and abs(high - 0.15505) < 1e-4
     assert paired_difference([0.5], [0.4])['ci95'] is None
+
+
+def test_stage1_of_each_seed_sits_beside_what_the_condition_gains() -> None:
+    from training.ablate_table import stage1_by_seed, stage1_markdown
+
+    def record(seed, material, top1=None):
+        val = None if top1 is None else {'retrieval_top1': top1, 'retrieval_top5': 0.9,
+                                         'chance_top1': 1 / 32, 'ceiling_top1': 0.6}
+        return {'seed': seed, 'accuracy': {'material': material}, 'stage1_val': val,
+                'shared_encoder': f'seed{seed}/stage1/last.safetensors'}
+    by_seed = {'convitac': {0: record(0, 0.60, 0.40), 1: record(1, 0.50, 0.05)},
+               'cross_attention': {0: record(0, 0.45), 1: record(1, 0.49)}}
+    rows = [{'key': 'convitac', 'label': 'ConViTac'}, {'key': 'cross_attention', 'label': 'x'}]
+    entries = stage1_by_seed(rows, by_seed)
+    assert [e['seed'] for e in entries] == [0, 1]
+    assert entries[0]['minus_cross_attention']['material'] == pytest.approx(0.15)
+    table = {'rows': rows, 'heads': ['material'], 'head_titles': {'material': 'Category'},
+             'stage1_by_seed': entries}
+    markdown = stage1_markdown(table)
+    assert '| 0 | 40.0 | 12.8 | 90.0 | 60.0 | +15.0 |' in markdown
+    assert '| 1 | 5.0 | 1.6 | 90.0 | 60.0 | +1.0 |' in markdown
+    assert stage1_by_seed(rows, {**by_seed, 'convitac': {0: record(0, 0.6)}}) == []
+
+
+def test_seed_jobs_get_the_command_line_with_their_own_seed_threads_and_output() -> None:
+    from training.ablate import seed_jobs_argv
+
+    argv = ['--preset', 'p', '--jobs', '3', '--seeds', '0', '1', '2', '--threads=4',
+            '--set', 'stage1.epochs=2', '--output', 'out', '--device', 'cuda']
+    assert seed_jobs_argv(argv, 1, 2, Path('logs/t1')) == [
+        '--preset', 'p', '--set', 'stage1.epochs=2', '--device', 'cuda',
+        '--seeds', '1', '--threads', '2', '--output', 'logs/t1']

@@ -46,6 +46,7 @@ from typing import Any
 import torch  # noqa: E402
 import yaml  # noqa: E402
 
+from convitac_ros.checkpoint import read_metadata  # noqa: E402
 from convitac_ros.data import synthetic  # noqa: E402
 from convitac_ros.fileio import atomic_write_text  # noqa: E402
 from training.ablate_table import render_markdown, summarise  # noqa: E402
@@ -245,12 +246,20 @@ def train_variant(entry: DatasetEntry, variant: Variant, seed: int, extra: list[
         'chance_uniform': {head: item['chance_uniform'] for head, item in report['heads'].items()},
         'val_best': summary.get('best'), 'stage2_seconds': seconds,
         'stage1_seconds': encoder['seconds'],
+        'stage1_val': stage1_val(encoder_path),
         'shared_encoder': None if encoder_path is None else str(encoder_path),
         'parameters': _count_parameters(model_config),
     }
     atomic_write_text(record_path, json.dumps(record, indent=2))
     (run_dir / STATE_FILE).unlink(missing_ok=True)  # cached by its record from now on
     return record
+
+
+def stage1_val(encoder_path: Path | str | None) -> dict[str, float] | None:
+    """The held-out retrieval stored in a stage-1 encoder's metadata (None without one)."""
+    if encoder_path is None or not Path(encoder_path).is_file():
+        return None
+    return read_metadata(encoder_path).get('training', {}).get('val')
 
 
 def disk_need(entry: DatasetEntry, variants: list[Variant], seeds: list[int],
@@ -341,7 +350,10 @@ def run_dataset(preset: Preset, entry: DatasetEntry, extra: list[str], device: s
                 record_path = seed_dir / variant.key / RUN_RECORD
                 if not train:
                     if record_path.is_file():
-                        records.append(json.loads(record_path.read_text()))
+                        record = json.loads(record_path.read_text())
+                        if 'stage1_val' not in record:  # records written before 0.2.1
+                            record['stage1_val'] = stage1_val(record.get('shared_encoder'))
+                        records.append(record)
                     continue
                 print(f'[ablate] {entry.name} seed {seed}: {variant.key}', flush=True)
                 record = train_variant(entry, variant, seed, extra, seed_dir, context, encoders)

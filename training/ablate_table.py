@@ -94,13 +94,61 @@ def summarise(title: str, variants: Sequence[Any], records: Sequence[dict[str, A
     chance = {kind: {head: _first([r[f'chance_{kind}'][head] for r in records])
                      for head in heads} for kind in ('majority', 'uniform')}
     stage1 = {r['shared_encoder']: r['stage1_seconds'] for r in records if r['shared_encoder']}
-    return {'title': title, 'heads': heads,
+    return {'title': title, 'heads': heads, 'stage1_by_seed': stage1_by_seed(rows, by_seed),
             'head_titles': {head: HEAD_TITLES.get(head, head) for head in heads},
             'test_samples': records[0]['test_samples'] if records else 0,
             'seeds': list(seeds), 'chance': chance, 'rows': rows,
             'stage1_seconds': mean_std(list(stage1.values())),
             'train_seconds_total': sum(r['stage2_seconds'] for r in records) + sum(
                 stage1.values())}
+
+
+def stage1_by_seed(rows: Sequence[dict[str, Any]], by_seed: dict[str, dict[int, Any]]
+                   ) -> list[dict[str, Any]]:
+    """Per seed: the first row's stage-1 held-out retrieval, and that row minus cross-attention.
+
+    Shows whether what the condition adds follows how well its encoder aligned the modalities.
+    Empty when the first row has no stage-1 figures (older records, or no E^c).
+    """
+    if not rows:
+        return []
+    reference, baseline = rows[0]['key'], by_seed.get('cross_attention', {})
+    result = []
+    for seed, record in sorted(by_seed[reference].items()):
+        val = record.get('stage1_val') or {}
+        if 'retrieval_top1' not in val:
+            continue
+        other = baseline.get(seed)
+        result.append({'seed': seed, 'encoder': record.get('shared_encoder'),
+                       **{key: val.get(key) for key in ('retrieval_top1', 'retrieval_top5',
+                                                         'chance_top1', 'ceiling_top1')},
+                       'minus_cross_attention': None if other is None else {
+                           head: record['accuracy'][head] - other['accuracy'][head]
+                           for head in record['accuracy']}})
+    return result
+
+
+def stage1_markdown(table: dict[str, Any]) -> str:
+    """The per-seed stage-1 table of :func:`stage1_by_seed` as Markdown ('' when empty)."""
+    entries = table.get('stage1_by_seed') or []
+    if not entries:
+        return ''
+    heads = table['heads']
+    titles = [table['head_titles'][head] for head in heads]
+    lines = [f'Stage 1 of each seed (held-out visual-to-tactile retrieval in batches of '
+             f'{round(1 / entries[0]["chance_top1"])}, chance {_percent(entries[0]["chance_top1"])}'
+             f' %) beside what "{table["rows"][0]["label"]}" gains over cross-attention at that '
+             'seed (accuracy points):', '',
+             f'| Seed | top-1 % | x chance | top-5 % | ceiling top-1 % | {" | ".join(titles)} |',
+             f'|--:|--:|--:|--:|--:|{"--:|" * len(heads)}']
+    for entry in entries:
+        gains = entry['minus_cross_attention'] or {}
+        cells = [f'{100 * gains[head]:+.1f}' if head in gains else '–' for head in heads]
+        lines.append(f'| {entry["seed"]} | {_percent(entry["retrieval_top1"])} | '
+                     f'{entry["retrieval_top1"] / entry["chance_top1"]:.1f} | '
+                     f'{_percent(entry["retrieval_top5"])} | {_percent(entry["ceiling_top1"])} | '
+                     + ' | '.join(cells) + ' |')
+    return '\n'.join(lines)
 
 
 def _first(values: Sequence[Any]) -> Any:
@@ -183,4 +231,6 @@ def render_markdown(results: dict[str, Any]) -> str:
         parts += [f'## {table["title"]}', '',
                   f'{table["test_samples"]} test samples; {timing}.', '',
                   table_markdown(table), '']
+        if stage1_markdown(table):
+            parts += [stage1_markdown(table), '']
     return '\n'.join(parts)
