@@ -221,3 +221,14 @@ def test_frames_task_refuses_the_test_split_and_unknown_sources(root: Path):
         TouchAndGo(root, 'test', task='frames')
     with pytest.raises(ValueError, match='frames'):
         TouchAndGo(root, 'train', task='frames', frames='everything')
+
+
+def test_frames_labelled_in_train_are_kept_when_label_txt_says_minus_one(root: Path):
+    # convitac_make_dataset lists every frame of a bag in label.txt as -1 and its labelled frames
+    # in train.txt: those must stay, the frames nobody labelled must go (they may be approaches).
+    lines = (root / 'label.txt').read_text().splitlines()
+    (root / 'label.txt').write_text('\n'.join(line.rsplit(',', 1)[0] + ',-1' for line in lines))
+    frames = _frames(TouchAndGo(root, 'train', task='frames'))
+    # (S1, 3) is labelled by train_rough.txt; (S0, 1), (S1, 4) and (S0, 5) by no training list.
+    assert frames == [(S0, frame_name(2)), (S0, frame_name(3)), (S0, frame_name(4)),
+                      (S1, frame_name(1)), (S1, frame_name(3))]

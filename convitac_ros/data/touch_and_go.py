@@ -125,8 +125,8 @@ class TouchAndGo(Dataset):
           labelled or not, without its labels: the frames of ``train.txt`` first, then every
           other frame that ``label.txt`` or a list names (with ``frames='disk'`` also those
           found only on disk, pairs whose camera and GelSight files both exist). Left out:
-          frames labelled -1 anywhere (Inconclusive: the approach, a blank gel that shares
-          nothing with the camera) and every frame a test list names; with
+          frames labelled -1 (Inconclusive: the approach, a blank gel that shares nothing with
+          the camera) that no training list labels, and every frame a test list names; with
           ``frames_task='roughness'`` also every frame of a session of ``test_rough.txt`` (that
           split is session-disjoint; the material split is frame-level).
         Labels are only ever taken from lists of the requested split: the official material split
@@ -240,8 +240,12 @@ class TouchAndGo(Dataset):
             raise FileNotFoundError(f'Touch and Go: neither {self.root / "train.txt"} nor '
                                     f'{self.root / "label.txt"} exists')
         excluded = {(s, f) for name in ('test.txt', 'test_rough.txt') for s, f, _ in lists[name]}
+        # -1 anywhere marks a frame Inconclusive unless a training list labels it (the datasets
+        # written from bags list every frame in label.txt as -1, their labels in train.txt).
+        labelled = {(s, f) for name in ('train.txt', 'train_rough.txt')
+                    for s, f, label in lists[name] if label != _INCONCLUSIVE}
         excluded |= {(s, f) for entries in lists.values() for s, f, label in entries
-                     if label == _INCONCLUSIVE}
+                     if label == _INCONCLUSIVE and (s, f) not in labelled}
         test_sessions = ({s for s, _, _ in lists['test_rough.txt']}
                          if self.frames_task == 'roughness' else set())
         order: dict[tuple[str, str], None] = {}
