@@ -117,6 +117,11 @@ def test_bag_and_labels_to_dataset_to_fine_tuned_checkpoint_that_the_node_runs(
         assert dataset.heads['material'][dataset.target_array('material')[index]] == (
             truth['material'])
 
+    # Stage 1 would learn from exactly the labelled frame sets: the others are listed -1 in
+    # label.txt (contact unknown: they may be approaches).
+    frames = build_dataset('touch_and_go', data, 'train', task='frames', **options)
+    assert frames.frame_keys() == dataset.frame_keys()
+
     from training.train import main as train
 
     run = tmp_path / 'finetune'
