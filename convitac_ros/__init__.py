@@ -8,7 +8,7 @@ which timm uses) into offline mode, also when the hub library was imported befor
 import os
 import sys
 
-__version__ = '0.2.0'
+__version__ = '0.2.1'
 
 
 def force_offline() -> None:
