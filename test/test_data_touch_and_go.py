@@ -217,7 +217,7 @@ def test_frames_from_disk_add_complete_pairs_that_no_list_names(root: Path):
 
 
 def test_frames_task_refuses_the_test_split_and_unknown_sources(root: Path):
-    with pytest.raises(ValueError, match="reads the train split"):
+    with pytest.raises(ValueError, match='reads the train split'):
         TouchAndGo(root, 'test', task='frames')
     with pytest.raises(ValueError, match='frames'):
         TouchAndGo(root, 'train', task='frames', frames='everything')

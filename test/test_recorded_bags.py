@@ -198,6 +198,14 @@ def test_labels_covering_no_frame_or_naming_an_unknown_class_are_one_clear_line(
     assert evaluate.main([str(bag), '--labels', str(late), *args]) == 1
     err = capsys.readouterr().err
     assert 'no interval covers a frame of the bag' in err and err.count('\n') == 1, err
+    # The dataset writer streams the recording: it finds out at the end, and leaves nothing.
+    from convitac_ros.bags import make_dataset
+    output = tmp_path / 'dataset'
+    assert make_dataset.main([str(bag), '--labels', str(late), '-o', str(output),
+                              '--quiet']) == 1
+    err = capsys.readouterr().err
+    assert 'no interval covers a frame of the bag' in err and err.count('\n') == 1, err
+    assert not output.exists()
     unknown = labels_csv(tmp_path / 'unknown.csv', [(0.1, 1.0, {'material': 'velvet'})],
                          ('material',))
     assert evaluate.main([str(bag), '--labels', str(unknown), *args]) == 1

@@ -193,3 +193,36 @@ def test_fine_tuning_reorders_shared_heads_by_class_name_and_starts_new_class_li
     other = ConViTac(ModelConfig.tiny(heads=(('material', 4),)))
     record = initialise_from(other, source, {'material': ['wood', 'metal', 'foam', 'glass']})
     assert record['new_heads'] == ['material']
+
+
+def test_make_dataset_holds_one_frame_set_at_a_time(recordings, labelled, monkeypatch, tmp_path):
+    # A recording is written as it is read: however long it is, the sets alive at any moment
+    # are the one being written and those in the synchronizer's queue, not the whole bag.
+    import weakref
+
+    from convitac_ros.bags import samples
+    from convitac_ros.ros.pipeline import FrameSet
+
+    made: list[weakref.ref] = []  # FrameSet is an unhashable dataclass: no WeakSet
+
+    class Tracked(FrameSet):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(weakref.ref(self))
+
+    most, written = [0], [0]
+    real_write = make_dataset.write_frame
+
+    def write_frame(path, rgb):
+        most[0] = max(most[0], sum(ref() is not None for ref in made))
+        written[0] += 1
+        real_write(path, rgb)
+
+    monkeypatch.setattr(samples, 'FrameSet', Tracked)
+    monkeypatch.setattr(make_dataset, 'write_frame', write_frame)
+    _, bags = recordings
+    bag_a, recording_a = bags['session_a']
+    assert make_dataset.main([str(bag_a), '--labels', str(labelled['session_a']), '-o',
+                              str(tmp_path / 'data'), '--quiet', *TOPICS]) == 0
+    assert written[0] // 2 == len(recording_a.ticks) > 20
+    assert 1 <= most[0] <= 3, most[0]

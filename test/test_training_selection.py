@@ -30,6 +30,7 @@ def test_holdout_takes_whole_sessions_of_the_synthetic_world(tmp_path):
 
 def test_stage1_learns_from_every_training_frame_but_the_held_out_sessions(tmp_path):
     from fixtures_data import frame_name, TAG_SESSIONS, write_touch_and_go
+
     from convitac_ros.data.files import DataError
     from training.data import _frame_keys, stage1_frames
     root = write_touch_and_go(tmp_path / 'tag')

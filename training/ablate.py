@@ -35,8 +35,8 @@ import argparse
 from dataclasses import dataclass, field
 import hashlib
 import json
-from pathlib import Path
 import os
+from pathlib import Path
 import shutil
 import subprocess
 import sys
@@ -410,8 +410,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def seed_jobs_argv(argv: list[str], seed: int, threads: int, output: Path) -> list[str]:
-    """The command line of one seed's process: ``argv`` without ``--jobs/--seeds/--threads/
-    --output`` (and their values), plus this seed, its thread count and a scratch output."""
+    """The command line of one seed's process.
+
+    That is ``argv`` without ``--jobs``, ``--seeds``, ``--threads`` and ``--output`` (and their
+    values), plus this seed, its thread count and a scratch output folder.
+    """
     dropped = {'--jobs', '--seeds', '--threads', '--output'}
     kept, skipping = [], False
     for word in argv:

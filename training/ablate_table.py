@@ -135,10 +135,11 @@ def stage1_markdown(table: dict[str, Any]) -> str:
         return ''
     heads = table['heads']
     titles = [table['head_titles'][head] for head in heads]
+    chance = entries[0]['chance_top1']
     lines = [f'Stage 1 of each seed (held-out visual-to-tactile retrieval in batches of '
-             f'{round(1 / entries[0]["chance_top1"])}, chance {_percent(entries[0]["chance_top1"])}'
-             f' %) beside what "{table["rows"][0]["label"]}" gains over cross-attention at that '
-             'seed (accuracy points):', '',
+             f'{round(1 / chance)}, chance {_percent(chance)} %) beside what '
+             f'"{table["rows"][0]["label"]}" gains over cross-attention at that seed (accuracy '
+             'points):', '',
              f'| Seed | top-1 % | x chance | top-5 % | ceiling top-1 % | {" | ".join(titles)} |',
              f'|--:|--:|--:|--:|--:|{"--:|" * len(heads)}']
     for entry in entries:

@@ -1,10 +1,11 @@
 """`convitac_make_dataset`: labelled recordings -> a training dataset in the Touch and Go layout.
 
-Each bag is paired as the node pairs it (`bag_samples`); every synchronized set becomes one
-frame pair of a session (one session per recording, so that splits by session are splits by
-recording), and every set inside a labelled interval of the bag's labels file becomes a
-sample. The layout is the one `convitac_ros.data.TouchAndGo` reads, so training needs no new
-loader::
+Each bag is paired as the node pairs it (`SetStream`) and written set by set, so a recording
+of any length needs memory for one set and the synchronizer's queue only. Every synchronized
+set becomes one frame pair of a session (one session per recording, so that splits by session
+are splits by recording), and every set inside a labelled interval of the bag's labels file
+becomes a sample. The layout is the one `convitac_ros.data.TouchAndGo` reads, so training
+needs no new loader::
 
     DIR/category_reference.txt        material classes (`<name>: <index>`)
     DIR/label.txt                     every frame of every session (sequence context)
@@ -39,27 +40,12 @@ import yaml
 
 from convitac_ros.bags.bagfile import BagError
 from convitac_ros.bags.labels import LabelsError, LabelsFile, read_labels
-from convitac_ros.bags.samples import BagSamples, load_bag_samples
+from convitac_ros.bags.samples import label_at, no_label_error, SetStream
 from convitac_ros.data.sample import HARDNESS_CLASSES, ROUGHNESS_CLASSES
 from convitac_ros.evaluation.cli import add_topic_arguments
 
 UNSUPPORTED_HEADS = ('grasp_success',)
 CONFIG_FILE = 'dataset.yaml'
-
-
-@dataclass
-class Recording:
-    """One bag with its labels, paired.
-
-    Attributes:
-        session: Session folder name.
-        split: `train` or `test`.
-        samples: The paired bag.
-    """
-
-    session: str
-    split: str
-    samples: BagSamples
 
 
 @dataclass
@@ -201,59 +187,62 @@ def make_dataset(bags: Sequence[str | Path], labels: Sequence[str | Path], outpu
                          f'recordings for training, got {val_recordings}')
     files = [read_labels(path) for path in labels]
     task = check_heads(files)
-    materials = material_classes(files, classes_from)
-    soft = soft_materials(files)
-    recordings = []
-    for index, (bag, file) in enumerate(zip(bags, files)):
-        split = 'test' if index >= len(bags) - val_recordings else 'train'
-        tactile = None if tactile_topic is None else [tactile_topic]
-        samples = load_bag_samples(bag, 1, camera_topic=camera_topic, tactile_topics=tactile,
-                                   labels=file)
-        recordings.append(Recording(session_name(index, Path(bag)), split, samples))
-    summary = DatasetSummary(output, materials=materials, soft_materials=soft, task=task)
+    summary = DatasetSummary(output, materials=material_classes(files, classes_from),
+                             soft_materials=soft_materials(files), task=task)
     try:
-        _write(recordings, summary, progress)
+        _write(bags, files, summary, camera_topic, tactile_topic, val_recordings, progress)
     except BaseException:
         shutil.rmtree(output, ignore_errors=True)
         raise
     return summary
 
 
-def _write(recordings: list[Recording], summary: DatasetSummary, progress: bool) -> None:
+def _write(bags: Sequence[str | Path], files: Sequence[LabelsFile], summary: DatasetSummary,
+           camera_topic: str | None, tactile_topic: str | None, val_recordings: int,
+           progress: bool) -> None:
+    """Writes the recordings set by set (a recording is never held in memory as a whole)."""
     root = summary.root
     root.mkdir(parents=True)
     lists: dict[str, list[str]] = {name: [] for name in
                                    ('label', 'train', 'test', 'train_rough', 'test_rough')}
     index_of = {name: i for i, name in enumerate(summary.materials)}
-    total = sum(len(r.samples.sets) for r in recordings)
-    with tqdm(total=total, unit='frame', desc='dataset', disable=not progress) as bar:
-        for recording in recordings:
-            labelled = {p.set_index: p.labels for p in recording.samples.points}
-            for index, frame_set in enumerate(recording.samples.sets):
-                camera, tactile = frame_set.rgb()[:2]
-                frame = f'{index:06d}.png'
-                folder = root / recording.session
+    tactile = None if tactile_topic is None else [tactile_topic]
+    for number, (bag, file) in enumerate(zip(bags, files)):
+        split = 'test' if number >= len(bags) - val_recordings else 'train'
+        session = session_name(number, Path(bag))
+        folder, count, labelled, offset = root / session, 0, 0, None
+        with SetStream(bag, 1, camera_topic=camera_topic, tactile_topics=tactile,
+                       read_truth=False) as stream, \
+                tqdm(total=stream.camera_messages, unit='frame', desc=session,
+                     disable=not progress) as bar:
+            for frame_set, _ in stream:
+                camera, touch = frame_set.rgb()[:2]
+                frame = f'{count:06d}.png'
                 write_frame(folder / 'video_frame' / frame, camera)
-                write_frame(folder / 'gelsight_frame' / frame, tactile)
-                entry = f'{recording.session}/{frame}'
+                write_frame(folder / 'gelsight_frame' / frame, touch)
+                entry = f'{session}/{frame}'
                 lists['label'].append(f'{entry},-1')
-                point = labelled.get(index, {})
+                offset = frame_set.stamp_ns - stream.start_ns
+                row = label_at(file, offset)
+                point = {} if row is None else row.labels
+                labelled += row is not None
                 if 'material' in point:
-                    lists[recording.split].append(f'{entry},{index_of[point["material"]]}')
+                    lists[split].append(f'{entry},{index_of[point["material"]]}')
                 if 'roughness' in point:
-                    lists[f'{recording.split}_rough'].append(
+                    lists[f'{split}_rough'].append(
                         f'{entry},{ROUGHNESS_CLASSES.index(point["roughness"])}')
+                count += 1
                 bar.update(1)
-            summary.sessions[recording.session] = (
-                recording.split, len(recording.samples.sets), len(labelled))
+        if not labelled:
+            raise no_label_error(file, offset)
+        summary.sessions[session] = (split, count, labelled)
     for name, lines in lists.items():
         if lines:
             (root / f'{name}.txt').write_text('\n'.join(lines))
     (root / 'category_reference.txt').write_text(
         ''.join(f'{name}: {i}\n' for i, name in enumerate(summary.materials)))
-    has_test = any(r.split == 'test' for r in recordings)
     data = {'dataset': 'touch_and_go', 'root': str(root.resolve()), 'train_split': 'train',
-            'val_split': 'test' if has_test else 'holdout', 'test_split': 'test',
+            'val_split': 'test' if val_recordings else 'holdout', 'test_split': 'test',
             'options': {'task': summary.task, 'soft_materials': summary.soft_materials}}
     (root / CONFIG_FILE).write_text(
         '# Written by convitac_make_dataset: the data section for training/train.py --config\n'

@@ -12,7 +12,7 @@ tactile sensors is decided by `convitac_ros.bags.topics` (names as recorded, or 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from convitac_ros.bags.bagfile import (
     BagRecord,
     GROUND_TRUTH_PREFIX,
 )
-from convitac_ros.bags.labels import LabelsError, LabelsFile
+from convitac_ros.bags.labels import LabelRow, LabelsError, LabelsFile
 from convitac_ros.bags.topics import resolve_image_topics
 from convitac_ros.ros.image_conversion import compressed_to_rgb, image_to_rgb
 from convitac_ros.ros.image_limits import check_image_size, DEFAULT_MAX_PIXELS
@@ -122,12 +122,93 @@ class BagSamples:
         return out
 
 
+class SetStream:
+    """The synchronized sets of one bag, one at a time, as the node's synchronizer emits them.
+
+    Only the synchronizer's queue is held in memory, so a recording of any length can be
+    written out set by set (``convitac_make_dataset``). Use as a context manager; ``info``,
+    ``topics`` and ``start_ns`` are known on entry, ``images`` and ``truths`` (ground-truth
+    messages by log time, when ``read_truth``) grow while iterating.
+
+    Args:
+        path: Bag directory.
+        num_tactile: Tactile sensors the model takes (None: all in the bag).
+        slop: Synchronizer slop in seconds (the node's `slop` parameter).
+        queue_size: Synchronizer queue size (the node's `queue_size` parameter).
+        camera_topic: Camera topic to use (`convitac_ros.bags.topics` rules; None: default).
+        tactile_topics: Tactile topics in sensor order (None: the defaults).
+        read_truth: Also read the bag's ground-truth topics.
+
+    Raises:
+        BagError: Missing or corrupt bag, or no usable image topics (on entry or while reading).
+    """
+
+    def __init__(self, path: str | Path, num_tactile: int | None = None,
+                 slop: float = DEFAULT_SLOP_S, queue_size: int = DEFAULT_QUEUE_SIZE,
+                 camera_topic: str | None = None, tactile_topics: Sequence[str] | None = None,
+                 read_truth: bool = True) -> None:
+        self.path = Path(path)
+        self._reader = BagReader(path)
+        self._options = (num_tactile, camera_topic, tactile_topics, read_truth)
+        self.slop, self.queue_size = slop, queue_size
+        self.images = 0
+        self.truths: dict[int, dict[str, str]] = {}
+
+    def __enter__(self) -> SetStream:
+        self._reader.__enter__()
+        try:
+            num_tactile, camera_topic, tactile_topics, read_truth = self._options
+            self.info = self._reader.info()
+            self.start_ns = self.info.start_ns
+            self.topics = resolve_image_topics(self.info.topics, camera_topic, tactile_topics,
+                                               num_tactile)
+            self.truth_topics = [t for t in self.info.topics
+                                 if read_truth and t.startswith(GROUND_TRUTH_PREFIX)]
+        except BaseException:
+            self._reader.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._reader.__exit__(*exc)
+
+    @property
+    def camera_messages(self) -> int:
+        """Camera messages in the bag (at most one set each)."""
+        return self.info.topics[self.topics[0]][1]
+
+    def __iter__(self) -> Iterator[tuple[FrameSet, list[BagRecord]]]:
+        """Yields (set, its stored messages camera first) in the order the sets are formed."""
+        ready: list[tuple[FrameSet, list[BagRecord]]] = []
+
+        def emit(*pairs: tuple[BagRecord, Any]) -> None:
+            msgs = tuple(p[1] for p in pairs)
+            ready.append((FrameSet(msgs, stamp_to_ns(msgs[0]) or 0, 0, to_rgb),
+                          [p[0] for p in pairs]))
+
+        sync = ApproximateTimeSynchronizer(len(self.topics), self.queue_size, self.slop, emit)
+        index = {t: k for k, t in enumerate(self.topics)}
+        for record in self._reader.records([*self.topics, *self.truth_topics]):
+            if record.topic in index:
+                self.images += 1
+                msg = record.decode()
+                sync.add((record, msg), index[record.topic], stamp_to_ns(msg))
+            else:
+                head = record.topic[len(GROUND_TRUTH_PREFIX):]
+                self.truths.setdefault(record.time_ns, {})[head] = record.decode().data
+            yield from ready
+            ready.clear()
+
+
 def load_bag_samples(path: str | Path, num_tactile: int | None = None,
                      slop: float = DEFAULT_SLOP_S,
                      queue_size: int = DEFAULT_QUEUE_SIZE, camera_topic: str | None = None,
                      tactile_topics: Sequence[str] | None = None,
                      labels: LabelsFile | None = None) -> BagSamples:
     """Read a bag, pair its images like the node does and locate the evaluation points.
+
+    Every set stays in memory (evaluation replays and windows them); to go through a long
+    recording set by set, use `SetStream`.
 
     Args:
         path: Bag directory.
@@ -142,40 +223,34 @@ def load_bag_samples(path: str | Path, num_tactile: int | None = None,
         BagError: Missing or corrupt bag, or no usable image topics.
         LabelsError: The labels file covers none of the bag's sets.
     """
-    with BagReader(path) as reader:
-        info = reader.info()
-        topics = resolve_image_topics(info.topics, camera_topic, tactile_topics, num_tactile)
-        truth_topics = [] if labels is not None else [
-            t for t in info.topics if t.startswith(GROUND_TRUTH_PREFIX)]
+    with SetStream(path, num_tactile, slop, queue_size, camera_topic, tactile_topics,
+                   read_truth=labels is None) as stream:
         sets: list[FrameSet] = []
         records: list[list[BagRecord]] = []
-        truths: dict[int, dict[str, str]] = {}
-
-        def emit(*pairs: tuple[BagRecord, Any]) -> None:
-            msgs = tuple(p[1] for p in pairs)
-            sets.append(FrameSet(msgs, stamp_to_ns(msgs[0]) or 0, 0, to_rgb))
-            records.append([p[0] for p in pairs])
-
-        sync = ApproximateTimeSynchronizer(len(topics), queue_size, slop, emit)
-        index = {t: k for k, t in enumerate(topics)}
-        images = 0
-        for record in reader.records([*topics, *truth_topics]):
-            if record.topic in index:
-                images += 1
-                msg = record.decode()
-                sync.add((record, msg), index[record.topic], stamp_to_ns(msg))
-            else:
-                head = record.topic[len(GROUND_TRUTH_PREFIX):]
-                truths.setdefault(record.time_ns, {})[head] = record.decode().data
+        for frame_set, stored in stream:
+            sets.append(frame_set)
+            records.append(stored)
     unused = 0
     if labels is None:
-        points, unmatched = _match_points(sets, truths, int(slop * 1e9))
+        points, unmatched = _match_points(sets, stream.truths, int(slop * 1e9))
     else:
-        points, unused = _label_points(sets, labels, info.start_ns)
+        points, unused = _label_points(sets, labels, stream.start_ns)
         unmatched = 0
-    return BagSamples(Path(path), topics, sets, records, points, unmatched,
-                      images - len(sets) * len(topics), info.topics[topics[0]][1], info.layout,
-                      info.start_ns, unused)
+    return BagSamples(Path(path), stream.topics, sets, records, points, unmatched,
+                      stream.images - len(sets) * len(stream.topics), stream.camera_messages,
+                      stream.info.layout, stream.start_ns, unused)
+
+
+def label_at(labels: LabelsFile, offset_ns: int) -> LabelRow | None:
+    """The first labels-file row whose interval covers ``offset_ns`` from the bag's start."""
+    return next((row for row in labels.rows if row.covers(offset_ns)), None)
+
+
+def no_label_error(labels: LabelsFile, last_offset_ns: int | None) -> LabelsError:
+    """The error for a labels file that covers none of a bag's sets."""
+    span = (last_offset_ns or 0) / 1e9
+    return LabelsError(f'{labels.path}: no interval covers a frame of the bag (its frame '
+                       f'sets lie between 0 and {span:.2f} s from its start)')
 
 
 def _label_points(sets: list[FrameSet], labels: LabelsFile,
@@ -188,16 +263,12 @@ def _label_points(sets: list[FrameSet], labels: LabelsFile,
     points = []
     used: set[int] = set()
     for index, frame_set in enumerate(sets):
-        offset = frame_set.stamp_ns - start_ns
-        for row in labels.rows:
-            if row.covers(offset):
-                points.append(EvaluationPoint(index, frame_set.stamp_ns, dict(row.labels)))
-                used.add(row.line)
-                break
+        row = label_at(labels, frame_set.stamp_ns - start_ns)
+        if row is not None:
+            points.append(EvaluationPoint(index, frame_set.stamp_ns, dict(row.labels)))
+            used.add(row.line)
     if not points:
-        span = (sets[-1].stamp_ns - start_ns) / 1e9 if sets else 0.0
-        raise LabelsError(f'{labels.path}: no interval covers a frame of the bag (its frame '
-                          f'sets lie between 0 and {span:.2f} s from its start)')
+        raise no_label_error(labels, sets[-1].stamp_ns - start_ns if sets else None)
     points.sort(key=lambda p: p.stamp_ns)
     return points, len(labels.rows) - len(used)
 

@@ -260,7 +260,7 @@ class TouchAndGo(Dataset):
             for session in sorted(sessions):  # folders without the two frame folders add none
                 frames = self._disk_frames(session)
                 known.setdefault(session, set()).update(frames)
-                order.update((((session, f), None) for f in frames))
+                order.update(((session, f), None) for f in frames)
         self._sessions = sorted(known)
         self._frames = [sorted(known[s], key=_frame_order) for s in self._sessions]
         position = {(s, f): (i, p) for i, s in enumerate(self._sessions)
