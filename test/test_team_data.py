@@ -226,3 +226,13 @@ def test_make_dataset_holds_one_frame_set_at_a_time(recordings, labelled, monkey
                               str(tmp_path / 'data'), '--quiet', *TOPICS]) == 0
     assert written[0] // 2 == len(recording_a.ticks) > 20
     assert 1 <= most[0] <= 3, most[0]
+    # The contact finder of convitac_label reads the same way.
+    real_grey, most[0] = label.grey, 0
+
+    def grey(rgb):
+        most[0] = max(most[0], sum(ref() is not None for ref in made))
+        return real_grey(rgb)
+
+    monkeypatch.setattr(label, 'grey', grey)
+    assert label.main([str(bag_a), '-o', str(tmp_path / 'labels.csv'), '--quiet', *TOPICS]) == 0
+    assert 1 <= most[0] <= 3, most[0]

@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from convitac_ros.bags.bagfile import BagError
 from convitac_ros.bags.labels import HEADS, LabelsError, write_labels
-from convitac_ros.bags.samples import load_bag_samples, to_rgb
+from convitac_ros.bags.samples import SetStream, to_rgb
 from convitac_ros.evaluation.cli import add_topic_arguments
 
 SCORE_SIZE = (32, 32)  # (W, H) of the grey images compared
@@ -115,15 +115,21 @@ def label_bag(bag: str | Path, *, camera_topic: str | None = None,
         ValueError: Too few frames.
     """
     tactile = None if tactile_topic is None else [tactile_topic]
-    samples = load_bag_samples(bag, 1, camera_topic=camera_topic, tactile_topics=tactile)
-    if len(samples.sets) < max(rest_frames, 1):
-        raise ValueError(f'{len(samples.sets)} tactile frames; at least --rest-frames '
+    # The recording is read set by set and only the tactile frame is kept, reduced to 32x32
+    # grey as it is decoded: a long recording's frames would not fit in memory.
+    greys, times = [], []
+    with SetStream(bag, 1, camera_topic=camera_topic, tactile_topics=tactile,
+                   read_truth=False) as stream, \
+            tqdm(total=stream.camera_messages, unit='frame', desc='contact',
+                 disable=not progress) as bar:
+        for frame_set, _ in stream:
+            greys.append(grey(to_rgb(frame_set.msgs[1])))
+            times.append((frame_set.stamp_ns - stream.start_ns) / 1e9)
+            bar.update(1)
+    if len(greys) < max(rest_frames, 1):
+        raise ValueError(f'{len(greys)} tactile frames; at least --rest-frames '
                          f'{rest_frames} are needed')
-    # Only the tactile frame, reduced to 32x32 grey as it is decoded (the camera is not needed,
-    # and a long recording's full-size frames would not fit in memory).
-    greys = np.stack([grey(to_rgb(s.msgs[1])) for s in tqdm(
-        samples.sets, unit='frame', desc='contact', disable=not progress)])
-    times = np.array([(s.stamp_ns - samples.start_ns) / 1e9 for s in samples.sets])
+    greys, times = np.stack(greys), np.array(times)
     scores = grey_scores(greys, rest_frames)
     return find_episodes(times, scores, rest_frames, threshold, min_contrast, min_gap_s,
                          min_duration_s)
