@@ -20,13 +20,12 @@ from typing import Any
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 
 from convitac_ros.ros import direct_take
 from convitac_ros.ros.synchronizer import stamp_to_ns
-from convitac_ros.ros.topics import INPUT_TOPICS, NODE_NAME, OUTPUT_NAMESPACE
+from convitac_ros.ros.topics import image_qos, INPUT_TOPICS, NODE_NAME, OUTPUT_NAMESPACE
 
 KEEP_STAMPS = 100  # stamps waiting for their partners (a lost message never completes one)
 
@@ -41,9 +40,7 @@ class EchoNode:
         self.input_thread = None
         self._inputs = inputs
         self._seen: dict[int, int] = {}
-        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5,
-                         reliability=ReliabilityPolicy.RELIABLE if reliable
-                         else ReliabilityPolicy.BEST_EFFORT)
+        qos = image_qos(5, reliable)
         self._result = self.node.create_publisher(String, f'{OUTPUT_NAMESPACE}/result', 10)
         msg_type = CompressedImage if compressed else Image
         topics = [topic + ('/compressed' if compressed else '') for topic in INPUT_TOPICS[:inputs]]

@@ -206,6 +206,7 @@ def test_make_dataset_holds_one_frame_set_at_a_time(recordings, labelled, monkey
     made: list[weakref.ref] = []  # FrameSet is an unhashable dataclass: no WeakSet
 
     class Tracked(FrameSet):
+
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             made.append(weakref.ref(self))

@@ -119,9 +119,9 @@ def stage1_by_seed(rows: Sequence[dict[str, Any]], by_seed: dict[str, dict[int, 
         if 'retrieval_top1' not in val:
             continue
         other = baseline.get(seed)
+        keys = ('retrieval_top1', 'retrieval_top5', 'chance_top1', 'ceiling_top1')
         result.append({'seed': seed, 'encoder': record.get('shared_encoder'),
-                       **{key: val.get(key) for key in ('retrieval_top1', 'retrieval_top5',
-                                                         'chance_top1', 'ceiling_top1')},
+                       **{key: val.get(key) for key in keys},
                        'minus_cross_attention': None if other is None else {
                            head: record['accuracy'][head] - other['accuracy'][head]
                            for head in record['accuracy']}})

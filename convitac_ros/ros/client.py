@@ -31,6 +31,7 @@ import numpy as np
 
 from convitac_ros.ros.topics import (
     COMPRESSED_SUFFIX,
+    image_qos,
     INPUT_TOPICS,
     NODE_NAME,
     OUTPUT_NAMESPACE,
@@ -300,7 +301,7 @@ class NodeClient:
         from rcl_interfaces.srv import GetParameters, SetParameters
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
-        from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import CompressedImage, Image
         from std_msgs.msg import Float32MultiArray, String
 
@@ -323,9 +324,7 @@ class NodeClient:
         self.all_statuses: list[Any] = []  # of every node on /diagnostics
         self._on_answer = on_answer
 
-        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth,
-                         reliability=ReliabilityPolicy.RELIABLE if reliable
-                         else ReliabilityPolicy.BEST_EFFORT)
+        qos = image_qos(depth, reliable)
         msg_type, suffix = (CompressedImage, COMPRESSED_SUFFIX) if compressed else (Image, '')
         self.publishers = [self.node.create_publisher(msg_type, topic + suffix, qos)
                            for topic in INPUT_TOPICS[:inputs]]

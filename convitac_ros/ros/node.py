@@ -31,7 +31,6 @@ import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 from std_srvs.srv import Trigger
 
@@ -56,7 +55,7 @@ from convitac_ros.ros.outputs import OutputPublishers
 from convitac_ros.ros.parameters import INPUT_SPECS, INPUTS, NodeParameters, SPECS, validate
 from convitac_ros.ros.pipeline import Counters, Drop, DropOldestQueue, FrameSet, SlidingWindow
 from convitac_ros.ros.synchronizer import ApproximateTimeSynchronizer, stamp_to_ns
-from convitac_ros.ros.topics import NODE_NAME
+from convitac_ros.ros.topics import image_qos, NODE_NAME
 from convitac_ros.runtime_onnx import resolve_backend
 
 # A zero stamp or an inference failure keeps its WARN / ERROR this long (s) after the event.
@@ -266,10 +265,7 @@ class ConvitacNode(LifecycleNode):
         self._thread.start()
         self._convert = converters
         self.contact.request_reference()
-        qos = QoSProfile(
-            history=HistoryPolicy.KEEP_LAST, depth=params.qos_depth,
-            reliability=(ReliabilityPolicy.RELIABLE if params.qos_reliability == 'reliable'
-                         else ReliabilityPolicy.BEST_EFFORT))
+        qos = image_qos(params.qos_depth, params.qos_reliability == 'reliable')
         direct = params.direct_input and direct_take.available()
         group = direct_take.HiddenCallbackGroup() if direct else None
         for index, setting in enumerate(settings):
