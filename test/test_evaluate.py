@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 
 from convitac_ros.bags import make_bag
-from convitac_ros.bags.samples import load_bag_samples
 from convitac_ros.data import build_dataset
 from convitac_ros.demo import NODE_PARAMETERS
 from convitac_ros.evaluation import cli as evaluate
@@ -67,8 +66,7 @@ def run_evaluate(bag: Path, out: Path, *extra: str) -> dict:
 def test_offline_on_a_foreign_bag_equals_the_predictor_on_the_original_frames(
         foreign_bag, predictor):
     path, samples = foreign_bag
-    recorder = evaluate_offline(load_bag_samples(path, predictor.num_tactile), predictor,
-                                progress=False)
+    recorder = evaluate_offline(path, predictor, progress=False)
     stamps = sorted(recorder.truths)
     assert len(stamps) == len(samples) and len(recorder.predictions) == len(samples)
     for stamp, sample in zip(stamps, samples):

@@ -237,3 +237,16 @@ def test_make_dataset_holds_one_frame_set_at_a_time(recordings, labelled, monkey
     monkeypatch.setattr(label, 'grey', grey)
     assert label.main([str(bag_a), '-o', str(tmp_path / 'labels.csv'), '--quiet', *TOPICS]) == 0
     assert 1 <= most[0] <= 3, most[0]
+    # Offline evaluation holds the node's window (here 2 sets) and a batch, not the recording.
+    from convitac_ros.evaluation import cli as evaluate_cli
+    real_inputs, most[0] = evaluate_cli.window_inputs, 0
+
+    def window_inputs(*args, **kwargs):
+        most[0] = max(most[0], sum(ref() is not None for ref in made))
+        return real_inputs(*args, **kwargs)
+
+    monkeypatch.setattr(evaluate_cli, 'window_inputs', window_inputs)
+    assert evaluate_cli.main([str(bag_a), '--labels', str(labelled['session_a']), '--checkpoint',
+                              str(DEMO), '--device', 'cpu', '--output-dir', str(tmp_path / 'ev'),
+                              '--quiet', *TOPICS]) == 0
+    assert 2 <= most[0] <= 6, most[0]

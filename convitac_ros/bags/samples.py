@@ -12,6 +12,7 @@ tactile sensors is decided by `convitac_ros.bags.topics` (names as recorded, or 
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -153,6 +154,7 @@ class SetStream:
         self.slop, self.queue_size = slop, queue_size
         self.images = 0
         self.truths: dict[int, dict[str, str]] = {}
+        self.new_truths: list[int] = []  # log times of truths first seen; readers drain it
 
     def __enter__(self) -> SetStream:
         self._reader.__enter__()
@@ -195,6 +197,8 @@ class SetStream:
                 sync.add((record, msg), index[record.topic], stamp_to_ns(msg))
             else:
                 head = record.topic[len(GROUND_TRUTH_PREFIX):]
+                if record.time_ns not in self.truths:
+                    self.new_truths.append(record.time_ns)
                 self.truths.setdefault(record.time_ns, {})[head] = record.decode().data
             yield from ready
             ready.clear()
@@ -239,6 +243,82 @@ def load_bag_samples(path: str | Path, num_tactile: int | None = None,
     return BagSamples(Path(path), stream.topics, sets, records, points, unmatched,
                       stream.images - len(sets) * len(stream.topics), stream.camera_messages,
                       stream.info.layout, stream.start_ns, unused)
+
+
+@dataclass
+class StreamFacts:
+    """What `evaluation_points` counted while reading (the report's facts about the bag)."""
+
+    sets: int = 0
+    unmatched_truth: int = 0
+    label_rows_unused: int = 0
+    last_offset_ns: int | None = None
+
+
+# Sets kept for matching a ground-truth stamp read after them (log order is about stamp order).
+TRUTH_HORIZON_NS = 1_000_000_000
+
+
+def evaluation_points(stream: SetStream, length: int, labels: LabelsFile | None = None,
+                      facts: StreamFacts | None = None
+                      ) -> Iterator[tuple[int, dict[str, str], tuple[FrameSet, ...] | None]]:
+    """The evaluation points of a bag as it is read, with the node's window at each.
+
+    The same points as `load_bag_samples` finds (labelled sets; or for each ground-truth stamp
+    the set nearest to it within slop), each with the window of ``length`` sets ending there,
+    or None while the window is not yet full. Only the sets of the last second are held.
+
+    Args:
+        stream: The bag, entered (`SetStream` with ``read_truth`` unless ``labels``).
+        length: Sets per window, `max(T_v, T_t)` of the model.
+        labels: A labels file, in place of the bag's ground-truth topics.
+        facts: Filled with the counts the report gives.
+
+    Yields:
+        (camera stamp of the point's set, head -> class name, window or None).
+    """
+    facts = StreamFacts() if facts is None else facts
+    window = SlidingWindow(length)
+    slop_ns = int(stream.slop * 1e9)
+    recent: deque[tuple[int, tuple[FrameSet, ...] | None]] = deque()
+    pending: deque[int] = deque()
+    used: set[int] = set()
+
+    def resolve(newest_ns: int | None) -> Iterator[tuple[int, dict[str, str], Any]]:
+        # A truth is settled once a set newer than its stamp + slop was read (or at the end).
+        while pending and (newest_ns is None or pending[0] + slop_ns < newest_ns):
+            stamp = pending.popleft()
+            best = None
+            for set_stamp, full in recent:  # the first of equally near sets, as np.argmin
+                if best is None or abs(set_stamp - stamp) < abs(best[0] - stamp):
+                    best = (set_stamp, full)
+            if best is None or abs(best[0] - stamp) > slop_ns:
+                facts.unmatched_truth += 1
+            else:
+                yield best[0], dict(stream.truths[stamp]), best[1]
+
+    for frame_set, _ in stream:
+        facts.sets += 1
+        facts.last_offset_ns = frame_set.stamp_ns - stream.start_ns
+        result = window.push(frame_set)
+        full = result if isinstance(result, tuple) else None
+        if labels is not None:
+            row = label_at(labels, facts.last_offset_ns)
+            if row is not None:
+                used.add(row.line)
+                yield frame_set.stamp_ns, dict(row.labels), full
+            continue
+        recent.append((frame_set.stamp_ns, full))
+        while recent[0][0] < frame_set.stamp_ns - TRUTH_HORIZON_NS:
+            recent.popleft()
+        pending.extend(stream.new_truths)
+        stream.new_truths.clear()
+        yield from resolve(frame_set.stamp_ns)
+    pending.extend(stream.new_truths)
+    stream.new_truths.clear()
+    yield from resolve(None)
+    if labels is not None:
+        facts.label_rows_unused = len(labels.rows) - len(used)
 
 
 def label_at(labels: LabelsFile, offset_ns: int) -> LabelRow | None:

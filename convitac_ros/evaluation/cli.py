@@ -1,7 +1,8 @@
 """`convitac_evaluate`: score a model on a bag, offline or through a running node.
 
-- `offline`: pairs the bag's images as the node would (`bag_samples`), runs the `Predictor` on
-  the window ending at each evaluation point. No ROS graph needed.
+- `offline`: pairs the bag's images as the node would (`SetStream`), runs the `Predictor` on
+  the window ending at each evaluation point as it reads the bag (memory does not grow with the
+  recording). No ROS graph needed.
 - `online`: replays the bag into a running `convitac_node` at the recorded pace and scores the
   answers it publishes (latency, drops and pairing under real timing).
 - `online --lock-step`: publishes one synchronized set at a time and, at each evaluation point,
@@ -30,56 +31,103 @@ import numpy as np
 from tqdm import tqdm
 
 from convitac_ros.bags.bagfile import BagError, BagReader
-from convitac_ros.bags.labels import read_labels
+from convitac_ros.bags.labels import LabelsFile, read_labels
 from convitac_ros.bags.samples import (
     BagSamples,
     DEFAULT_QUEUE_SIZE,
     DEFAULT_SLOP_S,
+    evaluation_points,
     load_bag_samples,
+    no_label_error,
+    SetStream,
+    StreamFacts,
 )
 from convitac_ros.bags.topics import TRANSPORTS
 from convitac_ros.evaluation.metrics import EvaluationRecorder, format_table, save_report
 from convitac_ros.ros.pipeline import window_inputs
 
 
-def evaluate_offline(samples: BagSamples, predictor: Any, batch_size: int = 8,
+def evaluate_offline(bag: str | os.PathLike, predictor: Any, *,
+                     labels: LabelsFile | None = None, slop: float = DEFAULT_SLOP_S,
+                     queue_size: int = DEFAULT_QUEUE_SIZE, camera_topic: str | None = None,
+                     tactile_topics: Sequence[str] | None = None, batch_size: int = 8,
                      progress: bool = True) -> EvaluationRecorder:
     """Run a `Predictor` on the node's window at every evaluation point of a bag.
 
+    The bag is read set by set (`SetStream`, `evaluation_points`): a recording of any length is
+    scored with the memory of a few windows.
+
     Args:
-        samples: The bag, paired (its tactile topics must match `predictor.num_tactile`).
+        bag: The bag (its tactile topics must match `predictor.num_tactile`).
         predictor: A `convitac_ros.inference.Predictor`.
+        labels: A labels file, in place of the bag's ground-truth topics.
+        slop: Synchronizer slop in seconds (the node's `sync_slop`).
+        queue_size: Synchronizer queue size (the node's `sync_queue_size`).
+        camera_topic: Camera topic (`convitac_ros.bags.topics` rules; None: default).
+        tactile_topics: Tactile topics in sensor order (None: the defaults).
         batch_size: Windows per `predict_batch` call.
         progress: Show a progress bar.
 
     Returns:
-        The filled recorder; latency is the Predictor's wall time per window (batch time
-        divided by the batch size).
+        The filled recorder (with the bag's facts in ``extra``); latency is the Predictor's wall
+        time per window (batch time divided by the batch size).
+
+    Raises:
+        BagError: Missing or corrupt bag, no usable topics, or no ground truth at its images.
+        LabelsError: The labels file covers none of the bag's sets.
     """
     classes = {h: list(names) for h, names in predictor.heads.items()}
     recorder = EvaluationRecorder(classes, mode='offline')
     length = max(predictor.visual_len, predictor.tactile_len)
-    windows = samples.windows(length)
-    recorder.published_sets = samples.camera_messages
-    recorder.paired_sets = len(samples.sets)
-    recorder.truths = {p.stamp_ns: p.labels for p in samples.points}
-    scored = [p for p in samples.points if p.set_index in windows]
+    facts = StreamFacts()
+    batch: list[tuple[int, Any]] = []
+
+    def flush() -> None:
+        if not batch:
+            return
+        started = time.perf_counter()
+        outputs = predictor.predict_batch([inputs for _, inputs in batch])
+        elapsed = (time.perf_counter() - started) / len(batch)
+        for (stamp, _), probabilities in zip(batch, outputs):
+            recorder.latencies_s.append(elapsed)
+            recorder.predictions[stamp] = {
+                head: classes[head][int(np.argmax(p))] for head, p in probabilities.items()}
+        batch.clear()
+
     predictor.warmup()  # first-call costs (allocation, kernel selection) stay out of the timings
-    with tqdm(total=len(scored), desc='offline', unit='sample', disable=not progress) as bar:
-        for first in range(0, len(scored), batch_size):
-            batch = scored[first:first + batch_size]
-            inputs = [window_inputs(windows[p.set_index], predictor.visual_len,
-                                    predictor.tactile_len, predictor.image_size)
-                      for p in batch]
-            started = time.perf_counter()
-            outputs = predictor.predict_batch(inputs)
-            elapsed = (time.perf_counter() - started) / len(batch)
-            for point, probabilities in zip(batch, outputs):
-                recorder.latencies_s.append(elapsed)
-                recorder.predictions[point.stamp_ns] = {
-                    head: classes[head][int(np.argmax(p))] for head, p in probabilities.items()}
-            bar.update(len(batch))
+    with SetStream(bag, predictor.num_tactile, slop, queue_size, camera_topic, tactile_topics,
+                   read_truth=labels is None) as stream, \
+            tqdm(total=stream.camera_messages, desc='offline', unit='set',
+                 disable=not progress) as bar:
+        for stamp, truth, window in evaluation_points(stream, length, labels, facts):
+            recorder.truths[stamp] = truth
+            if window is not None:
+                batch.append((stamp, window_inputs(window, predictor.visual_len,
+                                                   predictor.tactile_len, predictor.image_size)))
+                if len(batch) == batch_size:
+                    flush()
+            bar.update(facts.sets - bar.n)
+        flush()
+        bar.update(facts.sets - bar.n)
+    if not recorder.truths:
+        if labels is not None:
+            raise no_label_error(labels, facts.last_offset_ns)
+        raise no_truth_error(bag)
+    recorder.truths = dict(sorted(recorder.truths.items()))
+    recorder.published_sets = stream.camera_messages
+    recorder.paired_sets = facts.sets
+    recorder.extra.update({
+        'bag': str(bag), 'image_topics': stream.topics, 'sets': facts.sets,
+        'unpaired_messages': stream.images - facts.sets * len(stream.topics),
+        'unmatched_ground_truth': facts.unmatched_truth,
+        'label_rows_without_frames': facts.label_rows_unused})
     return recorder
+
+
+def no_truth_error(bag: str | os.PathLike) -> BagError:
+    """The error for a bag without ground truth at its images."""
+    return BagError(f'bag {bag} has no ground truth matching its images '
+                    f'(ground_truth/<head> at the stamps of the image sets)')
 
 
 def bag_facts(samples: BagSamples) -> dict[str, Any]:
@@ -169,23 +217,26 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     labels = read_labels(args.labels) if args.labels else None
     if labels is not None and predictor is not None:
         labels.check_classes(predictor.heads, f'checkpoint {args.checkpoint}')
-    samples = load_bag_samples(args.bag, predictor.num_tactile if predictor else None,
-                               args.slop, args.queue_size, args.camera_topic, args.tactile_topic,
-                               labels)
-    if not samples.points:
-        raise BagError(f'bag {args.bag} has no ground truth matching its images '
-                       f'(ground_truth/<head> at the stamps of the image sets)')
     if args.mode == 'offline':
-        recorder = evaluate_offline(samples, predictor, progress=not args.quiet)
+        recorder = evaluate_offline(
+            args.bag, predictor, labels=labels, slop=args.slop, queue_size=args.queue_size,
+            camera_topic=args.camera_topic, tactile_topics=args.tactile_topic,
+            progress=not args.quiet)
     else:
         from convitac_ros.evaluation.online import evaluate_online
 
+        # The replay needs every set's stored messages: online evaluation holds the bag.
+        samples = load_bag_samples(args.bag, predictor.num_tactile if predictor else None,
+                                   args.slop, args.queue_size, args.camera_topic,
+                                   args.tactile_topic, labels)
+        if not samples.points:
+            raise no_truth_error(args.bag)
         recorder = evaluate_online(
             samples, node=args.node, rate=args.rate, lock_step=args.lock_step,
             timeout=args.timeout, predictor=predictor, live=args.print_predictions,
             progress=not args.quiet, ros_args=getattr(args, 'ros_args', None),
             transport=args.node_transport)
-    recorder.extra.update(bag_facts(samples))
+        recorder.extra.update(bag_facts(samples))
     report = recorder.report()
     print(format_table(report))
     paths = save_report(report, args.output_dir)
