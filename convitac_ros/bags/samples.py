@@ -211,16 +211,16 @@ def load_bag_samples(path: str | Path, num_tactile: int | None = None,
                      labels: LabelsFile | None = None) -> BagSamples:
     """Read a bag, pair its images like the node does and locate the evaluation points.
 
-    Every set stays in memory (evaluation replays and windows them); to go through a long
-    recording set by set, use `SetStream`.
+    Every set stays in memory (online evaluation replays them); to go through a long
+    recording set by set, use `SetStream` and `evaluation_points`.
 
     Args:
-        path: Bag directory.
-        num_tactile: Tactile sensors the model takes (None: all in the bag).
-        slop: Synchronizer slop in seconds (the node's `slop` parameter).
-        queue_size: Synchronizer queue size (the node's `queue_size` parameter).
-        camera_topic: Camera topic to use (`convitac_ros.bags.topics` rules; None: default).
-        tactile_topics: Tactile topics in sensor order (None: the defaults).
+        path: The bag (this and the next five: as `SetStream` takes them).
+        num_tactile: Tactile sensors.
+        slop: Synchronizer slop (s).
+        queue_size: Synchronizer queue.
+        camera_topic: Camera topic.
+        tactile_topics: Tactile topics.
         labels: A labels file; when given it replaces the bag's ground-truth topics.
 
     Raises:
