@@ -202,3 +202,20 @@ def test_seed_jobs_get_the_command_line_with_their_own_seed_threads_and_output()
     assert seed_jobs_argv(argv, 1, 2, Path('logs/t1')) == [
         '--preset', 'p', '--set', 'stage1.epochs=2', '--device', 'cuda',
         '--seeds', '1', '--threads', '2', '--output', 'logs/t1']
+
+
+def test_stage1_time_is_that_of_the_run_that_trained_the_encoder() -> None:
+    from training.ablate_table import summarise
+
+    def record(variant, encoder, seconds):
+        return {'variant': variant, 'seed': 0, 'accuracy': {'material': 0.5},
+                'stage2_seconds': 10.0, 'stage1_seconds': seconds, 'shared_encoder': encoder,
+                'parameters': None, 'test_samples': 1, 'chance_majority': {'material': 0.1},
+                'chance_uniform': {'material': 0.1}}
+    rows = [type('V', (), {'key': k, 'label': k, 'modalities': 'both'})()
+            for k in ('a', 'b', 'c')]
+    # 'b' resumed the finished encoder in a later process (0 s); 'c' has a 0-epoch encoder.
+    table = summarise('t', rows, [record('a', 'e1', 600.0), record('b', 'e1', 0.0),
+                                  record('c', 'e0', 0.0)], [0])
+    assert table['stage1_seconds']['mean'] == 600.0
+    assert table['train_seconds_total'] == 30.0 + 600.0
