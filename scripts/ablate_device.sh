@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# The 0.2 ablation with one stage 1 per seed, for a machine with a GPU and many cores (the run
-# behind docs/results/cec_v0.2_per_seed/): 5 seeds in 5 processes on one GPU, fp32.
+# The reduced ablation with one stage 1 per seed, for a machine with a GPU and many cores: 5
+# seeds in 5 processes on one GPU, fp32, within a time budget. On an H100 (16 cores) stage 1
+# (then 40 epochs) took about 3 min per seed with five at once, a stage-2 run about 1 min: the
+# tiny model is bound by the CPU's augmentation, not the GPU. Its stage-1 curves are in
+# docs/results/stage1_takeoff/h100_40_epochs/ (docs/results/README.md).
 #
 #   scripts/ablate_device.sh OUTPUT_DIR [BUDGET_S [ABLATE_OPTION...]]   # default budget 480 s
 #
