@@ -88,6 +88,15 @@ def test_label_helper_refuses_to_overwrite_and_needs_the_topics(recordings, labe
     assert label.main([str(bag), '-o', str(folder / 'new.csv')]) == 1
     err = capsys.readouterr().err
     assert 'no image topic for' in err and err.count('\n') == 1
+    two = [*TOPICS, '--tactile-topic', '/gsmini_b/image_raw']
+    assert label.main([str(bag), '-o', str(folder / 'two.csv'), *two]) == 1
+    err = capsys.readouterr().err
+    assert 'one tactile sensor; give one --tactile-topic' in err and err.count('\n') == 1
+    assert make_dataset.main([str(bag), '--labels', str(labelled['session_a']), '-o',
+                              str(folder / 'two'), *two]) == 1
+    err = capsys.readouterr().err
+    assert 'one tactile sensor; give one --tactile-topic' in err and err.count('\n') == 1
+    assert not (folder / 'two').exists() and not (folder / 'two.csv').exists()
 
 
 def test_bag_and_labels_to_dataset_to_fine_tuned_checkpoint_that_the_node_runs(

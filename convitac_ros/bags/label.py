@@ -28,7 +28,7 @@ from tqdm import tqdm
 from convitac_ros.bags.bagfile import BagError
 from convitac_ros.bags.labels import HEADS, LabelsError, write_labels
 from convitac_ros.bags.samples import SetStream, to_rgb
-from convitac_ros.evaluation.cli import add_topic_arguments
+from convitac_ros.evaluation.cli import add_topic_arguments, one_tactile_topic
 
 SCORE_SIZE = (32, 32)  # (W, H) of the grey images compared
 
@@ -164,16 +164,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `convitac_label`."""
     args = build_parser().parse_args(argv)
     try:
-        if args.tactile_topic and len(args.tactile_topic) > 1:
-            raise ValueError('contact is found from one tactile sensor; give one '
-                             '--tactile-topic')
+        tactile_topic = one_tactile_topic(args, 'contact is found from one tactile sensor')
         heads = [h.strip() for h in args.heads.split(',') if h.strip()]
         if Path(args.output).exists():
             raise LabelsError(f'{args.output} exists already; labels files are never '
                               'overwritten')
         episodes = label_bag(
-            args.bag, camera_topic=args.camera_topic,
-            tactile_topic=args.tactile_topic[0] if args.tactile_topic else None,
+            args.bag, camera_topic=args.camera_topic, tactile_topic=tactile_topic,
             rest_frames=args.rest_frames, threshold=args.threshold,
             min_contrast=args.min_contrast, min_gap_s=args.min_gap,
             min_duration_s=args.min_duration, progress=not args.quiet)

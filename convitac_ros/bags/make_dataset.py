@@ -42,7 +42,7 @@ from convitac_ros.bags.bagfile import BagError
 from convitac_ros.bags.labels import LabelsError, LabelsFile, read_labels
 from convitac_ros.bags.samples import label_at, no_label_error, SetStream
 from convitac_ros.data.sample import HARDNESS_CLASSES, ROUGHNESS_CLASSES
-from convitac_ros.evaluation.cli import add_topic_arguments
+from convitac_ros.evaluation.cli import add_topic_arguments, one_tactile_topic
 
 UNSUPPORTED_HEADS = ('grasp_success',)
 CONFIG_FILE = 'dataset.yaml'
@@ -273,9 +273,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `convitac_make_dataset`."""
     args = build_parser().parse_args(argv)
     try:
-        if args.tactile_topic and len(args.tactile_topic) > 1:
-            raise ValueError('the Touch and Go layout holds one tactile sensor; give one '
-                             '--tactile-topic')
+        tactile_topic = one_tactile_topic(args, 'the Touch and Go layout holds one tactile '
+                                          'sensor')
         classes = None
         if args.classes_from:
             from convitac_ros.checkpoint import read_metadata
@@ -283,8 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             classes = read_metadata(args.classes_from)['heads']
         summary = make_dataset(
             args.bags, args.labels, args.output, camera_topic=args.camera_topic,
-            tactile_topic=args.tactile_topic[0] if args.tactile_topic else None,
-            val_recordings=args.val_recordings, classes_from=classes,
+            tactile_topic=tactile_topic, val_recordings=args.val_recordings, classes_from=classes,
             progress=not args.quiet)
     except (BagError, ValueError, OSError) as exc:
         print(f'convitac_make_dataset: error: {exc}', file=sys.stderr)

@@ -148,6 +148,17 @@ def add_topic_arguments(parser: argparse.ArgumentParser) -> None:
                         'tactile/image_raw and tactile_b/image_raw, matched the same way)')
 
 
+def one_tactile_topic(args: argparse.Namespace, why: str) -> str | None:
+    """The one ``--tactile-topic`` of a tool that reads a single sensor (None: the default).
+
+    Raises:
+        ValueError: More than one was given (``why`` says why one).
+    """
+    if args.tactile_topic and len(args.tactile_topic) > 1:
+        raise ValueError(f'{why}; give one --tactile-topic')
+    return args.tactile_topic[0] if args.tactile_topic else None
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Command-line interface of `convitac_evaluate`."""
     parser = argparse.ArgumentParser(
