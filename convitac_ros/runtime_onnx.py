@@ -151,30 +151,12 @@ class OnnxPredictor:
 
     def predict(self, visual_frames: VisualFrames, tactile_frames: TactileFrames
                 ) -> dict[str, np.ndarray]:
-        """Classify one sample (see `convitac_ros.inference.Predictor.predict`).
-
-        Args:
-            visual_frames: T_v uint8 `(H, W, 3)` RGB camera frames, oldest first (any size).
-            tactile_frames: S lists (one per sensor) of T_t uint8 `(H, W, 3)` RGB frames.
-
-        Returns:
-            {head: probabilities `(C,)` float32} in the order of `heads[head]`.
-
-        Raises:
-            ValueError: wrong number of frames or sensors, or a frame that is not uint8 RGB.
-        """
+        """Classify one sample: the arguments, result and errors of `Predictor.predict`."""
         return self.predict_batch([(visual_frames, tactile_frames)])[0]
 
     def predict_batch(self, samples: Sequence[tuple[VisualFrames, TactileFrames]]
                       ) -> list[dict[str, np.ndarray]]:
-        """Classify many samples in one run of the graph.
-
-        Args:
-            samples: (visual_frames, tactile_frames) pairs as for `predict`.
-
-        Returns:
-            One {head: probabilities `(C,)`} dict per sample.
-        """
+        """Classify many samples in one run of the graph (as `Predictor.predict_batch`)."""
         if not samples:
             return []
         with self._lock:
