@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace, work: Path) -> int:
     """The demo proper, inside a work folder; returns the exit code."""
-    from convitac_ros.bags.samples import load_bag_samples
+    from convitac_ros.bags.samples import index_bag
     from convitac_ros.evaluation.metrics import format_table, save_report
     from convitac_ros.evaluation.online import evaluate_online
     from convitac_ros.ros.parameters import demo_checkpoint
@@ -88,8 +88,8 @@ def run(args: argparse.Namespace, work: Path) -> int:
     started = time.monotonic()
     print(f'[1/3] synthetic world (seed {args.seed}) -> rosbag2', flush=True)
     bag = make_demo_bag(work, args.samples, args.seed, args.fps)
-    samples = load_bag_samples(bag)
-    print(f'      {len(samples.points)} samples, {len(samples.sets)} frame sets at '
+    index = index_bag(bag)
+    print(f'      {len(index.points)} samples, {len(index.set_stamps)} frame sets at '
           f'{args.fps:g} fps in {bag}', flush=True)
     print(f'[2/3] starting convitac_node ({checkpoint.name}, device {args.device}, '
           f'ROS_DOMAIN_ID={os.environ["ROS_DOMAIN_ID"]}, loopback only)', flush=True)
@@ -97,7 +97,7 @@ def run(args: argparse.Namespace, work: Path) -> int:
                        work / 'node.log', name=NODE_NAME)
     try:
         print('[3/3] replaying; the node answers (label per head, "ok" when right):', flush=True)
-        recorder = evaluate_online(samples, node=f'/{NODE_NAME}', rate=args.rate,
+        recorder = evaluate_online(index, node=f'/{NODE_NAME}', rate=args.rate,
                                    lock_step=args.lock_step, timeout=args.timeout,
                                    live=True, progress=False)
     except Exception:

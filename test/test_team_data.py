@@ -204,7 +204,7 @@ def test_fine_tuning_reorders_shared_heads_by_class_name_and_starts_new_class_li
     assert record['new_heads'] == ['material']
 
 
-def test_make_dataset_holds_one_frame_set_at_a_time(recordings, labelled, monkeypatch, tmp_path):
+def test_the_tools_hold_a_few_frame_sets_not_the_recording(recordings, labelled, monkeypatch, tmp_path):
     # A recording is written as it is read: however long it is, the sets alive at any moment
     # are the one being written and those in the synchronizer's queue, not the whole bag.
     import weakref
@@ -259,3 +259,22 @@ def test_make_dataset_holds_one_frame_set_at_a_time(recordings, labelled, monkey
                               str(DEMO), '--device', 'cpu', '--output-dir', str(tmp_path / 'ev'),
                               '--quiet', *TOPICS]) == 0
     assert 2 <= most[0] <= 6, most[0]
+    # Online lock-step evaluation indexes the bag, then reads it again as it publishes.
+    from convitac_ros.bags.replay import BagPlayer
+    real_publish, most[0] = BagPlayer.publish, 0
+
+    def publish(self, record):
+        most[0] = max(most[0], sum(ref() is not None for ref in made))
+        real_publish(self, record)
+
+    monkeypatch.setattr(BagPlayer, 'publish', publish)
+    with NodeProcess({'checkpoint': str(DEMO), 'device': 'cpu', 'qos_reliability': 'reliable',
+                      'qos_depth': 100, 'process_every_pair': True, 'warmup_iterations': 1},
+                     tmp_path / 'node.log'):
+        assert evaluate_cli.main([str(bag_a), '--labels', str(labelled['session_a']),
+                                  '--mode', 'online', '--lock-step', '--timeout', '60',
+                                  '--output-dir', str(tmp_path / 'on'), '--quiet',
+                                  *TOPICS]) == 0
+    report = json.loads((tmp_path / 'on' / 'report.json').read_text())
+    assert report['drops'] == 0 and report['samples'] > 0
+    assert 1 <= most[0] <= 3, most[0]

@@ -13,7 +13,7 @@ tactile sensors is decided by `convitac_ros.bags.topics` (names as recorded, or 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -211,8 +211,8 @@ def load_bag_samples(path: str | Path, num_tactile: int | None = None,
                      labels: LabelsFile | None = None) -> BagSamples:
     """Read a bag, pair its images like the node does and locate the evaluation points.
 
-    Every set stays in memory (online evaluation replays them); to go through a long
-    recording set by set, use `SetStream` and `evaluation_points`.
+    Every set stays in memory, with its stored messages (for a library user's look at a short
+    bag); the tools read bags set by set instead: `SetStream`, `evaluation_points`, `index_bag`.
 
     Args:
         path: The bag (this and the next five: as `SetStream` takes them).
@@ -260,7 +260,8 @@ TRUTH_HORIZON_NS = 1_000_000_000
 
 
 def evaluation_points(stream: SetStream, length: int, labels: LabelsFile | None = None,
-                      facts: StreamFacts | None = None
+                      facts: StreamFacts | None = None,
+                      on_set: Callable[[FrameSet, list[BagRecord]], None] | None = None
                       ) -> Iterator[tuple[int, dict[str, str], tuple[FrameSet, ...] | None]]:
     """The evaluation points of a bag as it is read, with the node's window at each.
 
@@ -273,6 +274,7 @@ def evaluation_points(stream: SetStream, length: int, labels: LabelsFile | None 
         length: Sets per window, `max(T_v, T_t)` of the model.
         labels: A labels file, in place of the bag's ground-truth topics.
         facts: Filled with the counts the report gives.
+        on_set: Called with every set and its stored messages as it is read.
 
     Yields:
         (camera stamp of the point's set, head -> class name, window or None).
@@ -297,7 +299,9 @@ def evaluation_points(stream: SetStream, length: int, labels: LabelsFile | None 
             else:
                 yield best[0], dict(stream.truths[stamp]), best[1]
 
-    for frame_set, _ in stream:
+    for frame_set, stored in stream:
+        if on_set is not None:
+            on_set(frame_set, stored)
         facts.sets += 1
         facts.last_offset_ns = frame_set.stamp_ns - stream.start_ns
         result = window.push(frame_set)
@@ -319,6 +323,91 @@ def evaluation_points(stream: SetStream, length: int, labels: LabelsFile | None 
     yield from resolve(None)
     if labels is not None:
         facts.label_rows_unused = len(labels.rows) - len(used)
+
+
+@dataclass
+class BagIndex:
+    """A bag paired and its evaluation points found, without its images: what a replay needs.
+
+    Made by `index_bag` in one pass that keeps no image; `reopen()` reads the sets again, one at
+    a time, for publishing them (`convitac_ros.evaluation.online`).
+
+    Attributes:
+        path: The bag.
+        image_topics: Camera topic, then the tactile topics used.
+        set_stamps: Camera stamp of every set, in the order the synchronizer formed them.
+        set_keys: (topic, log time) of every set's stored messages, camera first.
+        points: Evaluation points in stamp order (``set_index`` into `set_stamps`).
+        facts: The counts of the pass (sets, unmatched truth, unused label rows).
+        unpaired: Image messages that ended in no set.
+        camera_messages: Camera messages in the bag.
+        layout: The writer's layout description (`{}` for foreign bags).
+        slop: Synchronizer slop in seconds.
+        queue_size: Synchronizer queue size.
+        topic_options: ``num_tactile``, ``camera_topic``, ``tactile_topics`` as `index_bag` got
+            them (resolving them again finds the same topics).
+    """
+
+    path: Path
+    image_topics: list[str]
+    set_stamps: list[int]
+    set_keys: list[list[tuple[str, int]]]
+    points: list[EvaluationPoint]
+    facts: StreamFacts
+    unpaired: int
+    camera_messages: int
+    layout: dict[str, Any]
+    slop: float
+    queue_size: int
+    topic_options: tuple[int | None, str | None, Sequence[str] | None]
+
+    def reopen(self) -> SetStream:
+        """The bag's sets again, paired with the same topics and synchronizer settings."""
+        num_tactile, camera_topic, tactile_topics = self.topic_options
+        return SetStream(self.path, num_tactile, self.slop, self.queue_size, camera_topic,
+                         tactile_topics, read_truth=False)
+
+
+def index_bag(path: str | Path, num_tactile: int | None = None, slop: float = DEFAULT_SLOP_S,
+              queue_size: int = DEFAULT_QUEUE_SIZE, camera_topic: str | None = None,
+              tactile_topics: Sequence[str] | None = None,
+              labels: LabelsFile | None = None) -> BagIndex:
+    """Pair a bag and find its evaluation points in one pass, keeping no image.
+
+    Args:
+        path: The bag (this and the next five: as `SetStream` takes them).
+        num_tactile: Tactile sensors.
+        slop: Synchronizer slop (s).
+        queue_size: Synchronizer queue.
+        camera_topic: Camera topic.
+        tactile_topics: Tactile topics.
+        labels: A labels file; when given it replaces the bag's ground-truth topics.
+
+    Raises:
+        BagError: Missing or corrupt bag, or no usable image topics.
+        LabelsError: The labels file covers none of the bag's sets.
+    """
+    stamps: list[int] = []
+    keys: list[list[tuple[str, int]]] = []
+
+    def note(frame_set: FrameSet, stored: list[BagRecord]) -> None:
+        stamps.append(frame_set.stamp_ns)
+        keys.append([(record.topic, record.time_ns) for record in stored])
+
+    facts = StreamFacts()
+    with SetStream(path, num_tactile, slop, queue_size, camera_topic, tactile_topics,
+                   read_truth=labels is None) as stream:
+        found = [(stamp, truth) for stamp, truth, _ in
+                 evaluation_points(stream, 1, labels, facts, on_set=note)]
+    if labels is not None and not found:
+        raise no_label_error(labels, facts.last_offset_ns)
+    position = {stamp: index for index, stamp in enumerate(stamps)}
+    points = sorted((EvaluationPoint(position[stamp], stamp, truth) for stamp, truth in found),
+                    key=lambda p: p.stamp_ns)
+    return BagIndex(Path(path), stream.topics, stamps, keys, points, facts,
+                    stream.images - len(stamps) * len(stream.topics), stream.camera_messages,
+                    stream.info.layout, slop, queue_size,
+                    (num_tactile, camera_topic, tactile_topics))
 
 
 def label_at(labels: LabelsFile, offset_ns: int) -> LabelRow | None:

@@ -33,11 +33,11 @@ from tqdm import tqdm
 from convitac_ros.bags.bagfile import BagError, BagReader
 from convitac_ros.bags.labels import LabelsFile, read_labels
 from convitac_ros.bags.samples import (
-    BagSamples,
+    BagIndex,
     DEFAULT_QUEUE_SIZE,
     DEFAULT_SLOP_S,
     evaluation_points,
-    load_bag_samples,
+    index_bag,
     no_label_error,
     SetStream,
     StreamFacts,
@@ -130,12 +130,12 @@ def no_truth_error(bag: str | os.PathLike) -> BagError:
                     f'(ground_truth/<head> at the stamps of the image sets)')
 
 
-def bag_facts(samples: BagSamples) -> dict[str, Any]:
-    """What the report says about the bag itself."""
-    return {'bag': str(samples.path), 'image_topics': samples.image_topics,
-            'sets': len(samples.sets), 'unpaired_messages': samples.unpaired,
-            'unmatched_ground_truth': samples.unmatched_truth,
-            'label_rows_without_frames': samples.label_rows_unused}
+def bag_facts(index: BagIndex) -> dict[str, Any]:
+    """What the report says about the bag itself (the same keys as `evaluate_offline` gives)."""
+    return {'bag': str(index.path), 'image_topics': index.image_topics,
+            'sets': len(index.set_stamps), 'unpaired_messages': index.unpaired,
+            'unmatched_ground_truth': index.facts.unmatched_truth,
+            'label_rows_without_frames': index.facts.label_rows_unused}
 
 
 def add_topic_arguments(parser: argparse.ArgumentParser) -> None:
@@ -236,18 +236,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     else:
         from convitac_ros.evaluation.online import evaluate_online
 
-        # The replay needs every set's stored messages: online evaluation holds the bag.
-        samples = load_bag_samples(args.bag, predictor.num_tactile if predictor else None,
-                                   args.slop, args.queue_size, args.camera_topic,
-                                   args.tactile_topic, labels)
-        if not samples.points:
+        index = index_bag(args.bag, predictor.num_tactile if predictor else None, args.slop,
+                          args.queue_size, args.camera_topic, args.tactile_topic, labels)
+        if not index.points:
             raise no_truth_error(args.bag)
         recorder = evaluate_online(
-            samples, node=args.node, rate=args.rate, lock_step=args.lock_step,
+            index, node=args.node, rate=args.rate, lock_step=args.lock_step,
             timeout=args.timeout, predictor=predictor, live=args.print_predictions,
             progress=not args.quiet, ros_args=getattr(args, 'ros_args', None),
             transport=args.node_transport)
-        recorder.extra.update(bag_facts(samples))
+        recorder.extra.update(bag_facts(index))
     report = recorder.report()
     print(format_table(report))
     paths = save_report(report, args.output_dir)

@@ -5,6 +5,9 @@ the stamp of the window's newest input set and the label of every head; answers 
 the bag's evaluation points by that stamp. Latency is measured here, from the publish of the
 last message of a set to the arrival of the answer for it (so it includes DDS transport both
 ways, pairing, queueing and inference).
+
+The bag is indexed first (`index_bag`: pairing and evaluation points, no images kept); the
+replay then reads it again as it publishes, so memory does not grow with the recording.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Any
 
 from convitac_ros.bags.bagfile import BagError, BagRecord
 from convitac_ros.bags.replay import BagPlayer, ReplayOptions
-from convitac_ros.bags.samples import BagSamples
+from convitac_ros.bags.samples import BagIndex
 from convitac_ros.bags.topics import node_topics
 from convitac_ros.evaluation.metrics import EvaluationRecorder, latency_summary
 from convitac_ros.ros.client import Answer, NodeClient
@@ -36,7 +39,7 @@ class OnlineSession:
     """The evaluator's ROS side: a client of the node with the bag's publishers.
 
     Args:
-        samples: The paired bag.
+        index: The bag, indexed (`index_bag`).
         target: Fully qualified name of the evaluated node.
         options: Replay options (rate, subscriber wait).
         on_answer: Called with each answer as it arrives.
@@ -45,18 +48,18 @@ class OnlineSession:
             node's input topics in that form, whatever their recorded names and form.
     """
 
-    def __init__(self, samples: BagSamples, target: str, options: ReplayOptions,
+    def __init__(self, index: BagIndex, target: str, options: ReplayOptions,
                  on_answer: Callable[[Answer], None] | None = None,
                  ros_args: list[str] | None = None, transport: str = 'raw') -> None:
-        self.samples = samples
+        self.index = index
         # In the evaluated node's namespace, so that the bag's relative topics reach it.
         self.client = NodeClient(target, on_answer=on_answer, name='convitac_evaluate',
                                  ros_args=ros_args or ())
-        options.topics = samples.image_topics
-        options.remap = dict(zip(samples.image_topics,
-                                 node_topics(samples.image_topics, transport)))
+        options.topics = index.image_topics
+        options.remap = dict(zip(index.image_topics,
+                                 node_topics(index.image_topics, transport)))
         try:
-            self.player = BagPlayer(self.client.node, samples.path, options)
+            self.player = BagPlayer(self.client.node, index.path, options)
         except BaseException:
             self.client.close()
             raise
@@ -82,28 +85,30 @@ class OnlineSession:
                                f'(is the node active, with that name?)')
             time.sleep(0.05)
 
-    def publish_set(self, index: int) -> None:
-        """Publish every message of set `index` now; remember when its last one left."""
-        for record in self.samples.records[index]:
-            self.player.publish(record)
-        self.published[self.samples.sets[index].stamp_ns] = time.monotonic()
-
     def run_lock_step(self, timeout: float) -> int:
-        """Publish set by set; at each evaluation point wait for the answer. Return timeouts."""
-        points = {p.set_index for p in self.samples.points}
+        """Publish set by set, reading the bag again; wait for the answer at each point.
+
+        Returns:
+            The number of evaluation points whose answer did not come within ``timeout``.
+        """
+        points = {p.stamp_ns for p in self.index.points}
         missed = 0
-        for index, frame_set in enumerate(self.samples.sets):
-            self.publish_set(index)
-            if index in points and self.client.wait_for(frame_set.stamp_ns, timeout) is None:
-                missed += 1
+        with self.index.reopen() as stream:
+            for frame_set, stored in stream:
+                for record in stored:
+                    self.player.publish(record)
+                self.published[frame_set.stamp_ns] = time.monotonic()
+                if (frame_set.stamp_ns in points
+                        and self.client.wait_for(frame_set.stamp_ns, timeout) is None):
+                    missed += 1
         return missed
 
     def run_paced(self) -> None:
         """Replay the image topics at the recorded pace (scaled by the rate)."""
         last_of_set: dict[tuple[str, int], int] = {}
-        for frame_set, records in zip(self.samples.sets, self.samples.records):
-            for record in records:
-                last_of_set[(record.topic, record.time_ns)] = frame_set.stamp_ns
+        for stamp, keys in zip(self.index.set_stamps, self.index.set_keys):
+            for key in keys:
+                last_of_set[key] = stamp
 
         def note(record: BagRecord, when: float) -> None:
             stamp = last_of_set.get((record.topic, record.time_ns))
@@ -133,7 +138,7 @@ def print_answer(truths: dict[int, dict[str, str]], origin_ns: int) -> Callable[
     return show
 
 
-def evaluate_online(samples: BagSamples, *, node: str = '/convitac_node', rate: float = 1.0,
+def evaluate_online(index: BagIndex, *, node: str = '/convitac_node', rate: float = 1.0,
                     lock_step: bool = False, timeout: float = 10.0, predictor: Any = None,
                     live: bool = False, progress: bool = True,
                     ros_args: list[str] | None = None,
@@ -141,7 +146,7 @@ def evaluate_online(samples: BagSamples, *, node: str = '/convitac_node', rate: 
     """Replay a bag into a running node (paced or lock-step) and record its answers.
 
     Args:
-        samples: The paired bag.
+        index: The bag, indexed (`convitac_ros.bags.samples.index_bag`).
         node: Fully qualified name of the running node.
         rate: Replay speed factor (paced mode).
         lock_step: One set at a time, waiting for the answer at each evaluation point.
@@ -154,11 +159,11 @@ def evaluate_online(samples: BagSamples, *, node: str = '/convitac_node', rate: 
         ros_args: Command-line arguments for the evaluator's ROS context.
         transport: The node's `image_transport` (`raw` or `compressed`).
     """
-    truths = {p.stamp_ns: p.labels for p in samples.points}
+    truths = {p.stamp_ns: p.labels for p in index.points}
     options = ReplayOptions(rate=rate, progress=progress and not live,
                             wait_for_subscribers=timeout)
-    origin = samples.sets[0].stamp_ns if samples.sets else 0
-    session = OnlineSession(samples, node, options,
+    origin = index.set_stamps[0] if index.set_stamps else 0
+    session = OnlineSession(index, node, options,
                             print_answer(truths, origin) if live else None, ros_args, transport)
     try:
         session.wait_ready(timeout)
@@ -168,12 +173,12 @@ def evaluate_online(samples: BagSamples, *, node: str = '/convitac_node', rate: 
             session.run_lock_step(timeout)
         else:
             session.run_paced()
-        session.client.wait_all([p.stamp_ns for p in samples.points], timeout)
+        session.client.wait_all([p.stamp_ns for p in index.points], timeout)
         after = (session.client.wait_newer_values(time.monotonic(), DIAGNOSTICS_WAIT_S)
                  if before is not None else None)
     finally:
         session.close()
-    recorder = _record(samples, session, predictor,
+    recorder = _record(index, session, predictor,
                        'online-lockstep' if lock_step else 'online')
     if before is not None and after is not None:
         changes = counter_changes(before, after)
@@ -182,20 +187,20 @@ def evaluate_online(samples: BagSamples, *, node: str = '/convitac_node', rate: 
     return recorder
 
 
-def _record(samples: BagSamples, session: OnlineSession, predictor: Any,
+def _record(index: BagIndex, session: OnlineSession, predictor: Any,
             mode: str) -> EvaluationRecorder:
     answers = session.client.answers
     if predictor is not None:
         classes = {h: list(c) for h, c in predictor.heads.items()}
     else:
-        classes = samples.layout.get('heads') or {}
+        classes = index.layout.get('heads') or {}
     for answer in answers.values():
         for head, label in answer.labels.items():
             names = classes.setdefault(head, [])
             if label not in names:
                 names.append(label)
     recorder = EvaluationRecorder(classes, mode=mode)
-    recorder.truths = {p.stamp_ns: p.labels for p in samples.points}
+    recorder.truths = {p.stamp_ns: p.labels for p in index.points}
     recorder.predictions = {s: answers[s].labels for s in recorder.truths if s in answers}
     recorder.latencies_s = [answers[s].received - t for s, t in session.published.items()
                             if s in answers]
