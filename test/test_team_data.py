@@ -204,7 +204,8 @@ def test_fine_tuning_reorders_shared_heads_by_class_name_and_starts_new_class_li
     assert record['new_heads'] == ['material']
 
 
-def test_the_tools_hold_a_few_frame_sets_not_the_recording(recordings, labelled, monkeypatch, tmp_path):
+def test_the_tools_hold_a_few_frame_sets_not_the_recording(recordings, labelled, monkeypatch,
+                                                           tmp_path):
     # A recording is written as it is read: however long it is, the sets alive at any moment
     # are the one being written and those in the synchronizer's queue, not the whole bag.
     import weakref
