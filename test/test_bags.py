@@ -25,7 +25,7 @@ from convitac_ros.bags import make_bag
 from convitac_ros.bags.bagfile import BagError, BagReader, read_records
 from convitac_ros.bags.make_bag import BagLayout, write_bag
 from convitac_ros.bags.replay import BagPlayer, ReplayOptions
-from convitac_ros.bags.samples import load_bag_samples
+from convitac_ros.bags.samples import evaluation_points, index_bag, SetStream, StreamFacts
 from convitac_ros.ros.image_conversion import compressed_to_rgb, image_to_rgb
 
 
@@ -102,17 +102,22 @@ def test_encodings_decode_to_the_original_frames(tmp_path, camera, tactile, comp
 def test_foreign_bag_pairs_into_the_node_windows(tmp_path):
     samples = make_samples(5, visual_len=3, tactile_len=3)
     stamps = write_foreign_bag(tmp_path / 'foreign', samples)
-    paired = load_bag_samples(tmp_path / 'foreign')
-    assert paired.image_topics == ['camera/image_raw', 'tactile/image_raw']
-    assert len(paired.sets) == 15 and paired.unpaired == 0 and paired.unmatched_truth == 0
-    assert [p.stamp_ns for p in paired.points] == stamps
-    windows = paired.windows(3)
-    for point, sample in zip(paired.points, samples):
-        frames = [s.rgb() for s in windows[point.set_index]]
+    facts = StreamFacts()
+    with SetStream(tmp_path / 'foreign') as stream:
+        points = list(evaluation_points(stream, 3, facts=facts))
+        assert stream.topics == ['camera/image_raw', 'tactile/image_raw']
+        assert stream.images == 2 * facts.sets == 30 and facts.unmatched_truth == 0
+    assert [stamp for stamp, _, _ in points] == stamps
+    for (_, labels, window), sample in zip(points, samples):
+        frames = [s.rgb() for s in window]
         for (cam, tac), visual, tactile in zip(frames, sample.visual, sample.tactile[0]):
             np.testing.assert_array_equal(cam, visual)
             np.testing.assert_array_equal(tac, tactile)
-        assert point.labels == {h: HEADS[h][k] for h, k in sample.labels.items() if k >= 0}
+        assert labels == {h: HEADS[h][k] for h, k in sample.labels.items() if k >= 0}
+    index = index_bag(tmp_path / 'foreign')  # the replay's view: the same sets and points
+    assert len(index.set_stamps) == 15 and index.unpaired == 0
+    assert [p.stamp_ns for p in index.points] == stamps
+    assert [index.set_stamps[p.set_index] for p in index.points] == stamps
 
 
 def test_missing_bag_is_a_clear_error(tmp_path):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +54,7 @@ class EvaluationPoint:
     """A sample to score: the newest set of its window and its labels.
 
     Attributes:
-        set_index: Index into `BagSamples.sets` of the window's newest set.
+        set_index: Index (in the order the sets were formed) of the window's newest set.
         stamp_ns: Stamp of that set (what the node's answer carries).
         labels: Head -> class name from the bag's ground truth.
     """
@@ -62,65 +62,6 @@ class EvaluationPoint:
     set_index: int
     stamp_ns: int
     labels: dict[str, str]
-
-
-@dataclass
-class BagSamples:
-    """Synchronized sets and evaluation points of one bag.
-
-    Attributes:
-        path: The bag.
-        image_topics: Camera topic, then the tactile topics used.
-        sets: Synchronized sets (the node's `FrameSet`) in the order the synchronizer
-            emitted them.
-        records: The stored messages of each set, camera first (for replaying it).
-        points: Evaluation points in stamp order.
-        unmatched_truth: Ground-truth stamps with no set within slop.
-        unpaired: Image messages that ended in no set.
-        camera_messages: Camera messages in the bag.
-        layout: The writer's layout description (`{}` for foreign bags).
-        start_ns: The bag's first log time (time 0 of a labels file).
-        label_rows_unused: Labels-file rows that cover no set.
-    """
-
-    path: Path
-    image_topics: list[str]
-    sets: list[FrameSet]
-    records: list[list[BagRecord]]
-    points: list[EvaluationPoint]
-    unmatched_truth: int = 0
-    unpaired: int = 0
-    camera_messages: int = 0
-    layout: dict[str, Any] = field(default_factory=dict)
-    start_ns: int = 0
-    label_rows_unused: int = 0
-
-    @property
-    def heads(self) -> list[str]:
-        """Heads that have ground truth in the bag, in first-seen order."""
-        seen: dict[str, None] = {}
-        for point in self.points:
-            seen.update(dict.fromkeys(point.labels))
-        return list(seen)
-
-    def windows(self, length: int) -> dict[int, tuple[FrameSet, ...]]:
-        """The node's window at each evaluation point, built with the node's `SlidingWindow`.
-
-        Args:
-            length: Sets per window, `max(T_v, T_t)` of the model.
-
-        Returns:
-            Evaluation set index -> the `length` sets ending with it, oldest first; points
-            whose window is not full (too few sets before them) are absent.
-        """
-        wanted = {p.set_index for p in self.points}
-        window = SlidingWindow(length)
-        out = {}
-        for index, frame_set in enumerate(self.sets):
-            result = window.push(frame_set)
-            if index in wanted and isinstance(result, tuple):
-                out[index] = result
-        return out
 
 
 class SetStream:
@@ -204,47 +145,6 @@ class SetStream:
             ready.clear()
 
 
-def load_bag_samples(path: str | Path, num_tactile: int | None = None,
-                     slop: float = DEFAULT_SLOP_S,
-                     queue_size: int = DEFAULT_QUEUE_SIZE, camera_topic: str | None = None,
-                     tactile_topics: Sequence[str] | None = None,
-                     labels: LabelsFile | None = None) -> BagSamples:
-    """Read a bag, pair its images like the node does and locate the evaluation points.
-
-    Every set stays in memory, with its stored messages (for a library user's look at a short
-    bag); the tools read bags set by set instead: `SetStream`, `evaluation_points`, `index_bag`.
-
-    Args:
-        path: The bag (this and the next five: as `SetStream` takes them).
-        num_tactile: Tactile sensors.
-        slop: Synchronizer slop (s).
-        queue_size: Synchronizer queue.
-        camera_topic: Camera topic.
-        tactile_topics: Tactile topics.
-        labels: A labels file; when given it replaces the bag's ground-truth topics.
-
-    Raises:
-        BagError: Missing or corrupt bag, or no usable image topics.
-        LabelsError: The labels file covers none of the bag's sets.
-    """
-    with SetStream(path, num_tactile, slop, queue_size, camera_topic, tactile_topics,
-                   read_truth=labels is None) as stream:
-        sets: list[FrameSet] = []
-        records: list[list[BagRecord]] = []
-        for frame_set, stored in stream:
-            sets.append(frame_set)
-            records.append(stored)
-    unused = 0
-    if labels is None:
-        points, unmatched = _match_points(sets, stream.truths, int(slop * 1e9))
-    else:
-        points, unused = _label_points(sets, labels, stream.start_ns)
-        unmatched = 0
-    return BagSamples(Path(path), stream.topics, sets, records, points, unmatched,
-                      stream.images - len(sets) * len(stream.topics), stream.camera_messages,
-                      stream.info.layout, stream.start_ns, unused)
-
-
 @dataclass
 class StreamFacts:
     """What `evaluation_points` counted while reading (the report's facts about the bag)."""
@@ -265,9 +165,9 @@ def evaluation_points(stream: SetStream, length: int, labels: LabelsFile | None 
                       ) -> Iterator[tuple[int, dict[str, str], tuple[FrameSet, ...] | None]]:
     """The evaluation points of a bag as it is read, with the node's window at each.
 
-    The same points as `load_bag_samples` finds (labelled sets; or for each ground-truth stamp
-    the set nearest to it within slop), each with the window of ``length`` sets ending there,
-    or None while the window is not yet full. Only the sets of the last second are held.
+    The points are the labelled sets, or for each ground-truth stamp the set nearest to it
+    within slop (the first of equally near ones), each with the window of ``length`` sets ending
+    there, or None while the window is not yet full. Only the sets of the last second are held.
 
     Args:
         stream: The bag, entered (`SetStream` with ``read_truth`` unless ``labels``).
@@ -420,39 +320,3 @@ def no_label_error(labels: LabelsFile, last_offset_ns: int | None) -> LabelsErro
     span = (last_offset_ns or 0) / 1e9
     return LabelsError(f'{labels.path}: no interval covers a frame of the bag (its frame '
                        f'sets lie between 0 and {span:.2f} s from its start)')
-
-
-def _label_points(sets: list[FrameSet], labels: LabelsFile,
-                  start_ns: int) -> tuple[list[EvaluationPoint], int]:
-    """Every set inside a labelled interval, with that row's labels; and the rows covering none.
-
-    Raises:
-        LabelsError: No set of the bag lies in any interval.
-    """
-    points = []
-    used: set[int] = set()
-    for index, frame_set in enumerate(sets):
-        row = label_at(labels, frame_set.stamp_ns - start_ns)
-        if row is not None:
-            points.append(EvaluationPoint(index, frame_set.stamp_ns, dict(row.labels)))
-            used.add(row.line)
-    if not points:
-        raise no_label_error(labels, sets[-1].stamp_ns - start_ns if sets else None)
-    points.sort(key=lambda p: p.stamp_ns)
-    return points, len(labels.rows) - len(used)
-
-
-def _match_points(sets: list[FrameSet], truths: dict[int, dict[str, str]],
-                  slop_ns: int) -> tuple[list[EvaluationPoint], int]:
-    """Attach each ground-truth stamp to the set with the nearest camera stamp within slop."""
-    if not sets:
-        return [], len(truths)
-    stamps = np.array([s.stamp_ns for s in sets], dtype=np.int64)
-    points, unmatched = [], 0
-    for stamp, labels in sorted(truths.items()):
-        nearest = int(np.argmin(np.abs(stamps - stamp)))
-        if abs(int(stamps[nearest]) - stamp) > slop_ns:
-            unmatched += 1
-            continue
-        points.append(EvaluationPoint(nearest, sets[nearest].stamp_ns, labels))
-    return points, unmatched
