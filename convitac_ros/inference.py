@@ -31,6 +31,7 @@ from convitac_ros.preprocess import (
     sample_frames,
     TactileFrames,
     VisualFrames,
+    warm_up,
 )
 from convitac_ros.runtime_onnx import OnnxPredictor, resolve_backend
 
@@ -238,12 +239,7 @@ class Predictor:
 
         Covers allocations, kernel selection, compilation and CUDA-graph capture.
         """
-        frame = np.zeros((self.image_size, self.image_size, 3), dtype=np.uint8)
-        sample = ([frame] * self.visual_len, [[frame] * self.tactile_len] * self.num_tactile)
-        for _ in range(iterations):
-            self.predict(*sample)
-            if batch_size > 1:
-                self.predict_batch([sample] * batch_size)
+        warm_up(self, iterations, batch_size)
 
     def _stage(self, samples: Sequence[tuple[VisualFrames, TactileFrames]]) -> torch.Tensor:
         """Resize every frame into the uint8 staging buffer `(N, T_v + S*T_t, S, S, 3)`."""

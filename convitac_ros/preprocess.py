@@ -116,6 +116,24 @@ def sample_frames(visual: VisualFrames, tactile: TactileFrames, visual_len: int,
     return [*visual, *(frame for frames in tactile for frame in frames)]
 
 
+def warm_up(predictor: Any, iterations: int = 3, batch_size: int = 1) -> None:
+    """Run a predictor on blank frames of its own size, so that its first real call is not slow.
+
+    Args:
+        predictor: A `Predictor` or `OnnxPredictor` (anything with their `predict`,
+            `predict_batch`, `image_size`, `visual_len`, `tactile_len` and `num_tactile`).
+        iterations: Dummy predictions.
+        batch_size: Also run `predict_batch` at this size when above 1.
+    """
+    frame = np.zeros((predictor.image_size, predictor.image_size, 3), dtype=np.uint8)
+    sample = ([frame] * predictor.visual_len,
+              [[frame] * predictor.tactile_len] * predictor.num_tactile)
+    for _ in range(iterations):
+        predictor.predict(*sample)
+        if batch_size > 1:
+            predictor.predict_batch([sample] * batch_size)
+
+
 def normalize_frames(frames: torch.Tensor, mean: Sequence[float] | torch.Tensor,
                      std: Sequence[float] | torch.Tensor) -> torch.Tensor:
     """Turn uint8 (or [0, 1] float) channels-last frames into normalised channels-first floats.

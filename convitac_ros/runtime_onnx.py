@@ -20,7 +20,13 @@ from typing import Any
 
 import numpy as np
 
-from convitac_ros.preprocess import resize_frames, sample_frames, TactileFrames, VisualFrames
+from convitac_ros.preprocess import (
+    resize_frames,
+    sample_frames,
+    TactileFrames,
+    VisualFrames,
+    warm_up,
+)
 
 BACKENDS = ('auto', 'torch', 'onnxruntime')
 ONNX_FORMAT = 'convitac-onnx/1'
@@ -178,12 +184,7 @@ class OnnxPredictor:
 
     def warmup(self, iterations: int = 3, batch_size: int = 1) -> None:
         """Run dummy predictions so that the first real one is not slow (TensorRT builds here)."""
-        frame = np.zeros((self.image_size, self.image_size, 3), dtype=np.uint8)
-        sample = ([frame] * self.visual_len, [[frame] * self.tactile_len] * self.num_tactile)
-        for _ in range(iterations):
-            self.predict(*sample)
-            if batch_size > 1:
-                self.predict_batch([sample] * batch_size)
+        warm_up(self, iterations, batch_size)
 
     def _staging_array(self, batch: int) -> np.ndarray:
         """The reused uint8 input `(N, T_v + S*T_t, S, S, 3)` for a batch size."""

@@ -32,15 +32,15 @@ def test_stage1_learns_from_every_training_frame_but_the_held_out_sessions(tmp_p
     from fixtures_data import frame_name, TAG_SESSIONS, write_touch_and_go
 
     from convitac_ros.data.files import DataError
-    from training.data import _frame_keys, stage1_frames
+    from training.data import stage1_frames
     root = write_touch_and_go(tmp_path / 'tag')
     s1 = TAG_SESSIONS[1]
     data = DataConfig(dataset='touch_and_go', root=str(root), val_fraction=0.5)
     for seed in range(4):
         train, val = train_and_val(data, seed)
-        held = {session for session, _ in _frame_keys(val)}
-        frames = _frame_keys(stage1_frames(data, train, val))
-        assert set(_frame_keys(train)) <= set(frames)  # every labelled training frame ...
+        held = {session for session, _ in frame_keys(val)}
+        frames = frame_keys(stage1_frames(data, train, val))
+        assert set(frame_keys(train)) <= set(frames)  # every labelled training frame ...
         assert not held & {session for session, _ in frames}  # ... and none held out
         # (S1, 3) is labelled in label.txt but in no split: stage 1 takes it, stage 2 cannot.
         assert ((s1, frame_name(3)) in frames) == (s1 not in held)

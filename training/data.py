@@ -18,6 +18,7 @@ from convitac_ros.data.transforms import (
     FrameAugmentation,
 )
 from training.config import DataConfig
+from training.retrieval import frame_keys
 
 HOLDOUT = 'holdout'
 
@@ -145,17 +146,6 @@ def train_and_val(data: DataConfig, seed: int, **overrides: Any) -> tuple[Datase
 STAGE1_FRAMES = ('all', 'disk', 'labelled')
 
 
-def _frame_keys(dataset: Dataset) -> list[tuple[str, str]] | None:
-    """(session, frame) of every sample of a Touch and Go set or subset of one (else None)."""
-    source, indices = dataset, None
-    if isinstance(dataset, Subset):
-        source, indices = dataset.dataset, list(dataset.indices)
-    if not hasattr(source, 'frame_keys'):
-        return None
-    keys = source.frame_keys()
-    return keys if indices is None else [keys[i] for i in indices]
-
-
 def stage1_frames(data: DataConfig, train: Dataset, val: Dataset) -> Dataset:
     """The frames stage 1 learns from, given stage 2's training and validation sets.
 
@@ -177,7 +167,7 @@ def stage1_frames(data: DataConfig, train: Dataset, val: Dataset) -> Dataset:
     frames = open_split(data, data.train_split, task='frames', visual_len=1, tactile_len=1,
                         frames='disk' if data.stage1_frames == 'disk' else 'listed',
                         frames_task=data.options.get('task', 'material'))
-    keys, val_keys, train_keys = frames.frame_keys(), _frame_keys(val) or [], _frame_keys(train)
+    keys, val_keys, train_keys = frames.frame_keys(), frame_keys(val) or [], frame_keys(train)
     val_only = {s for s, _ in val_keys} - {s for s, _ in train_keys or []}
     held = set(val_keys)
     kept = [i for i, key in enumerate(keys) if key not in held and key[0] not in val_only]

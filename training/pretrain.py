@@ -150,15 +150,15 @@ def run_pretraining(config: TrainConfig, run_dir: Path, train_set: Dataset, val_
                            config.runtime.seed, config.data.root, config.data.num_workers)
     task = ContrastiveTask(config, probe, context)
     path = Path(run_dir) / ENCODER_FILE
+    if config.stage1.epochs == 0:
+        if context.is_main:
+            task.export(model, path, {'epochs': 0, 'steps': 0})
+        return path
     labelled = len(train_set)
     train_set = stage1_frames(config.data, train_set, val_set)
     if context.is_main:
         print(f'stage 1: {len(train_set)} (camera, tactile) pairs ({config.data.stage1_frames}; '
               f'the labelled training set has {labelled}), {len(val_set)} held out', flush=True)
-    if config.stage1.epochs == 0:
-        if context.is_main:
-            task.export(model, path, {'epochs': 0, 'steps': 0})
-        return path
     trainer = Trainer(run_dir, model, task, train_set,
                       BatchCollator(size, mean, std, augment, pairs=True), config.stage1,
                       config.runtime, context, num_workers=config.data.num_workers)
