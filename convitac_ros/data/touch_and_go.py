@@ -207,10 +207,7 @@ class TouchAndGo(Dataset):
             entries = {material_name: materials, rough_name: roughs}.get(name)
             for session, frame, _ in entries if entries is not None else self._list(name, False):
                 known.setdefault(session, set()).add(frame)
-        self._sessions = sorted(known)
-        self._frames = [sorted(known[s], key=_frame_order) for s in self._sessions]
-        position = {(s, f): (i, p) for i, s in enumerate(self._sessions)
-                    for p, f in enumerate(self._frames[i])}
+        position = self._set_frames(known)
         material_of = {(s, f): label for s, f, label in materials if label != _INCONCLUSIVE}
         rough_of = {(s, f): label for s, f, label in roughs}
         source = materials if self.task == 'material' else roughs
@@ -221,6 +218,13 @@ class TouchAndGo(Dataset):
                 continue
             material = material_of.get(key, MISSING_LABEL)
             self._items.append((*position[key], material, rough_of.get(key, MISSING_LABEL)))
+
+    def _set_frames(self, known: dict[str, set[str]]) -> dict[tuple[str, str], tuple[int, int]]:
+        """Keeps every session's frames in order; returns (session, frame) -> their indices."""
+        self._sessions = sorted(known)
+        self._frames = [sorted(known[s], key=_frame_order) for s in self._sessions]
+        return {(s, f): (i, p) for i, s in enumerate(self._sessions)
+                for p, f in enumerate(self._frames[i])}
 
     def _disk_frames(self, session: str) -> list[str]:
         """Frame names of ``session`` with both a camera and a GelSight file on disk."""
@@ -261,10 +265,7 @@ class TouchAndGo(Dataset):
                 frames = self._disk_frames(session)
                 known.setdefault(session, set()).update(frames)
                 order.update(((session, f), None) for f in frames)
-        self._sessions = sorted(known)
-        self._frames = [sorted(known[s], key=_frame_order) for s in self._sessions]
-        position = {(s, f): (i, p) for i, s in enumerate(self._sessions)
-                    for p, f in enumerate(self._frames[i])}
+        position = self._set_frames(known)
         self._items = [(*position[key], MISSING_LABEL, MISSING_LABEL) for key in order
                        if key not in excluded and key[0] not in test_sessions]
 
