@@ -106,7 +106,7 @@ def test_foreign_bag_pairs_into_the_node_windows(tmp_path):
     with SetStream(tmp_path / 'foreign') as stream:
         points = list(evaluation_points(stream, 3, facts=facts))
         assert stream.topics == ['camera/image_raw', 'tactile/image_raw']
-        assert stream.images == 2 * facts.sets == 30 and facts.unmatched_truth == 0
+        assert stream.images == 2 * stream.sets == 30 and facts.unmatched_truth == 0
     assert [stamp for stamp, _, _ in points] == stamps
     for (_, labels, window), sample in zip(points, samples):
         frames = [s.rgb() for s in window]

@@ -93,7 +93,8 @@ class SetStream:
         self._reader = BagReader(path)
         self._options = (num_tactile, camera_topic, tactile_topics, read_truth)
         self.slop, self.queue_size = slop, queue_size
-        self.images = 0
+        self.images = 0  # image messages read so far
+        self.sets = 0  # sets formed so far
         self.truths: dict[int, dict[str, str]] = {}
         self.new_truths: list[int] = []  # log times of truths first seen; readers drain it
 
@@ -114,6 +115,11 @@ class SetStream:
 
     def __exit__(self, *exc: Any) -> None:
         self._reader.__exit__(*exc)
+
+    @property
+    def unpaired(self) -> int:
+        """Image messages read so far that ended in no set."""
+        return self.images - self.sets * len(self.topics)
 
     @property
     def camera_messages(self) -> int:
@@ -141,6 +147,7 @@ class SetStream:
                 if record.time_ns not in self.truths:
                     self.new_truths.append(record.time_ns)
                 self.truths.setdefault(record.time_ns, {})[head] = record.decode().data
+            self.sets += len(ready)
             yield from ready
             ready.clear()
 
@@ -149,7 +156,6 @@ class SetStream:
 class StreamFacts:
     """What `evaluation_points` counted while reading (the report's facts about the bag)."""
 
-    sets: int = 0
     unmatched_truth: int = 0
     label_rows_unused: int = 0
     last_offset_ns: int | None = None
@@ -202,7 +208,6 @@ def evaluation_points(stream: SetStream, length: int, labels: LabelsFile | None 
     for frame_set, stored in stream:
         if on_set is not None:
             on_set(frame_set, stored)
-        facts.sets += 1
         facts.last_offset_ns = frame_set.stamp_ns - stream.start_ns
         result = window.push(frame_set)
         full = result if isinstance(result, tuple) else None
@@ -238,7 +243,7 @@ class BagIndex:
         set_stamps: Camera stamp of every set, in the order the synchronizer formed them.
         set_keys: (topic, log time) of every set's stored messages, camera first.
         points: Evaluation points in stamp order (``set_index`` into `set_stamps`).
-        facts: The counts of the pass (sets, unmatched truth, unused label rows).
+        facts: The counts of the pass (unmatched truth, unused label rows).
         unpaired: Image messages that ended in no set.
         camera_messages: Camera messages in the bag.
         layout: The writer's layout description (`{}` for foreign bags).
@@ -305,7 +310,7 @@ def index_bag(path: str | Path, num_tactile: int | None = None, slop: float = DE
     points = sorted((EvaluationPoint(position[stamp], stamp, truth) for stamp, truth in found),
                     key=lambda p: p.stamp_ns)
     return BagIndex(Path(path), stream.topics, stamps, keys, points, facts,
-                    stream.images - len(stamps) * len(stream.topics), stream.camera_messages,
+                    stream.unpaired, stream.camera_messages,
                     stream.info.layout, slop, queue_size,
                     (num_tactile, camera_topic, tactile_topics))
 

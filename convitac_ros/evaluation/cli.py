@@ -33,7 +33,6 @@ from tqdm import tqdm
 from convitac_ros.bags.bagfile import BagError, BagReader
 from convitac_ros.bags.labels import LabelsFile, read_labels
 from convitac_ros.bags.samples import (
-    BagIndex,
     DEFAULT_QUEUE_SIZE,
     DEFAULT_SLOP_S,
     evaluation_points,
@@ -106,21 +105,17 @@ def evaluate_offline(bag: str | os.PathLike, predictor: Any, *,
                                                    predictor.tactile_len, predictor.image_size)))
                 if len(batch) == batch_size:
                     flush()
-            bar.update(facts.sets - bar.n)
+            bar.update(stream.sets - bar.n)
         flush()
-        bar.update(facts.sets - bar.n)
+        bar.update(stream.sets - bar.n)
     if not recorder.truths:
         if labels is not None:
             raise no_label_error(labels, facts.last_offset_ns)
         raise no_truth_error(bag)
     recorder.truths = dict(sorted(recorder.truths.items()))
     recorder.published_sets = stream.camera_messages
-    recorder.paired_sets = facts.sets
-    recorder.extra.update({
-        'bag': str(bag), 'image_topics': stream.topics, 'sets': facts.sets,
-        'unpaired_messages': stream.images - facts.sets * len(stream.topics),
-        'unmatched_ground_truth': facts.unmatched_truth,
-        'label_rows_without_frames': facts.label_rows_unused})
+    recorder.paired_sets = stream.sets
+    recorder.extra.update(bag_facts(bag, stream.topics, stream.sets, stream.unpaired, facts))
     return recorder
 
 
@@ -130,12 +125,12 @@ def no_truth_error(bag: str | os.PathLike) -> BagError:
                     f'(ground_truth/<head> at the stamps of the image sets)')
 
 
-def bag_facts(index: BagIndex) -> dict[str, Any]:
-    """What the report says about the bag itself (the same keys as `evaluate_offline` gives)."""
-    return {'bag': str(index.path), 'image_topics': index.image_topics,
-            'sets': len(index.set_stamps), 'unpaired_messages': index.unpaired,
-            'unmatched_ground_truth': index.facts.unmatched_truth,
-            'label_rows_without_frames': index.facts.label_rows_unused}
+def bag_facts(bag: str | os.PathLike, image_topics: list[str], sets: int, unpaired: int,
+              facts: StreamFacts) -> dict[str, Any]:
+    """What the report says about the bag itself (offline and online alike)."""
+    return {'bag': str(bag), 'image_topics': image_topics, 'sets': sets,
+            'unpaired_messages': unpaired, 'unmatched_ground_truth': facts.unmatched_truth,
+            'label_rows_without_frames': facts.label_rows_unused}
 
 
 def add_topic_arguments(parser: argparse.ArgumentParser) -> None:
@@ -245,7 +240,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             timeout=args.timeout, predictor=predictor, live=args.print_predictions,
             progress=not args.quiet, ros_args=getattr(args, 'ros_args', None),
             transport=args.node_transport)
-        recorder.extra.update(bag_facts(index))
+        recorder.extra.update(bag_facts(index.path, index.image_topics,
+                                        len(index.set_stamps), index.unpaired, index.facts))
     report = recorder.report()
     print(format_table(report))
     paths = save_report(report, args.output_dir)
