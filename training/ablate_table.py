@@ -238,6 +238,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         parts += [f'## {table["title"]}', '',
                   f'{table["test_samples"]} test samples; {timing}.', '',
                   table_markdown(table), '']
-        if stage1_markdown(table):
-            parts += [stage1_markdown(table), '']
+        per_seed = stage1_markdown(table)
+        if per_seed:
+            parts += [per_seed, '']
     return '\n'.join(parts)
