@@ -31,7 +31,7 @@ setup(
     extras_require={'test': ['pytest', 'hypothesis']},
     entry_points={
         'console_scripts': [
-            'convitac_node = convitac_ros.ros.node:main',
+            'convitac_node = convitac_ros.ros.node:run',
             'convitac_make_bag = convitac_ros.bags.make_bag:main',
             'convitac_replay = convitac_ros.bags.replay:main',
             'convitac_evaluate = convitac_ros.evaluation.cli:main',

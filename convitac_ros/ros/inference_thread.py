@@ -1,9 +1,13 @@
 """The node's inference thread: windows from the queue -> RGB -> Predictor -> outputs.
 
 Kept off the executor thread so that subscription callbacks never wait for the model. Every
-failure is counted and logged (throttled), never raised: a bad image drops its window
-(``dropped conversion_error``), a failing model drops the batch (``dropped inference_error``)
-and turns /diagnostics to ERROR for a while.
+failure is counted and logged (throttled), never raised, and the next window is processed: a
+bad image drops its window (``dropped conversion_error``); a failing model
+(``dropped inference_error``), an output that is not finite probabilities shaped as declared
+(``dropped output_error``, nothing published) or a failing publisher
+(``dropped publish_error``) drop the batch, count ``<stage> errors`` and turn /diagnostics to
+ERROR for a while with the message. Anything else that escapes a batch is counted as
+``worker errors``: the thread cannot die while the node looks active.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import numpy as np
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
+from convitac_ros.contract import OutputError
 from convitac_ros.ros.debug_image import render_debug_image
 from convitac_ros.ros.image_conversion import ImageConversionError
 from convitac_ros.ros.node_guards import one_line
@@ -112,7 +117,10 @@ class InferenceThread(threading.Thread):
                     if more is None:
                         break
                     batch.append(more)
-            self._process(batch)
+            try:
+                self._process(batch)
+            except Exception as exc:  # noqa: BLE001 - the worker must outlive any window
+                self._fail('worker', Drop.INFERENCE_ERROR, len(batch), exc)
 
     def _sample(self, window: Window
                 ) -> tuple[list[np.ndarray], list[list[np.ndarray]]] | None:
@@ -149,17 +157,29 @@ class InferenceThread(threading.Thread):
                 results = [self._predictor.predict(*pairs[0][1])]
             else:
                 results = self._predictor.predict_batch([s for _, s in pairs])
-        except Exception as exc:  # noqa: BLE001 - counted, logged and reported as ERROR
-            self._counters.add('inference errors')
-            self._counters.drop(Drop.INFERENCE_ERROR, len(pairs))
-            reason = one_line(f'{type(exc).__name__}: {exc}')
-            self._last_error = (time.monotonic(), reason)
-            self._logger.error(f'inference failed: {reason}', throttle_duration_sec=LOG_THROTTLE_S)
+        except OutputError as exc:
+            self._fail('output', Drop.OUTPUT_ERROR, len(pairs), exc)
             return
-        for (window, sample), probabilities in zip(pairs, results):
-            self._publish(window, probabilities, sample)
-            if debug:
-                self._publish_debug(window, sample, probabilities, attention)
+        except Exception as exc:  # noqa: BLE001 - counted, logged and reported as ERROR
+            self._fail('inference', Drop.INFERENCE_ERROR, len(pairs), exc)
+            return
+        for index, ((window, sample), probabilities) in enumerate(zip(pairs, results)):
+            try:
+                self._publish(window, probabilities, sample)
+                if debug:
+                    self._publish_debug(window, sample, probabilities, attention)
+            except Exception as exc:  # noqa: BLE001 - the rest of the batch is not published
+                self._fail('publish', Drop.PUBLISH_ERROR, len(pairs) - index, exc)
+                return
+
+    def _fail(self, stage: str, reason: Drop, windows: int, exc: Exception) -> None:
+        """Count a failed stage (``<stage> errors``) and its dropped windows; log and report."""
+        self._counters.add(f'{stage} errors')
+        self._counters.drop(reason, windows)
+        message = one_line(f'{stage}: {type(exc).__name__}: {exc}')
+        self._last_error = (time.monotonic(), message)
+        self._logger.error(f'dropped {windows} window(s): {message}',
+                           throttle_duration_sec=LOG_THROTTLE_S)
 
     def _publish(self, window: Window, probabilities: dict[str, np.ndarray],
                  sample: tuple[list[np.ndarray], list[list[np.ndarray]]]) -> None:
