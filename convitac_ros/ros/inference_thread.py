@@ -87,6 +87,7 @@ class InferenceThread(threading.Thread):
         self.last_conversion_error: str | None = None
         self._last_conversion_error_s: float | None = None
         self._last_error: tuple[float, str] | None = None
+        self._logged_s: dict[str, float] = {}
         self._sequence = 0
 
     def recent_error(self, within_s: float) -> str | None:
@@ -140,6 +141,9 @@ class InferenceThread(threading.Thread):
             self._logger.warning(f'dropped a window: {self.last_conversion_error}',
                                  throttle_duration_sec=LOG_THROTTLE_S)
             return None
+        except Exception as exc:  # noqa: BLE001 - a fault of the code, not of the image
+            self._fail('conversion', Drop.CONVERSION_ERROR, 1, exc)
+            return None
 
     def _process(self, batch: list[Window]) -> None:
         # The picture (and the attention it needs) is only made for someone who looks at it.
@@ -177,9 +181,12 @@ class InferenceThread(threading.Thread):
         self._counters.add(f'{stage} errors')
         self._counters.drop(reason, windows)
         message = one_line(f'{stage}: {type(exc).__name__}: {exc}')
-        self._last_error = (time.monotonic(), message)
-        self._logger.error(f'dropped {windows} window(s): {message}',
-                           throttle_duration_sec=LOG_THROTTLE_S)
+        now = time.monotonic()
+        self._last_error = (now, message)
+        # Throttled per stage: a stream of one failure must not hide the first of another.
+        if now - self._logged_s.get(stage, -LOG_THROTTLE_S) >= LOG_THROTTLE_S:
+            self._logged_s[stage] = now
+            self._logger.error(f'dropped {windows} window(s): {message}')
 
     def _publish(self, window: Window, probabilities: dict[str, np.ndarray],
                  sample: tuple[list[np.ndarray], list[list[np.ndarray]]]) -> None:
