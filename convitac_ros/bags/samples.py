@@ -316,8 +316,8 @@ def index_bag(path: str | Path, num_tactile: int | None = None, slop: float = DE
 
 
 def label_at(labels: LabelsFile, offset_ns: int) -> LabelRow | None:
-    """The first labels-file row whose interval covers ``offset_ns`` from the bag's start."""
-    return next((row for row in labels.rows if row.covers(offset_ns)), None)
+    """The labels-file row whose interval covers ``offset_ns`` from the bag's start (or None)."""
+    return labels.row_at(offset_ns)
 
 
 def no_label_error(labels: LabelsFile, last_offset_ns: int | None) -> LabelsError:
