@@ -65,9 +65,23 @@ def check_new_folder(path: str | os.PathLike, *, option: str = '--output',
     return path
 
 
+def check_writable_folder(path: str | os.PathLike, option: str) -> Path:
+    """Check a folder a tool writes into, existing or not (e.g. a training run folder).
+
+    Raises:
+        OutputPathError: one line: a file is in the way, or the place cannot be written.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputPathError(f'{option} {path} is a file, not a folder')
+    _check_parent(path / 'x', option)
+    return path
+
+
 def make_new_folder(path: str | os.PathLike, option: str = '--output') -> Path:
-    """Create a folder that must not exist yet (exclusively: one that appears meanwhile is
-    refused, never taken over); missing parents are created.
+    """Create a folder that must not exist yet; missing parents are created.
+
+    Exclusive: a folder that appeared since the check is refused, never taken over.
 
     Raises:
         OutputPathError: it exists already, or cannot be created.

@@ -116,7 +116,10 @@ class BagWriter:
         self.count = 0
 
     def __enter__(self) -> BagWriter:
-        self._writer.open()
+        try:
+            self._writer.open()  # creates the folder exclusively: one that appeared is refused
+        except Exception as exc:  # noqa: BLE001 - rosbags' WriterError and OSErrors alike
+            raise BagError(f'cannot create the bag {self.path}: {exc}') from None
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

@@ -36,6 +36,7 @@ from convitac_ros.bags.bagfile import (
     set_stamp,
     STORAGE_PLUGINS,
 )
+from convitac_ros.output_paths import check_new_folder
 from convitac_ros.ros.topics import CAMERA_TOPIC, TACTILE_TOPICS
 
 ENCODINGS = ('rgb8', 'bgr8', 'mono8')
@@ -270,6 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from convitac_ros.data import build_dataset
 
     try:
+        check_new_folder(args.output, inputs=[args.root])
         dataset = build_dataset(args.dataset, args.root, args.split,
                                 **_parse_kwargs(args.dataset_arg))
         count = len(dataset) if args.max_samples is None else min(args.max_samples, len(dataset))

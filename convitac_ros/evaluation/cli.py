@@ -42,7 +42,12 @@ from convitac_ros.bags.samples import (
     StreamFacts,
 )
 from convitac_ros.bags.topics import TRANSPORTS
-from convitac_ros.evaluation.metrics import EvaluationRecorder, format_table, save_report
+from convitac_ros.evaluation.metrics import (
+    EvaluationRecorder,
+    format_table,
+    REPORT_FILE,
+    save_report,
+)
 from convitac_ros.ros.pipeline import window_inputs
 
 
@@ -190,19 +195,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--print-predictions', action='store_true',
                         help='online: print every answer as it arrives')
     parser.add_argument('--quiet', action='store_true', help='no progress bars')
+    parser.add_argument('--force', action='store_true',
+                        help='replace a report already in --output-dir')
     return parser
 
 
-def check_output_dir(output_dir: str | os.PathLike) -> None:
+def check_output_dir(output_dir: str | os.PathLike, force: bool = False) -> None:
     """Refuse, before any work, an output folder that could not receive the report.
 
     Raises:
-        ValueError: The path is an existing file, or its nearest existing ancestor is not a
-            writable folder.
+        ValueError: The path is an existing file, holds a report already (without `force`),
+            or its nearest existing ancestor is not a writable folder.
     """
     out = Path(output_dir)
     if out.exists() and not out.is_dir():
         raise ValueError(f'--output-dir {out} exists and is not a folder')
+    if (out / REPORT_FILE).exists() and not force:
+        raise ValueError(f'--output-dir {out} holds a report already; give another folder, '
+                         'or --force to replace it')
     existing = next(p for p in (out, *out.parents) if p.exists())
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
         raise ValueError(f'--output-dir {out}: cannot write into {existing}')
@@ -210,7 +220,7 @@ def check_output_dir(output_dir: str | os.PathLike) -> None:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Evaluate as the parsed arguments say; return the report (also printed and saved)."""
-    check_output_dir(args.output_dir)
+    check_output_dir(args.output_dir, getattr(args, 'force', False))
     with BagReader(args.bag) as bag:  # a missing or corrupt bag is reported before anything else
         bag.info()
     predictor = None
