@@ -35,7 +35,7 @@ from convitac_ros.preprocess import (
     warm_up,
 )
 from convitac_ros.runtime import DeviceError, open_predictor
-from convitac_ros.runtime_onnx import OnnxPredictor
+from convitac_ros.runtime_onnx import OnnxPredictor, resolve_backend
 
 PRECISIONS = ('auto', 'fp32', 'bf16', 'fp16')
 _DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
@@ -164,6 +164,8 @@ class Predictor:
         Returns:
             A `Predictor`, or an `OnnxPredictor` (same interface) for the onnxruntime backend.
         """
+        if (compile or cuda_graph) and resolve_backend(backend, path) == 'onnxruntime':
+            raise ValueError('compile and cuda_graph apply to the torch backend only')
         return open_predictor(path, backend=backend, device=str(device), precision=precision,
                               threads=threads, compile=compile, cuda_graph=cuda_graph)
 

@@ -32,8 +32,10 @@ def open_predictor(path: str | os.PathLike, *, backend: str = 'auto', device: st
         precision: 'auto', 'fp32', 'bf16' or 'fp16' (onnxruntime: the exported one).
         threads: CPU threads (onnxruntime intra-op threads, or `torch.set_num_threads`);
             0 keeps the runtime's default.
-        compile: torch.compile the model (torch only).
-        cuda_graph: replay a CUDA graph for single predictions (torch only); None: on CUDA.
+        compile: torch.compile the model (torch only; onnxruntime ignores it, as the node's
+            parameter says).
+        cuda_graph: replay a CUDA graph for single predictions (torch only, likewise); None:
+            on CUDA devices.
         max_batch: the largest batch that will be asked for; its input buffers must fit
             `convitac_ros.contract.MAX_INPUT_BYTES`.
 
@@ -42,13 +44,12 @@ def open_predictor(path: str | os.PathLike, *, backend: str = 'auto', device: st
         (same interface, with a `contract`).
 
     Raises:
-        ValueError: a backend that cannot run the file, options of the other backend, a
-            device that does not exist (`DeviceError`), or a file whose contract is refused
-            (`convitac_ros.contract.ContractError`); FileNotFoundError: no such file.
+        ValueError: a backend that cannot run the file, a device that does not exist
+            (`DeviceError`), or a file whose contract is refused
+            (`convitac_ros.contract.ContractError`).
+        FileNotFoundError: no such file.
     """
     if resolve_backend(backend, path) == 'onnxruntime':
-        if compile or cuda_graph:
-            raise ValueError('compile and cuda_graph apply to the torch backend only')
         from convitac_ros.runtime_onnx import OnnxPredictor
 
         predictor = OnnxPredictor(path, device=str(device), precision=precision,
