@@ -191,22 +191,28 @@ def check_outputs(outputs: Sequence[Any], heads: Mapping[str, Sequence[str]], ba
         if array.shape != (batch, len(classes)):
             raise OutputError(f'head {head}: output of shape {array.shape}, expected '
                               f'({batch}, {len(classes)})')
-        finite = np.isfinite(array).all(axis=1)
-        if not finite.all():
-            raise OutputError(f'the model gave non-finite probabilities for head {head} in '
-                              f'{int((~finite).sum())} of {batch} sample(s)')
-        bounded = ((array >= 0) & (array <= 1)).all(axis=1)
+        # Three reductions on the normal path; NaN propagates into min and max.
+        low, high = float(array.min()), float(array.max())
         sums = array.sum(axis=1, dtype=np.float64)
-        normalised = np.abs(sums - 1.0) <= SUM_TOLERANCE
-        if not (bounded & normalised).all():
-            bad = int((~(bounded & normalised)).sum())
-            row = int(np.argmin(bounded & normalised))
-            raise OutputError(
-                f'head {head}: not probabilities in {bad} of {batch} sample(s) (values in '
-                f'[{_fmt(array[row].min())}, {_fmt(array[row].max())}], sum '
-                f'{_fmt(sums[row])}; expected [0, 1] summing to 1)')
+        if not (0.0 <= low and high <= 1.0 and (np.abs(sums - 1.0) <= SUM_TOLERANCE).all()):
+            _raise_for(head, array, sums, batch)
         checked.append(array)
     return checked
+
+
+def _raise_for(head: str, array: np.ndarray, sums: np.ndarray, batch: int) -> None:
+    """Say what is wrong with a head's output (called once a check failed)."""
+    finite = np.isfinite(array).all(axis=1)
+    if not finite.all():
+        raise OutputError(f'the model gave non-finite probabilities for head {head} in '
+                          f'{int((~finite).sum())} of {batch} sample(s)')
+    good = (array >= 0).all(axis=1) & (array <= 1).all(axis=1) & (
+        np.abs(sums - 1.0) <= SUM_TOLERANCE)
+    row = int(np.argmin(good))
+    raise OutputError(
+        f'head {head}: not probabilities in {int((~good).sum())} of {batch} sample(s) (values '
+        f'in [{_fmt(array[row].min())}, {_fmt(array[row].max())}], sum {_fmt(sums[row])}; '
+        'expected [0, 1] summing to 1)')
 
 
 def _fmt(value: float) -> str:
