@@ -65,7 +65,7 @@ import numpy as np
 import rclpy
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
-from convitac_ros.ros.client import image_message
+from convitac_ros.ros.image_messages import image_message
 rclpy.init()
 node = rclpy.create_node('camera_driver')
 publishers = [node.create_publisher(Image, topic, qos_profile_sensor_data)

@@ -32,7 +32,8 @@ from convitac_ros.ros.image_conversion import compressed_to_rgb, image_to_rgb
 from convitac_ros.ros.image_limits import check_image_size, DEFAULT_MAX_PIXELS
 from convitac_ros.ros.parameters import SPECS
 from convitac_ros.ros.pipeline import FrameSet, SlidingWindow
-from convitac_ros.ros.synchronizer import ApproximateTimeSynchronizer, stamp_to_ns
+from convitac_ros.ros.stamps import stamp_to_ns
+from convitac_ros.ros.synchronizer import ApproximateTimeSynchronizer
 
 # The node's defaults, so that offline pairing matches an unconfigured node.
 DEFAULT_SLOP_S = SPECS['sync_slop'].default

@@ -138,8 +138,8 @@ def convert_record(record: BagRecord, compressed: bool) -> bytes:
     """
     if (record.msgtype == IMAGE_TYPES[1]) == compressed:
         return record.raw
-    from convitac_ros.bags.make_bag import encode_frame
     from convitac_ros.bags.samples import to_rgb
+    from convitac_ros.ros.image_messages import encode_frame
 
     msg = record.decode()
     out = encode_frame(to_rgb(msg), 'rgb8', 'png' if compressed else 'none', 0,

@@ -54,7 +54,8 @@ from convitac_ros.ros.node_guards import (
 from convitac_ros.ros.outputs import OutputPublishers
 from convitac_ros.ros.parameters import INPUT_SPECS, INPUTS, NodeParameters, SPECS, validate
 from convitac_ros.ros.pipeline import Counters, Drop, DropOldestQueue, FrameSet, SlidingWindow
-from convitac_ros.ros.synchronizer import ApproximateTimeSynchronizer, stamp_to_ns
+from convitac_ros.ros.stamps import stamp_to_ns
+from convitac_ros.ros.synchronizer import ApproximateTimeSynchronizer
 from convitac_ros.ros.topics import image_qos, NODE_NAME
 from convitac_ros.runtime_onnx import resolve_backend
 

@@ -20,6 +20,8 @@ import sys
 import time
 from typing import Any
 
+from convitac_ros.ros.stamps import NANOSECONDS_PER_SECOND, time_to_ns
+
 DISCOVERY_S = 3.0
 _NODE = 'convitac_topic'
 
@@ -49,7 +51,7 @@ def format_message(msg: Any) -> str:
     if kind == 'Float32MultiArray':
         return '[' + ', '.join(f'{value:.4f}' for value in msg.data) + ']'
     if kind in ('Image', 'CompressedImage'):
-        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        stamp = time_to_ns(msg.header.stamp) / NANOSECONDS_PER_SECOND
         size = (f'{msg.width}x{msg.height} {msg.encoding}' if kind == 'Image'
                 else f'{msg.format}, {len(msg.data)} bytes')
         return f'{kind} {size}, stamp {stamp:.6f}'
