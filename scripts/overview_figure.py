@@ -6,7 +6,7 @@ written under it. The touches come from a synthetic world the checkpoint never s
 
 Usage::
 
-    python scripts/overview_figure.py                      # the demo checkpoint -> docs/overview.png
+    python scripts/overview_figure.py          # the demo checkpoint -> docs/overview.png
     python scripts/overview_figure.py --checkpoint runs/x/best.safetensors --output fig.png
 """
 
