@@ -6,7 +6,8 @@ transferred once with a non-blocking copy, normalised on the device (the same
 optional bf16/fp16 autocast (channels-last layout comes for free from the HWC staging buffer),
 and all heads' probabilities come back to the CPU in one copy. On CUDA, single predictions
 replay a captured CUDA graph by default; `torch.compile` is optional (off by default). An `.onnx`
-file (or `backend='onnxruntime'`) gives an `OnnxPredictor` instead, with the same interface.
+file runs on `OnnxPredictor` instead, with the same interface (`convitac_ros.predictor`
+opens either).
 """
 
 from __future__ import annotations
@@ -34,8 +35,7 @@ from convitac_ros.preprocess import (
     VisualFrames,
     warm_up,
 )
-from convitac_ros.runtime import DeviceError, open_predictor
-from convitac_ros.runtime_onnx import OnnxPredictor, resolve_backend
+from convitac_ros.runtime_onnx import DeviceError, resolve_backend
 
 PRECISIONS = ('auto', 'fp32', 'bf16', 'fp16')
 _DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
@@ -145,38 +145,24 @@ class Predictor:
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device = 'auto',
                         precision: str = 'auto', compile: bool = False,  # noqa: A002
-                        cuda_graph: bool | None = None, backend: str = 'auto',
-                        threads: int = 0) -> Predictor | OnnxPredictor:
-        """Load a model file into a predictor of its backend.
-
-        Args:
-            path: a 'convitac' checkpoint (`.safetensors`, see `convitac_ros.checkpoint`) or an
-                `.onnx` export (`convitac_export`).
-            device: 'auto', 'cpu', 'cuda' or 'cuda:N'.
-            precision: 'auto', 'fp32', 'bf16' or 'fp16' (onnxruntime: the exported one).
-            compile: torch.compile the model (torch backend).
-            cuda_graph: replay a CUDA graph for single predictions (torch backend); None: on
-                CUDA devices, off elsewhere.
-            backend: 'auto' (by the file's suffix), 'torch' or 'onnxruntime'.
-            threads: onnxruntime intra-op threads, or `torch.set_num_threads` (global);
-                0 keeps the runtime's default.
-
-        Returns:
-            A `Predictor`, or an `OnnxPredictor` (same interface) for the onnxruntime backend.
-        """
-        if (compile or cuda_graph) and resolve_backend(backend, path) == 'onnxruntime':
-            raise ValueError('compile and cuda_graph apply to the torch backend only')
-        return open_predictor(path, backend=backend, device=str(device), precision=precision,
-                              threads=threads, compile=compile, cuda_graph=cuda_graph)
-
-    @classmethod
-    def from_safetensors(cls, path: str | os.PathLike, device: str | torch.device = 'auto',
-                         precision: str = 'auto', compile: bool = False,  # noqa: A002
-                         cuda_graph: bool | None = None) -> Predictor:
-        """Load a 'convitac' `.safetensors` checkpoint (the torch half of `open_predictor`).
+                        cuda_graph: bool | None = None, backend: str = 'auto') -> Predictor:
+        """Load a 'convitac' `.safetensors` checkpoint (see `convitac_ros.checkpoint`).
 
         The declared contract is checked from the file's header before any tensor is read.
+        An `.onnx` export runs on onnxruntime: `convitac_ros.predictor.open_predictor` opens
+        either kind of file.
+
+        Args:
+            path: the checkpoint.
+            device: 'auto', 'cpu', 'cuda' or 'cuda:N'.
+            precision: 'auto', 'fp32', 'bf16' or 'fp16'.
+            compile: torch.compile the model.
+            cuda_graph: replay a CUDA graph for single predictions; None: on CUDA devices.
+            backend: 'auto' or 'torch' ('onnxruntime' is refused, as is an `.onnx` file).
         """
+        if resolve_backend(backend, path) != 'torch':
+            raise ValueError(f'{Path(path).name} is an .onnx export: it runs on onnxruntime '
+                             '(convitac_ros.predictor.open_predictor opens either kind)')
         metadata = read_metadata(path)
         if metadata['kind'] == 'convitac':  # any other kind is refused by load_checkpoint
             model_contract(metadata['heads'], metadata['preprocess'], str(path))

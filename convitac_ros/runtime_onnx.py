@@ -40,6 +40,10 @@ PROVIDERS = {'cpu': ('CPUExecutionProvider',),
                       'CPUExecutionProvider')}
 
 
+class DeviceError(ValueError):
+    """The requested inference device does not exist here (the text names it; both runtimes)."""
+
+
 class OnnxModelError(ValueError):
     """An `.onnx` file that is not a convitac export; the message names the file."""
 
@@ -74,16 +78,16 @@ def resolve_providers(device: str, available: Sequence[str]) -> list[str]:
         Provider names, most preferred first, always ending with the CPU provider.
 
     Raises:
-        ValueError: an unknown device, or 'cuda' asked for where onnxruntime has no CUDA or
+        DeviceError: an unknown device, or 'cuda' asked for where onnxruntime has no CUDA or
             TensorRT provider.
     """
     kind = device.split(':')[0]
     if kind not in ('auto', 'cpu', 'cuda'):
-        raise ValueError(f'device must be auto, cpu, cuda or cuda:N, got {device!r}')
+        raise DeviceError(f'device must be auto, cpu, cuda or cuda:N, got {device!r}')
     preferred = PROVIDERS['cpu' if kind == 'cpu' else 'cuda']
     chosen = [name for name in preferred if name in available]
     if kind == 'cuda' and chosen == ['CPUExecutionProvider']:
-        raise ValueError(f'device {device!r}: this onnxruntime has no CUDA or TensorRT '
+        raise DeviceError(f'device {device!r}: this onnxruntime has no CUDA or TensorRT '
                          f'execution provider (it has {list(available)}); install '
                          f'onnxruntime-gpu or use device cpu')
     return chosen

@@ -1,7 +1,8 @@
 """The one choice of runtime for a model file: torch for a checkpoint, onnxruntime for an export.
 
-`open_predictor` is the factory the node, the evaluator and `Predictor.from_checkpoint` share.
-Importing this module imports neither torch nor onnxruntime, and opening an `.onnx` file never
+`open_predictor` is the factory of the node and the evaluator: the one place that picks the
+runtime (`Predictor.from_checkpoint` is the torch half, `OnnxPredictor` the other). Importing
+this module imports neither torch nor onnxruntime, and opening an `.onnx` file never
 imports torch (a robot runs it from `requirements-runtime.txt`, and a configure that fails on
 an `.onnx` leaves the process small). Both predictors validate the file's declared contract
 (`convitac_ros.contract`) before they allocate anything; here the input buffers of the largest
@@ -13,11 +14,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from convitac_ros.runtime_onnx import resolve_backend
+from convitac_ros.runtime_onnx import DeviceError, resolve_backend
 
-
-class DeviceError(ValueError):
-    """The requested inference device does not exist here (the text names it)."""
+__all__ = ['DeviceError', 'open_predictor']
 
 
 def open_predictor(path: str | os.PathLike, *, backend: str = 'auto', device: str = 'auto',
@@ -62,7 +61,8 @@ def open_predictor(path: str | os.PathLike, *, backend: str = 'auto', device: st
         resolve_device(device)  # a missing device is blamed before the checkpoint is read
         if threads:
             torch.set_num_threads(threads)
-        predictor = Predictor.from_safetensors(path, device=device, precision=precision,
-                                               compile=compile, cuda_graph=cuda_graph)
+        predictor = Predictor.from_checkpoint(path, device=device, precision=precision,
+                                              compile=compile, cuda_graph=cuda_graph,
+                                              backend='torch')
     predictor.contract.check_memory(max_batch)
     return predictor
