@@ -88,8 +88,8 @@ def resolve_providers(device: str, available: Sequence[str]) -> list[str]:
     chosen = [name for name in preferred if name in available]
     if kind == 'cuda' and chosen == ['CPUExecutionProvider']:
         raise DeviceError(f'device {device!r}: this onnxruntime has no CUDA or TensorRT '
-                         f'execution provider (it has {list(available)}); install '
-                         f'onnxruntime-gpu or use device cpu')
+                          f'execution provider (it has {list(available)}); install '
+                          f'onnxruntime-gpu or use device cpu')
     return chosen
 
 

@@ -282,8 +282,7 @@ def test_a_failed_init_from_leaves_nothing_that_blocks_the_retry(
 
 
 @pytest.mark.parametrize('where', ['afile', 'afile/run'])
-def test_a_run_dir_that_cannot_be_a_folder_is_one_line(synthetic_tag_root, tmp_path, capsys,
-                                                        where):
+def test_a_run_dir_that_cannot_be_a_folder_is_one_line(tmp_path, capsys, where):
     (tmp_path / 'afile').write_text('mine')
     assert train_cli(['--config', 'demo', '--run-dir', str(tmp_path / where), '--device',
                       'cpu']) == 2
