@@ -13,12 +13,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 # Lower first. A module belongs to the first prefix it starts with.
 LAYERS = (
-    ('convitac_ros.fileio', 'convitac_ros.output_paths', 'convitac_ros.share',
-     'convitac_ros.model', 'convitac_ros.preprocess'),
+    ('convitac_ros.fileio', 'convitac_ros.share', 'convitac_ros.model', 'convitac_ros.preprocess',
+     'convitac_ros.output_paths', 'convitac_ros.contract'),
     ('convitac_ros.data', 'convitac_ros.checkpoint'),
     ('convitac_ros.runtime_onnx', 'convitac_ros.inference', 'convitac_ros.export',
-     'convitac_ros.contract', 'convitac_ros.predictor', 'convitac_ros.calibration',
-     'convitac_ros.drift', 'convitac_ros.device_preprocess'),
+     'convitac_ros.predictor', 'convitac_ros.calibration', 'convitac_ros.drift',
+     'convitac_ros.staging', 'convitac_ros.device_preprocess'),
     ('convitac_ros.ros',),
     ('convitac_ros.bags',),
     ('convitac_ros.evaluation',),
