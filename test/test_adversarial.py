@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import signal
 import textwrap
+import threading
 import time
 
 from hostile_onnx import constant_model, HEADS, looping_model, metadata, PREPROCESS
@@ -189,6 +190,26 @@ def test_a_signal_ends_the_node_within_a_second_during_a_configure_that_never_en
         assert node.wait(10) == 0, node.log()
         assert time.monotonic() - started < 1.0
     finally:
+        node.stop()
+    assert 'Traceback' not in node.log()
+
+
+def test_a_signal_ends_the_node_during_an_endless_configure_requested_by_service(
+        model_dir, tmp_path):
+    path = looping_model(model_dir / 'loop.onnx')
+    node = NodeProcess({'checkpoint': str(path), 'device': 'cpu', 'warmup_iterations': 1,
+                        'autostart': False}, tmp_path / 'convitac_node.log', namespace='/sig')
+    probe = Probe(list(HEADS), node='/sig/convitac_node')
+    try:
+        threading.Thread(target=lambda: probe.transition('configure'), daemon=True).start()
+        wait_until(lambda: 'warming up' in node.log(), 60, 'warm-up started')
+        time.sleep(0.5)
+        started = time.monotonic()
+        node.send_signal(signal.SIGINT)
+        assert node.wait(10) == 0, node.log()
+        assert time.monotonic() - started < 1.0
+    finally:
+        probe.close()
         node.stop()
     assert 'Traceback' not in node.log()
 
