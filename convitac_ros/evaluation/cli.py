@@ -169,8 +169,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="pairing slop in seconds (the node's sync_slop)")
     parser.add_argument('--queue-size', type=int, default=DEFAULT_QUEUE_SIZE,
                         help="pairing queue size (the node's sync_queue_size)")
-    parser.add_argument('--output-dir', default='evaluation',
-                        help='folder for report.json and the confusion matrices')
+    parser.add_argument('--output-dir', default=None,
+                        help='folder for report.json and the figures (default: a new folder '
+                        'evaluation/<bag>_<mode>[_<checkpoint>][_N] that no earlier report '
+                        'uses)')
     parser.add_argument('--print-predictions', action='store_true',
                         help='online: print every answer as it arrives')
     parser.add_argument('--quiet', action='store_true', help='no progress bars')
@@ -197,8 +199,27 @@ def check_output_dir(output_dir: str | os.PathLike, force: bool = False) -> None
         raise ValueError(f'--output-dir {out}: cannot write into {existing}')
 
 
+def default_output_dir(bag: str | os.PathLike, mode: str, checkpoint: str | None,
+                       parent: str | os.PathLike = 'evaluation') -> Path:
+    """A report folder of its own: ``<parent>/<bag>_<mode>[_<checkpoint>]``, then ``_2``, ...
+
+    So that the before, after and online reports of a walkthrough never overwrite each other.
+    """
+    name = f'{Path(bag).name or "bag"}_{mode}'
+    if checkpoint:
+        name += f'_{Path(checkpoint).parent.name}-{Path(checkpoint).stem}' \
+            if Path(checkpoint).parent.name not in ('', '.') else f'_{Path(checkpoint).stem}'
+    folder, number = Path(parent) / name, 1
+    while folder.exists():
+        number += 1
+        folder = Path(parent) / f'{name}_{number}'
+    return folder
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Evaluate as the parsed arguments say; return the report (also printed and saved)."""
+    if args.output_dir is None:
+        args.output_dir = default_output_dir(args.bag, args.mode, args.checkpoint)
     check_output_dir(args.output_dir, getattr(args, 'force', False))
     with BagReader(args.bag) as bag:  # a missing or corrupt bag is reported before anything else
         bag.info()
