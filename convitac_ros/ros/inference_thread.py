@@ -146,8 +146,10 @@ class InferenceThread(threading.Thread):
 
     def _process(self, batch: list[Window]) -> None:
         # The picture (and the attention it needs) is only made for someone who looks at it.
-        debug = (self._params().publish_debug_image
-                 and self._outputs.debug_image.get_subscription_count() > 0)
+        # The publisher exists only while publish_debug_image is on; it is taken once here so
+        # that a parameter change during the batch cannot withdraw it under the publish.
+        debug_publisher = self._outputs.debug_image
+        debug = debug_publisher is not None and debug_publisher.get_subscription_count() > 0
         pairs = [(w, s) for w in batch if (s := self._sample(w)) is not None]
         if not pairs:
             return
@@ -170,7 +172,8 @@ class InferenceThread(threading.Thread):
             try:
                 self._publish(window, probabilities, sample)
                 if debug:
-                    self._publish_debug(window, sample, probabilities, attention)
+                    self._publish_debug(debug_publisher, window, sample, probabilities,
+                                        attention)
             except Exception as exc:  # noqa: BLE001 - the rest of the batch is not published
                 self._fail('publish', Drop.PUBLISH_ERROR, len(pairs) - index, exc)
                 return
@@ -205,8 +208,8 @@ class InferenceThread(threading.Thread):
         self.age.add((self._now_ns() - newest.stamp_ns) / 1e6)
         self._counters.add('inferences')
 
-    def _publish_debug(self, window: Window, sample: tuple, probabilities: dict,
-                       attention: Any) -> None:
+    def _publish_debug(self, publisher: Any, window: Window, sample: tuple,
+                       probabilities: dict, attention: Any) -> None:
         tactile = sample[1]
         # The picture shows the newest set at its own size (converted once more, for it alone);
         # the attention maps are at the model's size and are scaled onto it.
@@ -219,4 +222,4 @@ class InferenceThread(threading.Thread):
         picture = render_debug_image(frames, self._predictor.heads, probabilities, maps)
         msg = image_message(picture, encoding='rgb8')
         msg.header = header_of(window[-1])
-        self._outputs.debug_image.publish(msg)
+        publisher.publish(msg)

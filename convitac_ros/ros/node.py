@@ -153,6 +153,8 @@ class ConvitacNode(LifecycleNode):
         self.params = self.params.with_changes(changes)
         if {'queue_depth', 'process_every_pair', 'backlog_limit'} & changes.keys():
             self.counters.drop(Drop.QUEUE_FULL, self._queue.set_capacity(self._capacity()))
+        if 'publish_debug_image' in changes and self.outputs is not None:
+            self.outputs.set_debug_image(self.params.publish_debug_image, self._state == 'active')
         if 'diagnostics_period' in changes:
             self.destroy_timer(self._diagnostics_timer)
             self._diagnostics_timer = self.create_timer(
@@ -196,7 +198,8 @@ class ConvitacNode(LifecycleNode):
             return TransitionCallbackReturn.FAILURE
         self.predictor = predictor
         self._configure_error = None
-        self.outputs = OutputPublishers(self, predictor.heads)
+        self.outputs = OutputPublishers(self, predictor.heads,
+                                        self.params.publish_debug_image)
         self._state = 'inactive'
         self.get_logger().info(
             f'loaded {predictor.model_name} from {path} on {predictor.device} with '
