@@ -28,7 +28,6 @@ from benchmarks.report import (
 from convitac_ros.checkpoint import default_preprocess, load_checkpoint
 from convitac_ros.inference import Predictor
 from convitac_ros.model import ConViTac, ModelConfig
-from convitac_ros.preprocess import normalize_frames, resize_frames
 
 Forward = Callable[[], Any]
 DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
@@ -276,18 +275,18 @@ def camera_frames(count: int, height: int, width: int, seed: int = 0) -> list[np
 
 def predictor_pieces(predictor: Predictor, visual: list[np.ndarray],
                      tactile: list[list[np.ndarray]]) -> dict[str, Forward]:
-    """Callables for the Predictor's path and its pieces alone, on the same inputs."""
-    device, size = predictor.device, predictor.image_size
-    frames = [*visual, *(frame for sensor in tactile for frame in sensor)]
-    staging = torch.empty((1, len(frames), size, size, 3), dtype=torch.uint8,
-                          pin_memory=device.type == 'cuda')
-    mean, std = predictor._mean, predictor._std  # noqa: SLF001 - same tensors as predict()
-    split = predictor.visual_len
+    """Callables for the Predictor's path and its pieces alone, on the same inputs.
+
+    The preprocessing piece is the Predictor's own (`Predictor.preprocess_batch`: staging, the
+    copy to the device and the resize and normalisation wherever the Predictor runs them).
+    """
+    device = predictor.device
 
     def preprocess() -> tuple[torch.Tensor, torch.Tensor]:
-        resize_frames(frames, size, out=staging.numpy().reshape(-1, size, size, 3))
-        pixels = normalize_frames(staging.to(device, non_blocking=True), mean, std)
-        return pixels[:, :split], pixels[:, split:]
+        pixels = predictor.preprocess_batch([(visual, tactile)])
+        if device.type == 'cuda':
+            torch.cuda.synchronize(device)
+        return pixels
 
     inputs = preprocess()
 
