@@ -130,3 +130,38 @@ def test_cuda_predictor_matches_cpu(checkpoint, predictor, options):
         expected, actual = predictor.predict(*sample), gpu.predict(*sample)
         for head in HEADS:
             np.testing.assert_allclose(actual[head], expected[head], atol=2e-2)
+
+
+def test_resize_on_the_device_predicts_as_the_training_resize(checkpoint, predictor):
+    """The CUDA path's preprocessing (frames up at received size) run on the CPU."""
+    on_device = Predictor.from_checkpoint(checkpoint, device='cpu')
+    on_device.resize_on_device = True
+    assert not predictor.resize_on_device  # the CPU default: OpenCV on the host
+    for seed, sizes in ((10, ((480, 640), (240, 320))), (11, ((48, 80), (120, 90)))):
+        sample = frames(seed, *sizes)
+        host_visual, host_tactile = predictor.preprocess_batch([sample])
+        device_visual, device_tactile = on_device.preprocess_batch([sample])
+        largest = 1 / 255 / 0.224  # one uint8 level, after normalisation (DeviceResize)
+        assert (device_visual - host_visual).abs().max().item() <= largest + 1e-6
+        assert (device_tactile - host_tactile).abs().max().item() <= largest + 1e-6
+        expected, actual = predictor.predict(*sample), on_device.predict(*sample)
+        for head in HEADS:
+            np.testing.assert_allclose(actual[head], expected[head], atol=1e-3)
+
+
+@CUDA
+def test_cuda_graphs_are_captured_per_input_size_up_to_the_cap(checkpoint, predictor):
+    from convitac_ros.inference import MAX_CUDA_GRAPHS
+
+    gpu = Predictor.from_checkpoint(checkpoint, device='cuda')
+    assert gpu.resize_on_device and gpu.graph_sizes == []
+    gpu.warmup(iterations=1)
+    assert gpu.graph_sizes == []  # warm-up runs eager; real frame sizes get the graphs
+    sizes = [(480 - 8 * i, 640) for i in range(MAX_CUDA_GRAPHS + 2)]
+    for size in [*sizes, sizes[0]]:
+        sample = frames(12, size, (240, 320))
+        expected, actual = predictor.predict(*sample), gpu.predict(*sample)
+        for head in HEADS:
+            np.testing.assert_allclose(actual[head], expected[head], atol=2e-2)
+    assert len(gpu.graph_sizes) == MAX_CUDA_GRAPHS
+    assert gpu.graph_counts == {'captured': MAX_CUDA_GRAPHS, 'eager_beyond_cap': 2}
