@@ -68,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument('--variants', type=_csv(str), default=['all'],
                        help='model variants: eager, channels_last, autocast, compile, '
                             'cuda_graph (CUDA) or all; predictor: eager (its defaults), '
-                            'compile, no_graph, bf16, bf16_no_graph, fp16 (CUDA) or all')
+                            'compile, no_graph, host_resize, bf16, bf16_no_graph, fp16 (CUDA) '
+                            'or all')
     group.add_argument('--batch-sizes', type=_csv(int), default=[8, 32],
                        help='batch sizes for throughput')
     group.add_argument('--camera-size', type=_size, default=(480, 640), help='WxH')
@@ -94,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     group = parser.add_argument_group('training')
     group.add_argument('--steps', type=int, default=30, help='timed steps per stage')
     group.add_argument('--batch-size', type=int, default=16, help='training batch size')
+    group.add_argument('--frame-cache', action='store_true',
+                       help='also time the steps with the frame cache (training/frame_cache.py)')
     group.add_argument('--num-workers', type=int, default=0, help='DataLoader workers')
     group.add_argument('--train-preset', default='tiny', choices=('tiny', 'paper'),
                        help='model preset trained (paper: ViT-S/16 E^c, ResNet-18s, 224 px)')
@@ -127,6 +130,7 @@ def predictor_settings(wanted: list[str]) -> list[dict[str, object]]:
     if torch.cuda.is_available():
         # The CUDA defaults are fp32 with CUDA-graph replay; these rows test that choice.
         choices.update(no_graph={'cuda_graph': False},
+                       host_resize={'resize_on_device': False},
                        bf16={'precision': 'bf16'},
                        bf16_no_graph={'precision': 'bf16', 'cuda_graph': False},
                        fp16={'precision': 'fp16'},

@@ -28,6 +28,7 @@ from benchmarks.report import (
 from convitac_ros.checkpoint import default_preprocess, load_checkpoint
 from convitac_ros.inference import Predictor
 from convitac_ros.model import ConViTac, ModelConfig
+from convitac_ros.runtime_onnx import INPUT_NAME, OnnxPredictor
 
 Forward = Callable[[], Any]
 DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
@@ -273,13 +274,15 @@ def camera_frames(count: int, height: int, width: int, seed: int = 0) -> list[np
     return [rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in range(count)]
 
 
-def predictor_pieces(predictor: Predictor, visual: list[np.ndarray],
+def predictor_pieces(predictor: Predictor | OnnxPredictor, visual: list[np.ndarray],
                      tactile: list[list[np.ndarray]]) -> dict[str, Forward]:
     """Callables for the Predictor's path and its pieces alone, on the same inputs.
 
     The preprocessing piece is the Predictor's own (`Predictor.preprocess_batch`: staging, the
     copy to the device and the resize and normalisation wherever the Predictor runs them).
     """
+    if predictor.backend == 'onnxruntime':
+        return _onnx_pieces(predictor, visual, tactile)
     device = predictor.device
 
     def preprocess() -> tuple[torch.Tensor, torch.Tensor]:
@@ -296,6 +299,17 @@ def predictor_pieces(predictor: Predictor, visual: list[np.ndarray],
 
     return {'predict': lambda: predictor.predict(visual, tactile), 'forward': forward,
             'preprocess': preprocess}
+
+
+def _onnx_pieces(predictor: OnnxPredictor, visual: list[np.ndarray],
+                 tactile: list[list[np.ndarray]]) -> dict[str, Forward]:
+    """The pieces of an onnxruntime predictor: its staging, and its session on staged frames."""
+    stager, session = predictor._stager, predictor._session  # noqa: SLF001 - predict()'s own
+    staged = stager.resized([(visual, tactile)]).copy()
+    names = list(predictor.heads)
+    return {'predict': lambda: predictor.predict(visual, tactile),
+            'forward': lambda: session.run(names, {INPUT_NAME: staged}),
+            'preprocess': lambda: stager.resized([(visual, tactile)])}
 
 
 def run_predictor(subjects: list[Subject], devices: list[torch.device],

@@ -29,36 +29,42 @@ def run_training(args: argparse.Namespace, device: torch.device) -> Report:
     from training.config import load_config
     from training.data import train_and_val
     from training.distributed import DistContext
-    from training.runs import build_model_config
+    from training.runs import build_model_config, frame_cache_size
 
     workers = sorted({0, args.num_workers})
+    caches = [False, True] if args.frame_cache else [False]
     preset = args.train_preset
     report = Report('training', settings={'steps': args.steps, 'batch_size': args.batch_size,
                                           'num_workers': workers, 'device': str(device),
-                                          'preset': preset})
+                                          'preset': preset, 'frame_cache': caches})
     table = Table(f'Training steps, {preset} config, batch {args.batch_size} ({device})',
-                  ['stage', 'loader workers', 'samples/s', 'step ms', 'waiting for data ms',
+                  ['stage', 'loader workers', 'frame cache', 'samples/s', 'step ms',
+                   'waiting for data ms',
                    'compute ms', 'data wait share', 'loading keeps up'])
     with tempfile.TemporaryDirectory(prefix='convitac_bench_train_') as tmp:
         samples = int(args.batch_size * (args.steps + 3) * 1.2) + 20
         make_synthetic(Path(tmp) / 'data', 'touch_and_go', samples, 0)
-        for num_workers in workers:
+        for num_workers, cache in ((w, c) for c in caches for w in workers):
             config = load_config('demo', [
                 f'data.root={tmp}/data', f'data.num_workers={num_workers}',
                 f'stage1.batch_size={args.batch_size}', f'stage2.batch_size={args.batch_size}',
                 f'runtime.device={device.type}', 'runtime.progress=false',
-                f'model.preset={preset}'])
-            train_set, _ = train_and_val(config.data, config.runtime.seed)
+                f'model.preset={preset}', f"data.frame_cache={f'{tmp}/cache' if cache else ''}"])
+            start = time.perf_counter()
+            train_set, _ = train_and_val(config.data, config.runtime.seed,
+                                         frame_cache_size(config))
+            if cache and 'cache_build_s' not in report.results:
+                report.results['cache_build_s'] = time.perf_counter() - start
             model_config = build_model_config(config, train_set)
             context = DistContext(device=device)
             for stage in ('stage1', 'stage2'):
                 trainer = _trainer(stage, config, model_config, train_set, context,
-                                   Path(tmp) / f'{stage}_{num_workers}', num_workers)
+                                   Path(tmp) / f'{stage}_{num_workers}_{cache}', num_workers)
                 result = _time_steps(trainer, args.steps, device)
-                result.update(stage=stage, num_workers=num_workers)
+                result.update(stage=stage, num_workers=num_workers, frame_cache=cache)
                 report.results.setdefault('rows', []).append(result)
                 share = result['wait_s'] / result['total_s']
-                table.add(stage, num_workers, result['samples_per_s'],
+                table.add(stage, num_workers, 'yes' if cache else 'no', result['samples_per_s'],
                           1e3 * result['total_s'] / result['steps'],
                           1e3 * result['wait_s'] / result['steps'],
                           1e3 * result['compute_s'] / result['steps'], f'{share:.0%}',
@@ -71,6 +77,10 @@ def run_training(args: argparse.Namespace, device: torch.device) -> Report:
         f'{KEEPS_UP:.0%} of the step. With 0 workers the main process decodes, augments and '
         'collates, so the wait is the whole loading cost.',
     ]
+    if 'cache_build_s' in report.results:
+        table.notes.append("frame cache: frames decoded once and kept at the model's size "
+                           '(training/frame_cache.py); built in '
+                           f"{report.results['cache_build_s']:.2f} s before the timed steps.")
     report.tables.append(table)
     return report
 

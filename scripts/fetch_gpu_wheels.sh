@@ -6,20 +6,15 @@
 #
 #   scripts/fetch_gpu_wheels.sh [DIR]      # default wheels/cp312
 #
-# Versions are the ones requirements.txt pins. Packages the GPU machine already has (numpy, torch,
-# OpenCV, onnxruntime) are left out so that the folder stays small (about 40 MiB).
+# The packages and versions: scripts/gpu_wheels.txt (as requirements.txt pins them). What the
+# GPU machine has already (numpy and its torch stack) is left out; about 90 wheels, 50 MiB.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dest=${1:-wheels/cp312}
 if [[ -z ${PYTHON:-} ]]; then
     if [[ -x .venv/bin/python ]]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
 fi
-pin() { grep -E "^$1==" requirements.txt constraints.txt | head -n1 | cut -d: -f2; }
-packages=(
-    "ros-jazzy-rclpy[fastrtps]==7.1.6" ros-jazzy-std-msgs==5.3.6 ros-jazzy-sensor-msgs==5.3.6
-    ros-jazzy-diagnostic-msgs==5.3.6 ros-jazzy-lifecycle-msgs==2.0.3 ros-jazzy-std-srvs==5.3.6
-    "$(pin rosbags)" "$(pin pytest)" "$(pin pytest-timeout)"
-)
+pin() { grep -E "^$1==" constraints.txt | head -n1; }
 mkdir -p "$dest"
 # empy (rosidl's template engine) is published as a source archive only: build its pure-Python
 # wheel here so that the GPU machine installs everything from wheels.
@@ -27,7 +22,7 @@ mkdir -p "$dest"
 "$PYTHON" -m pip download --quiet --only-binary=:all: --find-links "$dest" --python-version 3.12 \
     --implementation cp --abi cp312 --abi abi3 --abi none \
     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
-    --platform manylinux2014_x86_64 --platform any -d "$dest" "${packages[@]}"
+    --platform manylinux2014_x86_64 --platform any -d "$dest" -r scripts/gpu_wheels.txt
 # What the GPU machine has already (its own torch stack): not carried.
 rm -f "$dest"/numpy-*.whl
 count=$(find "$dest" -name '*.whl' | wc -l)

@@ -72,9 +72,22 @@ def batch_seed_of(seed: int, rank: int, epoch: int, batch: int) -> int:
     return int(state[0]) << 31 | int(state[1]) >> 1
 
 
-def open_split(data: DataConfig, split: str, **overrides: Any) -> Dataset:
-    """Builds one split of the configured dataset (``data.options`` plus ``overrides``)."""
-    return build_dataset(data.dataset, data.root, split, **{**data.options, **overrides})
+def open_split(data: DataConfig, split: str, image_size: int | None = None,
+               **overrides: Any) -> Dataset:
+    """Builds one split of the configured dataset (``data.options`` plus ``overrides``).
+
+    With ``data.frame_cache`` and ``image_size``, the split's frames come from its frame cache
+    (:mod:`training.frame_cache`; built on first use).
+    """
+    options = {**data.options, **overrides}
+    dataset = build_dataset(data.dataset, data.root, split, **options)
+    if data.frame_cache and image_size:
+        from training.frame_cache import open_cached
+
+        identity = {'dataset': data.dataset, 'split': split, 'options': options}
+        dataset = open_cached(dataset, data.frame_cache, data.root, identity, image_size,
+                              data.num_workers)
+    return dataset
 
 
 def holdout_indices(size: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
@@ -113,8 +126,12 @@ def holdout_groups(groups: np.ndarray, fraction: float, seed: int
     return np.flatnonzero(~held).tolist(), np.flatnonzero(held).tolist()
 
 
-def train_and_val(data: DataConfig, seed: int, **overrides: Any) -> tuple[Dataset, Dataset]:
+def train_and_val(data: DataConfig, seed: int, image_size: int | None = None,
+                  **overrides: Any) -> tuple[Dataset, Dataset]:
     """The training set and the validation set: a named split, or a seeded holdout of train.
+
+    ``image_size`` (the model's S) is what the frame cache keeps, when ``data.frame_cache`` is
+    set (see :func:`open_split`).
 
     The holdout takes whole recording sessions or objects when the dataset says which sample
     belongs to which (``group_array``: Touch and Go, the Feeling of Success), so that model
@@ -124,12 +141,12 @@ def train_and_val(data: DataConfig, seed: int, **overrides: Any) -> tuple[Datase
     Raises:
         DataError: An empty training split, or too few samples to hold some out.
     """
-    train = open_split(data, data.train_split, **overrides)
+    train = open_split(data, data.train_split, image_size, **overrides)
     if len(train) == 0:
         raise DataError(f'the {data.train_split!r} split of {data.dataset} at {data.root} has no '
                         'samples: its list file is empty or names no usable frames')
     if data.val_split != HOLDOUT:
-        return train, open_split(data, data.val_split, **overrides)
+        return train, open_split(data, data.val_split, image_size, **overrides)
     groups = train.group_array() if hasattr(train, 'group_array') else None
     if groups is not None and len(np.unique(groups)) >= 2:
         kept, held = holdout_groups(groups, data.val_fraction, seed)
@@ -164,7 +181,8 @@ def stage1_frames(data: DataConfig, train: Dataset, val: Dataset) -> Dataset:
                         f'{data.stage1_frames!r}')
     if data.stage1_frames == 'labelled' or data.dataset != 'touch_and_go':
         return train
-    frames = open_split(data, data.train_split, task='frames', visual_len=1, tactile_len=1,
+    frames = open_split(data, data.train_split, getattr(train, 'frame_size', None),
+                        task='frames', visual_len=1, tactile_len=1,
                         frames='disk' if data.stage1_frames == 'disk' else 'listed',
                         frames_task=data.options.get('task', 'material'))
     keys, val_keys, train_keys = frames.frame_keys(), frame_keys(val) or [], frame_keys(train)
@@ -181,6 +199,8 @@ def with_info(subset: Subset, source: Dataset) -> Subset:
     """Copies the dataset declarations (heads, sequence lengths, sensors) onto a subset."""
     for name in ('heads', 'num_tactile', 'visual_len', 'tactile_len'):
         setattr(subset, name, getattr(source, name))
+    if hasattr(source, 'frame_size'):  # frames from a frame cache: stage 1 caches its own too
+        subset.frame_size = source.frame_size
     return subset
 
 

@@ -45,6 +45,7 @@ from training.retrieval import describe, hits_at, RetrievalProbe
 from training.runs import (
     add_run_arguments,
     build_model_config,
+    frame_cache_size,
     prepare_run,
     provenance,
     sequence_overrides,
@@ -196,6 +197,7 @@ def main(argv: list[str] | None = None) -> Path:
     context = init_distributed(config.runtime.device)
     try:
         train_set, val_set = train_and_val(config.data, config.runtime.seed,
+                                           frame_cache_size(config),
                                            **sequence_overrides(config))
         model_config = build_model_config(config, train_set)
         path = run_pretraining(config, run_dir, train_set, val_set, model_config, context,

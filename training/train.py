@@ -62,6 +62,7 @@ from training.pretrain import eval_loader, run_pretraining
 from training.runs import (
     add_run_arguments,
     build_model_config,
+    frame_cache_size,
     prepare_run,
     provenance,
     sequence_overrides,
@@ -222,11 +223,13 @@ def run_training(config: TrainConfig, run_dir: Path, resume: bool = False,
         if init_from is not None:
             init = read_init_checkpoint(init_from)
             train_set, val_set = train_and_val(config.data, config.runtime.seed,
+                                               frame_cache_size(config, init.preprocess),
                                                **sequence_lengths(init))
             return run_supervised(config, run_dir, train_set, val_set,
                                   finetune_model_config(init, train_set), context, None,
                                   resume, init)
         train_set, val_set = train_and_val(config.data, config.runtime.seed,
+                                           frame_cache_size(config),
                                            **sequence_overrides(config))
         model_config = build_model_config(config, train_set)
         encoder_path = contrastive_checkpoint
