@@ -177,7 +177,8 @@ class Predictor:
         self._use_cuda_graph = cuda_graph
         self._graphs: dict[Any, tuple[torch.cuda.CUDAGraph, list[torch.Tensor], torch.Tensor]] = {}
         self._graphs_paused = False
-        self.graph_counts = {'captured': 0, 'eager_beyond_cap': 0}
+        # In /diagnostics: graphs captured, and predictions run eager for sizes beyond the cap.
+        self.graph_counts = {'captured': 0, 'eager beyond cap': 0} if cuda_graph else {}
         self._lock = threading.Lock()
 
     @classmethod
@@ -350,7 +351,7 @@ class Predictor:
         entry = self._graphs.get(staged.key)
         if entry is None:
             if len(self._graphs) >= MAX_CUDA_GRAPHS:
-                self.graph_counts['eager_beyond_cap'] += 1
+                self.graph_counts['eager beyond cap'] += 1
                 return self._probabilities(staged, self._to_device(staged))
             entry = self._capture(staged)
             self._graphs[staged.key] = entry

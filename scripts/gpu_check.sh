@@ -145,8 +145,12 @@ EOF
 if "$PYTHON" -c 'import rclpy' 2>/dev/null; then
     step node-raw 100 bench node --device "$device" --checkpoint "$checkpoint" "${node[@]}" \
         --tag "$tag-$preset-raw"
-    step node-jpeg 80 bench node --device "$device" --checkpoint "$checkpoint" --compressed \
-        "${node[@]}" --tag "$tag-$preset-jpeg"
+    if ((quick)); then
+        skip node-jpeg 'quick mode'
+    else
+        step node-jpeg 80 bench node --device "$device" --checkpoint "$checkpoint" --compressed \
+            "${node[@]}" --tag "$tag-$preset-jpeg"
+    fi
     step node-onnxruntime 90 bench node --device "$device" \
         --checkpoint "${checkpoint%.safetensors}.onnx" "${node[@]}" \
         --tag "$tag-$preset-onnxruntime"

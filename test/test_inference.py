@@ -164,4 +164,4 @@ def test_cuda_graphs_are_captured_per_input_size_up_to_the_cap(checkpoint, predi
         for head in HEADS:
             np.testing.assert_allclose(actual[head], expected[head], atol=2e-2)
     assert len(gpu.graph_sizes) == MAX_CUDA_GRAPHS
-    assert gpu.graph_counts == {'captured': MAX_CUDA_GRAPHS, 'eager_beyond_cap': 2}
+    assert gpu.graph_counts == {'captured': MAX_CUDA_GRAPHS, 'eager beyond cap': 2}
