@@ -27,6 +27,7 @@ import torch
 from benchmarks.report import command_line, machine_info, Report, write_report
 from convitac_ros.ros.dds_profile import use_fastdds_profile
 
+CHECK_FAILED = 3  # exit status: every part ran and wrote its report, but a check failed
 PARTS = ('model', 'predictor', 'onnx', 'node', 'training')
 DEFAULT_CHECKPOINT = Path('models/convitac_demo.safetensors')
 
@@ -169,7 +170,7 @@ def run_part(part: str, args: argparse.Namespace) -> Report:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of `python -m benchmarks`."""
+    """Entry point of `python -m benchmarks`: 0, or `CHECK_FAILED` when a check failed."""
     args = build_parser().parse_args(argv)
     use_fastdds_profile()  # for the node process and the in-process client that sends images
     command = command_line(argv)
@@ -186,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         failed |= not all(check.passed for check in report.checks)
     if args.output is not None:
         print(f'wrote {os.fspath(args.output)}/<part>-{tag}.json and .md', file=sys.stderr)
-    return 1 if failed else 0
+    return CHECK_FAILED if failed else 0
 
 
 if __name__ == '__main__':

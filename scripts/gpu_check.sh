@@ -85,6 +85,7 @@ step() {
     rc=$?
     case $rc in
         0) result=ok ;;
+        3) result='ran; a check failed (see its table)' ;;
         124|137) result="TIMED OUT after ${limit} s"; failed=1 ;;
         *) result="FAILED (exit $rc)"; failed=1 ;;
     esac

@@ -19,9 +19,11 @@ def test_gpu_check_quick_mode_runs_every_step_and_writes_the_tables(tmp_path):
                             capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout + result.stderr
     summary = (tmp_path / 'gpu-check-cpu-quick.md').read_text()
-    for name in ('environment', 'checkpoint', 'node-raw', 'node-onnxruntime', 'model',
-                 'predictor', 'onnx', 'training'):
+    for name in ('environment', 'checkpoint', 'model', 'predictor', 'onnx', 'training'):
         assert f'| {name} | ok |' in summary, summary
+    for name in ('node-raw', 'node-onnxruntime'):  # the node's bars are not met on a CPU
+        assert (f'| {name} | ok |' in summary
+                or f'| {name} | ran; a check failed (see its table) |' in summary), summary
     for backend in ('raw', 'onnxruntime'):
         node = json.loads((tmp_path / f'node-cpu-quick-tiny-{backend}.json').read_text())
         assert node['results']['latency'], backend
