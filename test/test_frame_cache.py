@@ -108,6 +108,8 @@ def test_another_preprocessing_or_changed_data_rebuilds_once_and_says_so(root, t
 
 
 class Failing(torch.utils.data.Dataset):
+    """A dataset whose disk fails at one sample."""
+
     def __init__(self, source, at):
         self.source, self.at = source, at
 
