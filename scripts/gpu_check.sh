@@ -190,7 +190,7 @@ if ((quick)); then
     step training 120 bench training --device "$device" --steps 2 --batch-size 4 --frame-cache
 else
     step onnx 40 bench onnx --device all --configs tiny,paper "${runs[@]}"
-    step training 40 bench training --device cuda --train-preset paper --steps 8 \
+    step training 60 bench training --device cuda --train-preset paper --steps 4 \
         --batch-size 64 --num-workers 8 --frame-cache
 fi
 
