@@ -269,7 +269,10 @@ class Predictor:
         """
         with self._lock, torch.inference_mode():
             staged = self._stage(samples)
-            return self._normalized(staged, self._to_device(staged))
+            pixels = self._normalized(staged, self._to_device(staged))
+            if self.device.type == 'cuda':  # the next call may refill the pinned buffers
+                torch.cuda.current_stream(self.device).synchronize()
+            return pixels
 
     def predict_with_attention(self, visual_frames: VisualFrames, tactile_frames: TactileFrames
                                ) -> tuple[dict[str, np.ndarray], AttentionFrames | None]:
