@@ -76,6 +76,9 @@ def run_node(args: argparse.Namespace, checkpoint: Path | None, device: torch.de
         checkpoint = checkpoint or _tiny_checkpoint(Path(tmp))
         report.settings['checkpoint'] = str(checkpoint)
         predictor = Predictor.from_checkpoint(checkpoint, device=device)
+        report.settings.update(
+            backend=predictor.backend, providers=getattr(predictor, 'providers', None),
+            resize_on_device=predictor.resize_on_device)
         pieces = _pieces(predictor, args)
         # The forward timed here runs with the node's torch threads, so that the ratio
         # compares like with like (the node's default is one thread).
@@ -321,6 +324,12 @@ def _latency_run(client: Client, pieces: dict[str, Any], args: argparse.Namespac
                        f'floor + Predictor.predict = {bound:.2f}x the forward: the best this '
                        'transport allows.')
     profile = 'with' if report.settings.get('fastdds_profile') else 'without'
+    settings = report.settings
+    where = 'resized on the device' if settings['resize_on_device'] else 'resized on the host'
+    table.notes.append(f"model: {Path(settings['checkpoint']).name} on {settings['device']}, "
+                       f"{settings['backend']} backend"
+                       + (f" ({', '.join(settings['providers'])})" if settings['providers']
+                          else '') + f', frames {where}.')
     table.notes.append("node overhead: the node's own work (synchronizer, window, conversion, "
                        'queue hand-off, outputs, publishing, diagnostics), per pair its end to '
                        'end minus the echo floor p50 and the p50 of Predictor.predict on the '
