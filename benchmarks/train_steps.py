@@ -101,12 +101,14 @@ def _trainer(stage: str, config: Any, model_config: Any, train_set: Any, context
     if stage == 'stage1':
         model = SimCLRModel(ContrastiveEncoder(model_config))
         task = ContrastiveTask(config, None, context)
-        collate = BatchCollator(*geometry, FrameAugmentation.simclr(), pairs=True)
+        collate = BatchCollator(*geometry, FrameAugmentation.simclr(), pairs=True,
+                                on_device=bool(config.data.frame_cache))
         settings = config.stage1
     else:
         model = ConViTac(model_config)
         task = SupervisedTask(config, None, context, dict(train_set.heads), preprocess)
-        collate = BatchCollator(*geometry, FrameAugmentation.light())
+        collate = BatchCollator(*geometry, FrameAugmentation.light(),
+                                on_device=bool(config.data.frame_cache))
         settings = config.stage2
     return Trainer(run_dir, model, task, train_set, collate, settings, config.runtime, context,
                    num_workers=num_workers)

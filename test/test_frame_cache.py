@@ -12,6 +12,7 @@ from convitac_ros.data.transforms import FrameAugmentation
 from convitac_ros.preprocess import IMAGENET_MEAN, IMAGENET_STD, resize_frame
 from training.config import DataConfig
 from training.data import BatchCollator, KeyedDataset, open_split, targets, train_and_val
+from training.engine import to_device
 from training.frame_cache import FrameCache, open_cached
 
 torch.set_num_threads(1)
@@ -46,11 +47,11 @@ class ResizedOnTheFly(torch.utils.data.Dataset):
                                for sensor in sample.tactile], labels=sample.labels)
 
 
-def batches(dataset, augment, seeds=(11, 12)):
-    collate = BatchCollator(SIZE, IMAGENET_MEAN, IMAGENET_STD, augment)
+def batches(dataset, augment, seeds=(11, 12), on_device=False):
+    collate = BatchCollator(SIZE, IMAGENET_MEAN, IMAGENET_STD, augment, on_device=on_device)
     keyed = KeyedDataset(dataset)
-    return [collate([keyed[(index, seed)] for index in range(seed % 5, seed % 5 + 8)])
-            for seed in seeds]
+    return [to_device(collate([keyed[(index, seed)] for index in range(seed % 5, seed % 5 + 8)]),
+                      torch.device('cpu')) for seed in seeds]
 
 
 def assert_same_batches(first, second):
@@ -70,6 +71,10 @@ def test_cache_never_changes_what_the_model_sees(root, tmp_path):
     # Augmentation draws the same crops, flips and colours; the crop is of the S-sized frame.
     assert_same_batches(batches(ResizedOnTheFly(source), FrameAugmentation.light()),
                         batches(cached, FrameAugmentation.light()))
+    # And with the augmentation on the device, as training runs it with the cache.
+    light = FrameAugmentation.light()
+    assert_same_batches(batches(ResizedOnTheFly(source), light, on_device=True),
+                        batches(cached, light, on_device=True))
     assert cached.heads == source.heads and cached.visual_len == source.visual_len
     for head in source.heads:
         np.testing.assert_array_equal(targets(cached, head), targets(source, head))

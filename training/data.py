@@ -244,12 +244,16 @@ class BatchCollator:
         std: RGB std of the normalisation.
         augment: Training augmentation, or None for the deterministic eval transform.
         pairs: Stage 1: single (visual, tactile) image pairs instead of full sequences.
+        on_device: Augment on the training device: the collate draws the same numbers and
+            gives a :class:`training.device_augment.DeviceBatch` of uint8 frames at S, which
+            the trainer's ``to_device`` augments there (with ``data.frame_cache``).
     """
 
     def __init__(self, image_size: int, mean: Sequence[float], std: Sequence[float],
-                 augment: FrameAugmentation | None, pairs: bool = False) -> None:
+                 augment: FrameAugmentation | None, pairs: bool = False,
+                 on_device: bool = False) -> None:
         self.image_size, self.mean, self.std = image_size, tuple(mean), tuple(std)
-        self.augment, self.pairs = augment, pairs
+        self.augment, self.pairs, self.on_device = augment, pairs, on_device
 
     def __call__(self, items: Sequence[tuple[Sample, int] | Sample]) -> Any:
         """Returns what ``collate_samples`` (or ``collate_contrastive_pairs``) returns."""
@@ -260,5 +264,10 @@ class BatchCollator:
             if not keyed:
                 raise ValueError('augmentation needs (sample, batch_seed) items')
             rng = np.random.default_rng(items[0][1])
+            if self.on_device:
+                from training.device_augment import collate_for_device
+
+                return collate_for_device(samples, self.image_size, self.mean, self.std,
+                                          self.augment, rng, self.pairs)
         collate = collate_contrastive_pairs if self.pairs else collate_samples
         return collate(samples, self.image_size, self.mean, self.std, self.augment, rng)

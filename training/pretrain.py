@@ -161,7 +161,8 @@ def run_pretraining(config: TrainConfig, run_dir: Path, train_set: Dataset, val_
         print(f'stage 1: {len(train_set)} (camera, tactile) pairs ({config.data.stage1_frames}; '
               f'the labelled training set has {labelled}), {len(val_set)} held out', flush=True)
     trainer = Trainer(run_dir, model, task, train_set,
-                      BatchCollator(size, mean, std, augment, pairs=True), config.stage1,
+                      BatchCollator(size, mean, std, augment, pairs=True,
+                                    on_device=bool(config.data.frame_cache)), config.stage1,
                       config.runtime, context, num_workers=config.data.num_workers)
     summary = trainer.fit(resume=resume)
     if summary['stopped']:

@@ -188,7 +188,8 @@ def run_supervised(config: TrainConfig, run_dir: Path, train_set: Dataset, val_s
                              BatchCollator(size, mean, std, None), config.data.num_workers)
     task = SupervisedTask(config, val_loader, context, dict(train_set.heads), preprocess,
                           init_record)
-    trainer = Trainer(run_dir, model, task, train_set, BatchCollator(size, mean, std, augment),
+    collate = BatchCollator(size, mean, std, augment, on_device=bool(config.data.frame_cache))
+    trainer = Trainer(run_dir, model, task, train_set, collate,
                       config.stage2, config.runtime, context,
                       num_workers=config.data.num_workers)
     summary = trainer.fit(resume=resume)
