@@ -235,6 +235,17 @@ class KeyedDataset(Dataset):
         return self.dataset[index], batch_seed
 
 
+def augment_on_device(data: DataConfig, device: torch.device) -> bool:
+    """Whether training batches are augmented on the device: with the frame cache, on CUDA.
+
+    On a CPU the batched augmentation (``training.device_augment``) cut the loader's wait to
+    1-2 % of the step but lowered the tiny config's throughput (stage 1 83.6 -> 57 samples/s,
+    stage 2 55.9 -> 39.1, no workers; docs/benchmarks/training-cpu-frame-cache.md), so the CPU
+    keeps OpenCV in the loader.
+    """
+    return bool(data.frame_cache) and device.type == 'cuda'
+
+
 class BatchCollator:
     """Collates ``(sample, batch_seed)`` items with optional seeded augmentation (picklable).
 

@@ -33,7 +33,7 @@ from convitac_ros.model import ContrastiveEncoder, load_dino_weights, ModelConfi
 from convitac_ros.model.contrastive import TACTILE, VISUAL
 from training.command import run_command  # noqa: E402
 from training.config import TrainConfig
-from training.data import BatchCollator, stage1_frames, train_and_val
+from training.data import augment_on_device, BatchCollator, stage1_frames, train_and_val
 from training.distributed import (
     DistContext,
     gather_with_grad,
@@ -162,7 +162,8 @@ def run_pretraining(config: TrainConfig, run_dir: Path, train_set: Dataset, val_
               f'the labelled training set has {labelled}), {len(val_set)} held out', flush=True)
     trainer = Trainer(run_dir, model, task, train_set,
                       BatchCollator(size, mean, std, augment, pairs=True,
-                                    on_device=bool(config.data.frame_cache)), config.stage1,
+                                    on_device=augment_on_device(config.data, context.device)),
+                      config.stage1,
                       config.runtime, context, num_workers=config.data.num_workers)
     summary = trainer.fit(resume=resume)
     if summary['stopped']:

@@ -41,7 +41,7 @@ from convitac_ros.model import ConViTac, ModelConfig
 from convitac_ros.model.dino import load_backbone_weights
 from training.command import run_command
 from training.config import TrainConfig
-from training.data import BatchCollator, train_and_val
+from training.data import augment_on_device, BatchCollator, train_and_val
 from training.distributed import (
     DistContext,
     init_distributed,
@@ -188,7 +188,8 @@ def run_supervised(config: TrainConfig, run_dir: Path, train_set: Dataset, val_s
                              BatchCollator(size, mean, std, None), config.data.num_workers)
     task = SupervisedTask(config, val_loader, context, dict(train_set.heads), preprocess,
                           init_record)
-    collate = BatchCollator(size, mean, std, augment, on_device=bool(config.data.frame_cache))
+    collate = BatchCollator(size, mean, std, augment,
+                            on_device=augment_on_device(config.data, context.device))
     trainer = Trainer(run_dir, model, task, train_set, collate,
                       config.stage2, config.runtime, context,
                       num_workers=config.data.num_workers)
