@@ -134,3 +134,21 @@ def test_a_failed_build_leaves_no_cache_behind(root, tmp_path):
         FrameCache(Failing(source, at=5), tmp_path / 'split', SIZE, key)
     assert not (tmp_path / 'split').exists()
     assert len(FrameCache(source, tmp_path / 'split', SIZE, key)) == len(source)
+
+
+def test_cache_frames_builds_a_configs_caches_and_refuses_bad_input_in_one_line(
+        root, tmp_path, capsys):
+    from training.cache_frames import main
+
+    cache = tmp_path / 'cache'
+    settings = ['--config', 'demo', '--set', f'data.root={root}']
+    assert main([*settings, '--set', f'data.frame_cache={cache}']) == 0
+    assert 'training and' in capsys.readouterr().out
+    assert len(list(cache.iterdir())) == 1  # the holdout: one cache of the train split
+    assert main(settings) == 2
+    assert capsys.readouterr().err.strip() == (
+        'cache_frames: error: data.frame_cache is empty; set it to a folder')
+    assert main(['--config', 'demo', '--set', f'data.root={tmp_path}/none', '--set',
+                 f'data.frame_cache={cache}']) == 1
+    error = capsys.readouterr().err.strip()
+    assert error.startswith('cache_frames: error: ') and '\n' not in error

@@ -11,7 +11,7 @@ untouched, so batches from the cache equal batches of the same frames resized to
 (`test/test_frame_cache.py`). With augmentation, the crop is then taken from the S-sized frame
 rather than the full-resolution one.
 
-A cache is built by the first run that needs it (or by `python training/frame_cache.py --config
+A cache is built by the first run that needs it (or by `python training/cache_frames.py --config
 CONFIG`), in a folder per dataset, split and options, and is keyed by the data (every file under
 `data.root`: path, size, modification time) and the preprocessing (S, the resize). A cache made
 from other data or for another preprocessing is rebuilt, and that is said once. Writes go to a
@@ -20,8 +20,6 @@ temporary folder renamed into place, so a killed build leaves nothing half-writt
 
 from __future__ import annotations
 
-import argparse
-from collections.abc import Sequence
 import functools
 import hashlib
 import json
@@ -32,14 +30,10 @@ import sys
 from typing import Any
 
 import numpy as np
-import torch
 from torch.utils.data import DataLoader, Dataset
 
-if __package__ in (None, ''):  # run as a script: python training/frame_cache.py
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from convitac_ros.data.sample import Sample  # noqa: E402
-from convitac_ros.preprocess import resize_frame  # noqa: E402
+from convitac_ros.data.sample import Sample
+from convitac_ros.preprocess import resize_frame
 
 FORMAT = 'convitac-frame-cache/1'
 RESIZE = 'convitac_ros.preprocess.resize_frame: OpenCV INTER_AREA shrinking, INTER_LINEAR else'
@@ -211,31 +205,3 @@ def open_cached(source: Dataset, cache_root: str | os.PathLike, data_root: str |
         text.encode()).hexdigest()[:12]
     key = {'identity': json.loads(text), 'data': data_fingerprint(data_root, exclude=cache_root)}
     return FrameCache(source, cache_root / name, image_size, key, workers)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """`python training/frame_cache.py --config CONFIG [--set k=v ...]`: build the caches."""
-    from training.config import load_config
-    from training.data import train_and_val
-    from training.runs import frame_cache_size
-
-    parser = argparse.ArgumentParser(description='Build the frame caches of a training config.')
-    parser.add_argument('--config', required=True, help='config name or YAML file')
-    parser.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
-                        help='config overrides, e.g. data.frame_cache=runs/frame_cache')
-    args = parser.parse_args(argv)
-    config = load_config(args.config, args.set)
-    if not config.data.frame_cache:
-        print('frame_cache: error: data.frame_cache is empty; set it to a folder',
-              file=sys.stderr)
-        return 2
-    torch.set_num_threads(1)
-    train, val = train_and_val(config.data, config.runtime.seed,
-                               image_size=frame_cache_size(config))
-    print(f'frame caches in {config.data.frame_cache}: {len(train)} training and {len(val)} '
-          'validation samples')
-    return 0
-
-
-if __name__ == '__main__':
-    sys.exit(main())
