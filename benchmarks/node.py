@@ -41,7 +41,7 @@ import torch
 from benchmarks.load import Client, Sent, smooth_scene
 from benchmarks.model import camera_frames, predictor_pieces
 from benchmarks.report import Check, Report, summarize, Table, time_calls, time_interleaved
-from convitac_ros.inference import Predictor
+from convitac_ros.predictor import open_predictor
 from convitac_ros.preprocess import resize_frame
 from convitac_ros.ros.client import loopback_dds, NodeProcess
 from convitac_ros.ros.contact import ContactDetector
@@ -76,7 +76,7 @@ def run_node(args: argparse.Namespace, checkpoint: Path | None, device: torch.de
     with tempfile.TemporaryDirectory(prefix='convitac_bench_') as tmp:
         checkpoint = checkpoint or _tiny_checkpoint(Path(tmp))
         report.settings['checkpoint'] = str(checkpoint)
-        predictor = Predictor.from_checkpoint(checkpoint, device=device)
+        predictor = open_predictor(checkpoint, device=device)
         report.settings.update(
             backend=predictor.backend, providers=getattr(predictor, 'providers', None),
             resize_on_device=predictor.resize_on_device)
@@ -186,7 +186,7 @@ def _tiny_checkpoint(folder: Path) -> Path:
     return save_checkpoint(folder / 'tiny_random.safetensors', ConViTac(ModelConfig.tiny()))
 
 
-def _pieces(predictor: Predictor, args: argparse.Namespace) -> dict[str, Any]:
+def _pieces(predictor: Any, args: argparse.Namespace) -> dict[str, Any]:
     (cam_h, cam_w), (tac_h, tac_w) = args.camera_size, args.tactile_size
     visual = camera_frames(predictor.visual_len, cam_h, cam_w)
     tactile = [camera_frames(predictor.tactile_len, tac_h, tac_w, seed=1 + sensor)
@@ -352,7 +352,7 @@ def _latency_run(client: Client, pieces: dict[str, Any], args: argparse.Namespac
         f"(p95 {overhead['p95_ms']:.3g} ms)"))
 
 
-def _own_work_pieces(predictor: Predictor, sizes: list[tuple[int, int]],
+def _own_work_pieces(predictor: Any, sizes: list[tuple[int, int]],
                      args: argparse.Namespace, report: Report) -> None:
     """Time the node's per-pair work piece by piece in this process (interleaved rounds).
 

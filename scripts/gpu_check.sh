@@ -142,7 +142,7 @@ torch.manual_seed(0)
 preset, path = sys.argv[1], sys.argv[2]
 save_checkpoint(path, ConViTac(getattr(ModelConfig, preset)()),
                 training={'note': 'random weights, for timing only'})
-result = export_onnx(path, path.replace('.safetensors', '.onnx'))
+result = export_onnx(path, path.replace('.safetensors', '.onnx'), force=True)
 print(f'{path} and {result.path} ({result.size_bytes / 2**20:.0f} MiB, max |diff| '
       f'{result.max_abs_diff:.1e})')
 EOF
