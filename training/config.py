@@ -59,7 +59,11 @@ class ModelSection:
 class StageConfig:
     """Optimisation knobs of one stage (stage 1 = SimCLR pretraining, stage 2 = supervised)."""
 
-    epochs: int = 30
+    epochs: int = 30  # the cap: at most this many epochs (the cosine schedule spans them)
+    # Early stopping: end after this many validations in a row without a better best_metric
+    # (stage 1 held-out retrieval top-1, stage 2 mean validation accuracy); 0 = never.
+    patience: int = 0
+    max_minutes: float = 0.0  # wall-clock budget of the stage's training loop; 0 = none
     batch_size: int = 16
     optimizer: str = 'adamw'  # adamw | adam | sgd
     lr: float = 1e-4

@@ -28,30 +28,44 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from convitac_ros.model.config import ModelConfig
+from convitac_ros.model.config import ModelConfig, PROJECTION_HEADS
 from convitac_ros.model.encoders import GridTokenizer
 
 VISUAL, TACTILE = 0, 1  # modality indices of `projection_embed`
 
 
 class ProjectionHead(nn.Module):
-    """Projection head: Linear, one BatchNorm per modality, ReLU (no output layer)."""
+    """Projection head of E^c, one of :data:`PROJECTION_HEADS` (``ModelConfig.projection_head``).
 
-    def __init__(self, dim: int, out_dim: int, num_modalities: int = 2) -> None:
+    Every form starts with a Linear layer and one BatchNorm per modality (no affine part):
+    ``'relu'`` (the head of checkpoints before 0.3) then ends in ReLU, so every embedding is
+    non-negative and every cosine lies in [0, 1]; ``'linear'`` ends after the BatchNorm;
+    ``'mlp'`` (SimCLR's form) adds ReLU and an output Linear layer.
+    """
+
+    def __init__(self, dim: int, out_dim: int, num_modalities: int = 2,
+                 kind: str = 'relu') -> None:
         super().__init__()
+        if kind not in PROJECTION_HEADS:
+            raise ValueError(f'projection head must be one of {PROJECTION_HEADS}, got {kind!r}')
+        self.kind = kind
         self.linear = nn.Linear(dim, out_dim)
         self.norms = nn.ModuleList(nn.BatchNorm1d(out_dim, affine=False)
                                    for _ in range(num_modalities))
+        self.output = nn.Linear(out_dim, out_dim) if kind == 'mlp' else None
 
     def forward(self, pooled: torch.Tensor, modality: torch.Tensor) -> torch.Tensor:
-        """Args: pooled `(N, d)`, modality `(N,)` ints. Returns: `(N, out_dim)`, >= 0."""
+        """Args: pooled `(N, d)`, modality `(N,)` ints. Returns: `(N, out_dim)`."""
         hidden = self.linear(pooled)
         normalised = torch.zeros_like(hidden)
         for index, norm in enumerate(self.norms):
             rows = modality == index
             if bool(rows.any()):
                 normalised[rows] = norm(hidden[rows])
-        return torch.relu(normalised)
+        if self.kind == 'linear':
+            return normalised
+        activated = torch.relu(normalised)
+        return activated if self.output is None else self.output(activated)
 
 
 class ContrastiveEncoder(nn.Module):
@@ -65,7 +79,8 @@ class ContrastiveEncoder(nn.Module):
                                        config.dim)
         self.pool_score = nn.Linear(config.dim, 1)  # attention pooling over the P tokens
         # Batch statistics while training, running ones in eval (see the module docstring).
-        self.projection_head = ProjectionHead(config.dim, config.projection_dim)
+        self.projection_head = ProjectionHead(config.dim, config.projection_dim,
+                                              kind=config.projection_head)
 
     @property
     def backbone(self) -> nn.Module:
