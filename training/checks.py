@@ -34,6 +34,19 @@ def check_batch(stage: str, section: StageConfig, size: int) -> None:
                         f'{section.batch_size}; lower {stage}.batch_size (or add data)')
 
 
+def single_session(config: TrainConfig, train: Dataset) -> bool:
+    """Whether the validation holdout had to take single frames of one recording session."""
+    return config.data.val_split == HOLDOUT and session_count(train) == 1
+
+
+def check_sessions(config: TrainConfig, train: Dataset) -> None:
+    """Stage 1 is judged on held-out sessions: one session only is a DataError."""
+    if single_session(config, train):
+        raise DataError(f'stage 1: {config.data.root} holds one recording session, so no '
+                        'held-out session can judge retrieval; record two or more sessions or '
+                        'name a validation split (data.val_split)')
+
+
 def check_stage1(config: TrainConfig, train_pairs: int, train: Dataset, val: Dataset) -> None:
     """Stage 1 needs full batches, >= 2 held-out pairs and, for a holdout, >= 2 sessions.
 
@@ -43,10 +56,7 @@ def check_stage1(config: TrainConfig, train_pairs: int, train: Dataset, val: Dat
         train: Stage 2's training set (its source tells the number of sessions).
         val: The validation set (held-out retrieval).
     """
-    if config.data.val_split == HOLDOUT and session_count(train) == 1:
-        raise DataError(f'stage 1: {config.data.root} holds one recording session, so no '
-                        'held-out session can judge retrieval; record two or more sessions or '
-                        'name a validation split (data.val_split)')
+    check_sessions(config, train)
     check_batch('stage1', config.stage1, train_pairs)
     if len(val) < 2:
         raise DataError(f'stage 1: held-out retrieval needs at least 2 validation pairs, got '
@@ -56,13 +66,17 @@ def check_stage1(config: TrainConfig, train_pairs: int, train: Dataset, val: Dat
 def check_stage2(config: TrainConfig, train: Dataset, val: Dataset) -> None:
     """Stage 2 needs full batches, labels for every head and a validation sample.
 
-    A class without a training sample is reported on one line (stderr) but is no error: the
-    model keeps its output and cannot predict it.
+    A class without a training sample, and a validation set of single frames of the one
+    training session, are reported on one line each (stderr) but are no error.
     """
     check_batch('stage2', config.stage2, len(train))
     if len(val) == 0:
         raise DataError('stage 2: the validation set is empty; raise data.val_fraction or name '
                         'a validation split')
+    if single_session(config, train):
+        print(f'stage 2: WARNING: {config.data.root} holds one session: validation holds out '
+              'single frames of it (optimistic: near-duplicates of the training frames); name '
+              'a validation split (data.val_split) where you can', file=sys.stderr, flush=True)
     heads: dict[str, list[str]] = dict(train.heads)
     unlabelled = []
     for head, classes in heads.items():

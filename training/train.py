@@ -39,7 +39,7 @@ from convitac_ros.data import MISSING_LABEL
 from convitac_ros.data.transforms import FrameAugmentation
 from convitac_ros.model import ConViTac, ModelConfig
 from convitac_ros.model.dino import load_backbone_weights
-from training.checks import check_stage2
+from training.checks import check_sessions, check_stage2
 from training.command import run_command
 from training.config import TrainConfig
 from training.data import BatchCollator, train_and_val
@@ -233,7 +233,8 @@ def run_training(config: TrainConfig, run_dir: Path, resume: bool = False,
         model_config = build_model_config(config, train_set)
         encoder_path = contrastive_checkpoint
         if model_config.uses_condition and encoder_path is None:
-            check_stage2(config, train_set, val_set)  # before stage 1 spends its time
+            check_sessions(config, train_set)  # before stage 1 spends its time
+            check_stage2(config, train_set, val_set)
             encoder_path = run_pretraining(config, Path(run_dir) / STAGE1_DIR, train_set,
                                            val_set, model_config, context, resume, dino_weights)
         return run_supervised(config, run_dir, train_set, val_set, model_config, context,
