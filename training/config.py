@@ -77,6 +77,9 @@ class StageConfig:
     grad_clip: float = 1.0  # max global grad norm; 0 disables clipping
     max_steps: int = 0  # 0 = epochs * steps_per_epoch, else a hard cap on optimizer steps
     temperature: float = 0.1  # NT-Xent tau (stage 1 only)
+    # Stage 1: NT-Xent negatives: 'all' (SimCLR: the other 2B - 2 images) or 'cross' (the
+    # other modality's B - 1 images only, as CLIP)
+    negatives: str = 'all'
     retrieval_batch: int = 32  # stage 1: held-out visual-to-tactile retrieval in batches of this
     label_smoothing: float = 0.0  # cross-entropy (stage 2 only)
     augment: bool = True

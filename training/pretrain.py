@@ -69,7 +69,8 @@ class SimCLRModel(nn.Module):
         return self.encoder.projection_embed(torch.cat([visual, tactile]), modality)
 
 
-def gathered_nt_xent(embeddings: torch.Tensor, temperature: float) -> torch.Tensor:
+def gathered_nt_xent(embeddings: torch.Tensor, temperature: float,
+                     negatives: str = 'all') -> torch.Tensor:
     """NT-Xent over the global batch: every rank's visual rows, then every rank's tactile rows.
 
     Equal to :func:`nt_xent_loss` on the concatenated batch of all ranks (see
@@ -79,10 +80,11 @@ def gathered_nt_xent(embeddings: torch.Tensor, temperature: float) -> torch.Tens
     Args:
         embeddings: This rank's `(2B, D)`, visual rows first.
         temperature: tau.
+        negatives: 'all' or 'cross' (see :func:`nt_xent_loss`).
     """
     visual, tactile = embeddings.chunk(2)
     return nt_xent_loss(torch.cat([gather_with_grad(visual), gather_with_grad(tactile)]),
-                        temperature)
+                        temperature, negatives)
 
 
 class ContrastiveTask:
@@ -106,7 +108,7 @@ class ContrastiveTask:
         """NT-Xent of one (global) batch of pairs, plus this rank's in-batch retrieval."""
         visual, tactile = batch
         embeddings = model(visual, tactile)  # (2B, D)
-        return (gathered_nt_xent(embeddings, self.temperature),
+        return (gathered_nt_xent(embeddings, self.temperature, self.config.stage1.negatives),
                 {'retrieval': float(hits_at(*embeddings.detach().chunk(2), 1).float().mean())})
 
     def validate(self, model: nn.Module) -> dict[str, float]:

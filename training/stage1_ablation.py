@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+import shutil
 import sys
 import time
 from typing import Any
@@ -55,6 +56,7 @@ def run_one(run_dir: Path, config: list[str], root: str, seed: int, overrides: l
     record_path = run_dir / 'record.json'
     if record_path.is_file():
         return json.loads(record_path.read_text())
+    shutil.rmtree(run_dir, ignore_errors=True)  # an interrupted run starts again
     argv = ['--config', *config, '--data-root', root, '--seed', str(seed), '--run-dir',
             str(run_dir), '--no-progress']
     for override in overrides:

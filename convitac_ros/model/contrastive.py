@@ -111,7 +111,11 @@ class ContrastiveEncoder(nn.Module):
         return self.projection_head((weights * tokens).sum(dim=1), modality)
 
 
-def nt_xent_loss(embeddings: torch.Tensor, temperature: float) -> torch.Tensor:
+NEGATIVES = ('all', 'cross')  # NT-Xent negatives: every other row, or the other modality's only
+
+
+def nt_xent_loss(embeddings: torch.Tensor, temperature: float,
+                 negatives: str = 'all') -> torch.Tensor:
     """NT-Xent (normalised temperature-scaled cross entropy), paper eq. 2-3 / SimCLR.
 
     Row i and row i+B of `embeddings` are positives (the B visual embeddings, then the B tactile
@@ -120,9 +124,14 @@ def nt_xent_loss(embeddings: torch.Tensor, temperature: float) -> torch.Tensor:
     `-log(exp(S[i, pos(i)]) / sum_{j != i} exp(S[i, j]))`. (Eq. 2 writes a sum; the mean only
     rescales it and keeps the learning rate independent of the batch size.)
 
+    With ``negatives='cross'`` an anchor's candidates are the B rows of the other modality only
+    (its positive and B - 1 negatives; the symmetric cross-modal loss of CLIP): the loss then
+    asks nothing about how images of one modality relate to each other.
+
     Args:
         embeddings: `(2B, D)` with B >= 1.
         temperature: tau > 0.
+        negatives: 'all' (SimCLR, paper eq. 2-3) or 'cross'.
 
     Returns:
         Scalar loss.
@@ -133,6 +142,8 @@ def nt_xent_loss(embeddings: torch.Tensor, temperature: float) -> torch.Tensor:
     if not isinstance(temperature, (int, float)) or not math.isfinite(temperature) \
             or temperature <= 0:
         raise ValueError(f'temperature must be a finite number > 0, got {temperature!r}')
+    if negatives not in NEGATIVES:
+        raise ValueError(f'negatives must be one of {NEGATIVES}, got {negatives!r}')
     if embeddings.ndim != 2 or embeddings.shape[0] < 2 or embeddings.shape[0] % 2:
         raise ValueError('embeddings must be (2B, D) with an even number of rows >= 2, got '
                          f'{tuple(embeddings.shape)}')
@@ -140,7 +151,11 @@ def nt_xent_loss(embeddings: torch.Tensor, temperature: float) -> torch.Tensor:
     half = num_rows // 2
     unit = F.normalize(embeddings.float(), dim=1)
     similarity = unit @ unit.T / temperature  # (2B, 2B)
-    eye = torch.eye(num_rows, dtype=torch.bool, device=embeddings.device)
-    similarity = similarity.masked_fill(eye, float('-inf'))
+    if negatives == 'cross':
+        side = torch.arange(num_rows, device=embeddings.device) >= half  # (2B,) modality
+        masked = side[:, None] == side[None, :]  # same modality, the diagonal included
+    else:
+        masked = torch.eye(num_rows, dtype=torch.bool, device=embeddings.device)
+    similarity = similarity.masked_fill(masked, float('-inf'))
     positives = (torch.arange(num_rows, device=embeddings.device) + half) % num_rows  # (2B,)
     return F.cross_entropy(similarity, positives)
