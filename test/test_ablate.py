@@ -267,7 +267,7 @@ def test_the_fair_preset_has_an_equal_compute_control_initialised_by_stage1(tmp_
     preset = load_preset('ablate_fair')
     control = next(v for v in preset.variants if v.fusion_from_stage1)
     assert control.model['fusion'] == 'cross_attention' and len(preset.seeds) >= 5
-    config = ModelConfig.tiny(**{k: v for k, v in control.model.items()})
+    config = ModelConfig.tiny(**control.model)
     encoder = ContrastiveEncoder(ModelConfig.tiny())
     path = tmp_path / 'stage1.safetensors'
     save_contrastive_encoder(path, encoder)
