@@ -121,3 +121,26 @@ def test_a_stage_1_that_never_took_off_is_reported(capsys):
     assert not warn_if_not_aligned({'retrieval_top1': 0.43, 'chance_top1': 1 / 32})
     assert not warn_if_not_aligned({'loss': 4.0})  # no retrieval measured: nothing to say
     assert capsys.readouterr().err == ''
+
+
+def test_probe_averages_over_fixed_batchings_of_pairs_embedded_once(tmp_path):
+    make_synthetic(tmp_path, 'touch_and_go', 150, seed=0)
+    dataset = TouchAndGo(tmp_path, 'train')
+    collate = BatchCollator(32, MEAN, STD, None, pairs=True)
+    calls = []
+
+    def noisy(visual, tactile):  # a weak alignment: one pair in a few is found
+        calls.append(len(visual))
+        generator = torch.Generator().manual_seed(int(1000 * float(visual.mean()) % 1000))
+        return torch.cat([visual.mean(dim=(2, 3)), tactile.mean(dim=(2, 3))]) + \
+            torch.randn(2 * len(visual), 3, generator=generator)
+
+    once = RetrievalProbe(dataset, 16, collate, seed=0, repeats=1)
+    many = RetrievalProbe(dataset, 16, collate, seed=0, repeats=20)
+    assert [len(b) for b in many.batchings] == [len(dataset) // 16 * 16] * 20
+    assert np.array_equal(once.batchings[0], many.batchings[0])  # the same first batching
+    calls.clear()
+    first = many(noisy, torch.device('cpu'), 0.1)
+    assert sum(calls) == len(dataset)  # every pair embedded once, whatever the repeats
+    assert first == many(noisy, torch.device('cpu'), 0.1)  # fixed batchings: reproducible
+    assert 0.0 <= first['retrieval_top1'] <= 1.0

@@ -2,9 +2,12 @@
 
 For each camera frame of a batch of B synchronous pairs, the B tactile frames are ranked by the
 cosine of their contrasted embeddings (`ContrastiveEncoder.projection_embed`); a hit is its own
-tactile frame among the first k. The batches are fixed (a seeded shuffle of the validation
-pairs, which come from held-out sessions or objects, cut into full batches of B), so the numbers
-of two runs are comparable. Chance is k / B. No ceiling is reported: the synthetic world's
+tactile frame among the first k. The validation pairs come from held-out sessions or objects;
+each pair is embedded once (in eval mode an embedding does not depend on its batch), and the
+hit rate is the mean over `repeats` fixed, seeded shuffles of the pairs into full batches of B:
+the same batches for every run, so the numbers of two runs are comparable, and averaging over
+batchings removes most of the noise of one batching of a small validation set (which early
+stopping would otherwise chase). Chance is k / B. No ceiling is reported: the synthetic world's
 material-and-texture observer (`convitac_ros.data.synthetic.retrieval.batch_ceiling`) is not an
 upper bound, because a touch's press depth is visible to both sensors and a model may use it.
 """
@@ -60,17 +63,21 @@ class RetrievalProbe:
         seed: Seed of the fixed shuffle.
         root: Unused (kept for callers of earlier versions).
         num_workers: DataLoader workers.
+        repeats: How many seeded batchings the hit rates average over.
     """
 
     def __init__(self, dataset: Dataset, batch_size: int, collate: Callable[[list[Any]], Any],
-                 seed: int, root: str | Path | None = None, num_workers: int = 0) -> None:
+                 seed: int, root: str | Path | None = None, num_workers: int = 0,
+                 repeats: int = 20) -> None:
         if len(dataset) < 2:
             raise ValueError(f'retrieval needs at least 2 held-out pairs, got {len(dataset)}')
         self.batch_size = min(batch_size, len(dataset))
-        order = np.random.default_rng(seed).permutation(len(dataset))
-        order = order[:len(order) // self.batch_size * self.batch_size]
-        self.loader = DataLoader(Subset(dataset, order.tolist()), batch_size=self.batch_size,
-                                 shuffle=False, collate_fn=collate, num_workers=num_workers)
+        full = len(dataset) // self.batch_size * self.batch_size
+        # Batching r: a seeded permutation of the pairs, cut into full batches of B.
+        self.batchings = [np.random.default_rng(seed + r).permutation(len(dataset))[:full]
+                          for r in range(max(1, repeats))]
+        self.loader = DataLoader(dataset, batch_size=self.batch_size, shuffle=False,
+                                 collate_fn=collate, num_workers=num_workers)
 
     @torch.no_grad()
     def __call__(self, embed: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
@@ -85,18 +92,28 @@ class RetrievalProbe:
             context: Optional context-manager factory (mixed precision).
 
         Returns:
-            `loss` (mean NT-Xent of the batches), `retrieval_top1`, `retrieval_top5`,
-            `chance_top1` and `chance_top5`.
+            `loss` (mean NT-Xent of the first batching's batches), `retrieval_top1`,
+            `retrieval_top5` (means over the batchings), `chance_top1` and `chance_top5`.
         """
-        losses, hits = [], {k: [] for k in TOP_K}
+        visual_rows, tactile_rows = [], []
         for visual, tactile in self.loader:
             visual, tactile = visual.to(device), tactile.to(device)
             with (context or contextlib.nullcontext)():
-                embeddings = embed(visual, tactile)
-            losses.append(float(nt_xent_loss(embeddings, temperature)))
+                embeddings = embed(visual, tactile).float()
             half = embeddings.shape[0] // 2
-            for k in TOP_K:
-                hits[k].append(hits_at(embeddings[:half], embeddings[half:], k).float().cpu())
+            visual_rows.append(embeddings[:half].cpu())
+            tactile_rows.append(embeddings[half:].cpu())
+        visual_all, tactile_all = torch.cat(visual_rows), torch.cat(tactile_rows)  # (N, D)
+        losses, hits = [], {k: [] for k in TOP_K}
+        for index, batching in enumerate(self.batchings):
+            for start in range(0, len(batching), self.batch_size):
+                rows = torch.as_tensor(batching[start:start + self.batch_size])
+                visual, tactile = visual_all[rows], tactile_all[rows]
+                if index == 0:
+                    losses.append(float(nt_xent_loss(torch.cat([visual, tactile]),
+                                                     temperature)))
+                for k in TOP_K:
+                    hits[k].append(hits_at(visual, tactile, k).float())
         result = {'loss': float(np.mean(losses))}
         for k in TOP_K:
             result[f'retrieval_top{k}'] = float(torch.cat(hits[k]).mean())
