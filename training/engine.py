@@ -233,7 +233,7 @@ class Trainer:
 
     def _run_epochs(self) -> bool:
         progress = self.progress
-        while not progress.finished:
+        while not progress.finished and progress.global_step < self.total_steps:
             self.sampler.set_epoch(progress.epoch, start_batch=progress.step_in_epoch)
             out_of_time = False
             started = time.monotonic()
