@@ -22,20 +22,13 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset
 
 from convitac_ros.data.synthetic.retrieval import chance
 from convitac_ros.model import nt_xent_loss
+from training.data import BatchCollator
 
 TOP_K = (1, 5)
-
-
-def frame_keys(dataset: Dataset) -> list[tuple[str, str]] | None:
-    """(session, frame) of every sample when the dataset can tell (Touch and Go), else None."""
-    if isinstance(dataset, Subset):
-        keys = frame_keys(dataset.dataset)
-        return None if keys is None else [keys[i] for i in dataset.indices]
-    return dataset.frame_keys() if hasattr(dataset, 'frame_keys') else None
 
 
 def hits_at(visual: torch.Tensor, tactile: torch.Tensor, k: int) -> torch.Tensor:
@@ -150,7 +143,6 @@ def checkpoint_retrieval(checkpoint: str | Path, data_root: str | Path, split: s
     from convitac_ros.checkpoint import load_checkpoint
     from convitac_ros.data import TouchAndGo
     from convitac_ros.model.contrastive import ContrastiveEncoder, TACTILE, VISUAL
-    from training.data import BatchCollator
 
     loaded = load_checkpoint(checkpoint)
     model = loaded.model

@@ -16,6 +16,7 @@ the episodes. The file has their times and empty label cells for the team to fil
 from __future__ import annotations
 
 import argparse
+import array
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,9 +27,11 @@ import numpy as np
 from tqdm import tqdm
 
 from convitac_ros.bags.bagfile import BagError
-from convitac_ros.bags.labels import HEADS, LabelsError, write_labels
-from convitac_ros.bags.samples import SetStream, to_rgb
-from convitac_ros.evaluation.cli import add_topic_arguments, one_tactile_topic
+from convitac_ros.bags.labels import HEADS, write_labels
+from convitac_ros.bags.samples import SetStream
+from convitac_ros.bags.topics import add_topic_arguments, one_tactile_topic
+from convitac_ros.output_paths import check_output_file
+from convitac_ros.ros.image_limits import message_to_rgb
 
 SCORE_SIZE = (32, 32)  # (W, H) of the grey images compared
 
@@ -115,24 +118,35 @@ def label_bag(bag: str | Path, *, camera_topic: str | None = None,
         ValueError: Too few frames.
     """
     tactile = None if tactile_topic is None else [tactile_topic]
-    # The recording is read set by set and only the tactile frame is kept, reduced to 32x32
-    # grey as it is decoded: a long recording's frames would not fit in memory.
-    greys, times = [], []
+    # The recording is read set by set and each frame is scored as it is decoded, once the
+    # rest frames have given the untouched gel: a frame costs its score and its time (16
+    # bytes), so a recording of any length fits.
+    need = max(rest_frames, 1)
+    leading: list[np.ndarray] = []
+    rest = None
+    scores, times = array.array('d'), array.array('d')
     with SetStream(bag, 1, camera_topic=camera_topic, tactile_topics=tactile,
                    read_truth=False) as stream, \
             tqdm(total=stream.camera_messages, unit='frame', desc='contact',
                  disable=not progress) as bar:
         for frame_set, _ in stream:
-            greys.append(grey(to_rgb(frame_set.msgs[1])))
+            picture = grey(message_to_rgb(frame_set.msgs[1]))
             times.append((frame_set.stamp_ns - stream.start_ns) / 1e9)
+            if rest is not None:
+                scores.append(float(np.percentile(np.abs(picture - rest), 95)))
+            else:
+                leading.append(picture)
+                if len(leading) == need:
+                    greys = np.stack(leading)
+                    rest = np.median(greys[:rest_frames], axis=0)
+                    scores.extend(grey_scores(greys, rest_frames).tolist())
+                    leading.clear()
             bar.update(1)
-    if len(greys) < max(rest_frames, 1):
-        raise ValueError(f'{len(greys)} tactile frames; at least --rest-frames '
+    if rest is None:
+        raise ValueError(f'{len(leading)} tactile frames; at least --rest-frames '
                          f'{rest_frames} are needed')
-    greys, times = np.stack(greys), np.array(times)
-    scores = grey_scores(greys, rest_frames)
-    return find_episodes(times, scores, rest_frames, threshold, min_contrast, min_gap_s,
-                         min_duration_s)
+    return find_episodes(np.frombuffer(times), np.frombuffer(scores), rest_frames, threshold,
+                         min_contrast, min_gap_s, min_duration_s)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -166,9 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         tactile_topic = one_tactile_topic(args, 'contact is found from one tactile sensor')
         heads = [h.strip() for h in args.heads.split(',') if h.strip()]
-        if Path(args.output).exists():
-            raise LabelsError(f'{args.output} exists already; labels files are never '
-                              'overwritten')
+        check_output_file(args.output, inputs=[args.bag])
         episodes = label_bag(
             args.bag, camera_topic=args.camera_topic, tactile_topic=tactile_topic,
             rest_frames=args.rest_frames, threshold=args.threshold,
