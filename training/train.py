@@ -40,6 +40,7 @@ from convitac_ros.data import MISSING_LABEL
 from convitac_ros.data.transforms import FrameAugmentation
 from convitac_ros.model import ConViTac, ModelConfig
 from convitac_ros.model.dino import load_backbone_weights
+from training.checks import check_sessions, check_stage2
 from training.command import run_command
 from training.config import TrainConfig
 from training.data import augment_on_device, BatchCollator, train_and_val
@@ -158,21 +159,56 @@ def load_fusion_weights(model: ConViTac, visual: Path | None, tactile: Path | No
         load_backbone_weights(encoder.tokenizer.backbone, path, f'the {name} fusion encoder')
 
 
+def init_fusion_from_encoder(model: ConViTac, encoder_path: Path) -> list[str]:
+    """Initialise every fusion encoder's tokenizer from a stage-1 E^c (the same-size control).
+
+    The equal-compute control of the ablation: a model without the condition whose trainable
+    fusion encoders start from what stage 1 learned. Needs fusion encoders of E^c's size
+    (same backbone and arguments, ``feature_grid ** 2 == num_pooled_tokens``).
+
+    Returns:
+        The streams initialised ('visual', 'tactile').
+
+    Raises:
+        CheckpointError: When the encoder does not fit a fusion encoder of the model.
+    """
+    from convitac_ros.checkpoint import CheckpointError, load_checkpoint
+
+    loaded = load_checkpoint(encoder_path, kind='contrastive_encoder')
+    state = loaded.model.tokenizer.state_dict()
+    done = []
+    for side in ('visual', 'tactile'):
+        encoder = getattr(model, f'{side}_encoder')
+        if encoder is None:
+            continue
+        try:
+            encoder.tokenizer.load_state_dict(state, strict=True)
+        except RuntimeError as error:
+            raise CheckpointError(f'{encoder_path}: E^c does not fit the {side} fusion encoder '
+                                  f"(give it E^c's backbone and grid): "
+                                  f'{str(error).splitlines()[0]}') from error
+        done.append(side)
+    return done
+
+
 def run_supervised(config: TrainConfig, run_dir: Path, train_set: Dataset, val_set: Dataset,
                    model_config: ModelConfig, context: DistContext, encoder_path: Path | None,
                    resume: bool = False, init: LoadedCheckpoint | None = None,
                    visual_weights: Path | None = None,
-                   tactile_weights: Path | None = None) -> dict[str, Any]:
+                   tactile_weights: Path | None = None,
+                   fusion_from_encoder: Path | None = None) -> dict[str, Any]:
     """Trains (or resumes) stage 2 in ``run_dir``; returns the trainer's summary.
 
     With ``init`` (fine-tuning) the model starts from that checkpoint's weights and keeps its
     preprocessing; ``encoder_path`` is then unused. Otherwise the fusion encoders start from
     ``visual_weights`` / ``tactile_weights`` when given (their learning rate is
-    ``stage2.backbone_lr`` when set).
+    ``stage2.backbone_lr`` when set), or both from the stage-1 encoder ``fusion_from_encoder``
+    (:func:`init_fusion_from_encoder`).
 
     Raises:
         RunStopped: When ``runtime.stop_after_steps`` ended the stage early.
     """
+    check_stage2(config, train_set, val_set)
     seed_everything(config.runtime.seed + 1)
     model = ConViTac(model_config)
     init_record = None
@@ -183,6 +219,8 @@ def run_supervised(config: TrainConfig, run_dir: Path, train_set: Dataset, val_s
         if encoder_path is not None:
             load_contrastive_encoder(encoder_path, model)
         load_fusion_weights(model, visual_weights, tactile_weights)
+        if fusion_from_encoder is not None:
+            init_fusion_from_encoder(model, fusion_from_encoder)
         preprocess = default_preprocess(model_config)
     size, mean, std = model_config.image_size, preprocess['mean'], preprocess['std']
     augment = FrameAugmentation.light() if config.stage2.augment else None
@@ -238,6 +276,8 @@ def run_training(config: TrainConfig, run_dir: Path, resume: bool = False,
         model_config = build_model_config(config, train_set)
         encoder_path = contrastive_checkpoint
         if model_config.uses_condition and encoder_path is None:
+            check_sessions(config, train_set)  # before stage 1 spends its time
+            check_stage2(config, train_set, val_set)
             encoder_path = run_pretraining(config, Path(run_dir) / STAGE1_DIR, train_set,
                                            val_set, model_config, context, resume, dino_weights)
         return run_supervised(config, run_dir, train_set, val_set, model_config, context,
