@@ -199,6 +199,29 @@ class Predictor:
                 probabilities = self._probabilities(self._to_device(staging))
             return self._split(probabilities.cpu())[0]
 
+    def contrasted_embeddings(self, frames: Sequence[np.ndarray], modality: int
+                              ) -> np.ndarray:
+        """E^c's contrasted embeddings of single frames (drift monitoring, not the hot path).
+
+        Args:
+            frames: N uint8 ``(H, W, 3)`` RGB frames (any size).
+            modality: 0 camera, 1 tactile.
+
+        Returns:
+            float32 ``(N, projection_dim)``.
+
+        Raises:
+            ValueError: The model has no contrastive encoder.
+        """
+        encoder = self._model.contrastive_encoder
+        if encoder is None:
+            raise ValueError('the model has no contrastive encoder')
+        pixels = torch.from_numpy(resize_frames(frames, self.image_size)).to(self.device)
+        with torch.inference_mode():
+            images = normalize_frames(pixels, self._mean, self._std)  # (N, 3, S, S)
+            kinds = torch.full((len(frames),), modality, device=self.device)
+            return encoder.projection_embed(images, kinds).float().cpu().numpy()
+
     def predict_batch(self, samples: Sequence[tuple[VisualFrames, TactileFrames]]
                       ) -> list[dict[str, np.ndarray]]:
         """Classify many samples in one forward pass.

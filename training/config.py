@@ -59,7 +59,11 @@ class ModelSection:
 class StageConfig:
     """Optimisation knobs of one stage (stage 1 = SimCLR pretraining, stage 2 = supervised)."""
 
-    epochs: int = 30
+    epochs: int = 30  # the cap: at most this many epochs (the cosine schedule spans them)
+    # Early stopping: end after this many validations in a row without a better best_metric
+    # (stage 1 held-out retrieval top-1, stage 2 mean validation accuracy); 0 = never.
+    patience: int = 0
+    max_minutes: float = 0.0  # wall-clock budget of the stage's training loop; 0 = none
     batch_size: int = 16
     optimizer: str = 'adamw'  # adamw | adam | sgd
     lr: float = 1e-4
@@ -76,6 +80,19 @@ class StageConfig:
     retrieval_batch: int = 32  # stage 1: held-out visual-to-tactile retrieval in batches of this
     label_smoothing: float = 0.0  # cross-entropy (stage 2 only)
     augment: bool = True
+
+
+@dataclass
+class FinetuneConfig:
+    """How ``train.py --init-from`` treats the weights it loads (``training/finetune.py``).
+
+    Early stopping is ``stage2.patience`` on the validation split, which should be whole
+    recordings (``convitac_make_dataset --val-recordings``).
+    """
+
+    loaded_lr_scale: float = 0.1  # lr of loaded weights = stage2.lr x this; new heads get lr
+    freeze: str = 'none'  # none | encoders (fusion encoders) | fusion (all loaded but the heads)
+    keep_start: bool = True  # the start wins when it validates at least as well as the result
 
 
 @dataclass
@@ -103,6 +120,7 @@ class TrainConfig:
     model: ModelSection = field(default_factory=ModelSection)
     stage1: StageConfig = field(default_factory=StageConfig)
     stage2: StageConfig = field(default_factory=StageConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -170,6 +188,7 @@ _SECTIONS = {
     'DataConfig': DataConfig,
     'ModelSection': ModelSection,
     'StageConfig': StageConfig,
+    'FinetuneConfig': FinetuneConfig,
     'RuntimeConfig': RuntimeConfig,
 }
 
