@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+import sys
 from typing import Any
-import warnings
 
 import numpy as np
 import torch
@@ -135,10 +135,11 @@ def train_and_val(data: DataConfig, seed: int, **overrides: Any) -> tuple[Datase
         kept, held = holdout_groups(groups, data.val_fraction, seed)
     else:
         if groups is not None:  # e.g. one recording: single frames are all there is to hold out
-            warnings.warn(f'{data.dataset} at {data.root} has one session/object: validation '
-                          'holds out single frames of it (optimistic: near-duplicates of the '
-                          'training frames); give a separate validation split where you can',
-                          stacklevel=2)
+            print(f'warning: {data.dataset} at {data.root} has one session/recording: no '
+                  'session-disjoint validation is possible, so validation (best.safetensors, '
+                  'early stopping) holds out single frames of it (optimistic: near-duplicates '
+                  'of the training frames); add a recording (convitac_make_dataset '
+                  '--val-recordings 1) or a validation split', file=sys.stderr, flush=True)
         kept, held = holdout_indices(len(train), data.val_fraction, seed)
     return with_info(Subset(train, kept), train), with_info(Subset(train, held), train)
 
