@@ -1,4 +1,4 @@
-"""The drift score: features, calibration, what it catches, its metadata, its thread, /diagnostics."""
+"""The drift score: features, calibration, what it catches, metadata, thread, diagnostics."""
 
 from __future__ import annotations
 
@@ -25,9 +25,9 @@ from convitac_ros.drift import (
     DriftState,
     FEATURES,
     GROUPS,
+    image_features,
     IMAGE_GROUPS,
     IMAGE_STD_FLOOR,
-    image_features,
     InputReference,
     score,
     summarise,
