@@ -33,9 +33,10 @@ class StampClock:
 @pytest.fixture(scope='module')
 def running(tiny_checkpoint, tiny_predictor, tmp_path_factory):
     """The node (CPU, process_every_pair) and a probe, cleaned up even when a test fails."""
+    # Random frames are drift by design (test_node_drift.py): not scored here.
     parameters = {'checkpoint': str(tiny_checkpoint), 'device': 'cpu',
                   'process_every_pair': True, 'silent_input_timeout': 1.0,
-                  'diagnostics_period': 0.5, 'warmup_iterations': 1}
+                  'diagnostics_period': 0.5, 'warmup_iterations': 1, 'drift_period': 0.0}
     log = tmp_path_factory.mktemp('node') / 'convitac_node.log'
     with running_node(parameters, log, list(tiny_predictor.heads)) as (node, probe):
         yield node, probe, StampClock()
