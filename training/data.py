@@ -199,7 +199,7 @@ def unlabelled_frames(data: DataConfig, seed: int) -> tuple[Dataset, Dataset]:
     else:
         print(f'stage 1: one recording at {data.root}: retrieval is validated on single held-out '
               'frames of it (optimistic); add a recording for a recording-disjoint check',
-              flush=True)
+              file=sys.stderr, flush=True)
         kept, held = holdout_indices(len(frames), data.val_fraction, seed)
     return with_info(Subset(frames, kept), frames), with_info(Subset(frames, held), frames)
 

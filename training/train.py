@@ -233,8 +233,8 @@ def keep_better_start(task: SupervisedTask, start: ConViTac, start_val: dict[str
                       summary: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     """Compare the fine-tuned best with the starting checkpoint on validation; say which won.
 
-    When the start wins, it becomes ``best.safetensors`` (``last.safetensors`` stays the last
-    fine-tuned epoch).
+    When the start wins, it becomes ``best.safetensors`` (its provenance says
+    ``init_from.start_wins``; ``last.safetensors`` stays the last fine-tuned epoch).
 
     Returns:
         The summary with ``start`` (the starting model's validation) and ``start_wins``.
@@ -244,7 +244,8 @@ def keep_better_start(task: SupervisedTask, start: ConViTac, start_val: dict[str
     summary = {**summary, 'start': start_val, 'start_wins': wins}
     best = 'n/a' if summary['best'] is None else f'{summary["best"]:.4f}'
     if wins:
-        task.export(start, run_dir / 'best.safetensors', summary)
+        task.init_from = {**(task.init_from or {}), 'start_wins': True}
+        task.export(start, run_dir / 'best.safetensors', {**summary, 'val': start_val})
         print(f'fine-tune: the starting checkpoint wins on validation ({metric} '
               f'{start_val[metric]:.4f} >= {best}, the best fine-tuned epoch): '
               f'{run_dir / "best.safetensors"} is the starting model', flush=True)
