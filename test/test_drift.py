@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
+import torch
 
 from convitac_ros.checkpoint import (
     CheckpointError,
@@ -260,3 +261,23 @@ def test_training_writes_a_reference_with_embeddings_into_its_checkpoints(tiny_r
             assert part.embedding is not None
             assert part.embedding.mean.shape == (loaded.config.projection_dim,)
             assert min(part.image.thresholds) >= 1.0
+
+
+def test_a_reference_is_added_to_an_older_checkpoint_in_one_command(synthetic_tag_root,
+                                                                    tmp_path, capsys):
+    from training.command import run_command
+    from training.drift_reference import main
+
+    model, heads, _ = tiny_model()
+    path = save_checkpoint(tmp_path / 'old.safetensors', model, heads=heads)
+    assert load_checkpoint(path).drift is None
+    argv = [str(path), '--config', 'demo', '--set', f'data.root={synthetic_tag_root}']
+    assert run_command('drift_reference.py', main, argv) == 0
+    assert 'drift reference added for camera, tactile' in capsys.readouterr().out
+    loaded = load_checkpoint(path)
+    assert loaded.drift.inputs['tactile'].embedding is not None
+    for key, value in model.state_dict().items():  # the weights are untouched
+        assert torch.equal(loaded.model.state_dict()[key], value), key
+    missing = [str(tmp_path / 'nothing.safetensors'), *argv[1:]]
+    assert run_command('drift_reference.py', main, missing) == 2
+    assert capsys.readouterr().err.count('\n') == 1

@@ -115,11 +115,10 @@ def main(argv: list[str] | None = None) -> None:
         tactile_len=loaded.config.tactile_len)
     reference = write_drift_reference([args.checkpoint], train_set, val_set,
                                       config.runtime.seed)[args.checkpoint]
-    print(f'{args.checkpoint}: drift reference of {len(reference.inputs)} input(s) added '
-          f'(thresholds: ' + ', '.join(
-              f'{name} {ref.image.threshold:.2f}'
-              + ('' if ref.embedding is None else f'/{ref.embedding.threshold:.2f}')
-              for name, ref in reference.inputs.items()) + ')')
+    embeddings = all(ref.embedding is not None for ref in reference.inputs.values())
+    print(f'{args.checkpoint}: drift reference added for {", ".join(reference.inputs)} '
+          f'(image statistics{" and E^c embeddings" if embeddings else ""}; '
+          f'{len(train_set)} training / {len(val_set)} held-out sets)')
 
 
 if __name__ == '__main__':
