@@ -140,6 +140,7 @@ def test_the_thresholds_are_calibrated_on_windows_of_held_out_frames():
 
 def small_reference(embed_dim=None, inputs=('camera', 'tactile')):
     rng = np.random.default_rng(2)
+
     def part(size, groups=None):
         return summarise(rng.normal(size=(20, size)), rng.normal(size=(10, size)), groups)
     return DriftReference({name: InputReference(
