@@ -252,6 +252,10 @@ def test_diagnostics_warn_for_a_drifting_input_and_say_unavailable_without_a_ref
     assert 'tactile/image_raw looks unlike the training inputs (drift 2.5x' in status.message
     assert 'camera/image_raw looks' not in status.message
     assert values['tactile/image_raw drift parts'].startswith('image 2.500, embedding 0.700')
+    off = health([None, None])
+    off.drift_off = True
+    values = {kv.key: kv.value for kv in health_status(off).values}
+    assert values['camera/image_raw drift'] == 'off (drift_period 0)'
 
 
 def test_training_writes_a_reference_with_embeddings_into_its_checkpoints(tiny_run_dir):

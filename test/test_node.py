@@ -162,6 +162,7 @@ def test_diagnostics_report_rates_latency_device_and_model(running):
     assert status.name == '/convitac_node: inference'
     assert values['state'] == 'active' and values['device'] == 'cpu'
     assert values['model'] and status.hardware_id == f'{socket.gethostname()}/cpu'
+    assert values['tactile/image_raw drift'] == 'off (drift_period 0)'
     assert float(values['camera/image_raw rate (Hz)']) > 5
     assert float(values['tactile/image_raw rate (Hz)']) > 5
     assert float(values['pairing rate (Hz)']) > 5

@@ -65,6 +65,7 @@ class Health:
     # Per input (same order as inputs): its drift state, None until scored; the whole list is
     # None when the checkpoint stores no reference (drift unavailable, never a WARN).
     drift: list[DriftState | None] | None = None
+    drift_off: bool = False  # the checkpoint has a reference but drift_period is 0
 
 
 def _fmt(value: float) -> str:
@@ -164,7 +165,8 @@ def health_status(health: Health) -> DiagnosticStatus:
         KeyValue(key='demo model', value='yes' if health.demo else 'no'),
     ]
     for index, item in enumerate(health.inputs):
-        values += _drift_values(item.topic, health.drift, index)
+        values += ([KeyValue(key=f'{item.topic} drift', value='off (drift_period 0)')]
+                   if health.drift_off else _drift_values(item.topic, health.drift, index))
         values += [
             KeyValue(key=f'{item.topic} rate (Hz)', value=_fmt(item.rate_hz)),
             KeyValue(key=f'{item.topic} received', value=str(item.received)),

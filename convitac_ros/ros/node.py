@@ -495,6 +495,7 @@ class ConvitacNode(LifecycleNode):
         if self._drift_reference is not None and predictor is not None:
             scored = self._drift.snapshot() if self._drift is not None else {}
             health.drift = [scored.get(name) for name in input_names(predictor.num_tactile)]
+            health.drift_off = self._state == 'active' and self._drift is None
         array = DiagnosticArray(status=[health_status(health)])
         array.header.stamp = self.get_clock().now().to_msg()
         self._diagnostics.publish(array)
