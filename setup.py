@@ -38,6 +38,7 @@ setup(
             'convitac_export = convitac_ros.export:main',
             'convitac_label = convitac_ros.bags.label:main',
             'convitac_make_dataset = convitac_ros.bags.make_dataset:main',
+            'convitac_topic = convitac_ros.ros.topic_tool:main',
         ],
     },
 )

@@ -84,11 +84,6 @@ def msgtype_of(msg: Any) -> str:
     return f'{cls.__module__.split(".")[0]}/msg/{cls.__name__}'
 
 
-def set_stamp(stamp: Any, time_ns: int) -> None:
-    """Write integer nanoseconds into a `builtin_interfaces/Time` in place."""
-    stamp.sec, stamp.nanosec = divmod(int(time_ns), 1_000_000_000)
-
-
 class BagWriter:
     """Write rclpy messages into a new rosbag2 bag; one connection per topic, made on first use.
 

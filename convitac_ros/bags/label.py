@@ -27,8 +27,9 @@ from tqdm import tqdm
 
 from convitac_ros.bags.bagfile import BagError
 from convitac_ros.bags.labels import HEADS, LabelsError, write_labels
-from convitac_ros.bags.samples import SetStream, to_rgb
-from convitac_ros.evaluation.cli import add_topic_arguments, one_tactile_topic
+from convitac_ros.bags.samples import SetStream
+from convitac_ros.bags.topics import add_topic_arguments, one_tactile_topic
+from convitac_ros.ros.image_limits import message_to_rgb
 
 SCORE_SIZE = (32, 32)  # (W, H) of the grey images compared
 
@@ -123,7 +124,7 @@ def label_bag(bag: str | Path, *, camera_topic: str | None = None,
             tqdm(total=stream.camera_messages, unit='frame', desc='contact',
                  disable=not progress) as bar:
         for frame_set, _ in stream:
-            greys.append(grey(to_rgb(frame_set.msgs[1])))
+            greys.append(grey(message_to_rgb(frame_set.msgs[1])))
             times.append((frame_set.stamp_ns - stream.start_ns) / 1e9)
             bar.update(1)
     if len(greys) < max(rest_frames, 1):

@@ -44,9 +44,9 @@ import yaml
 from convitac_ros.bags.bagfile import BagError
 from convitac_ros.bags.labels import LabelsError, LabelsFile, read_labels
 from convitac_ros.bags.samples import label_at, no_label_error, SetStream
+from convitac_ros.bags.topics import add_topic_arguments, one_tactile_topic
 from convitac_ros.data.sample import HARDNESS_CLASSES, ROUGHNESS_CLASSES
 from convitac_ros.data.touch_and_go import UNLABELLED_CONTACT
-from convitac_ros.evaluation.cli import add_topic_arguments, one_tactile_topic
 from convitac_ros.ros.contact import CONTACT_THRESHOLD, ContactDetector
 
 UNSUPPORTED_HEADS = ('grasp_success',)

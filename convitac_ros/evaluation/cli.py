@@ -41,7 +41,7 @@ from convitac_ros.bags.samples import (
     SetStream,
     StreamFacts,
 )
-from convitac_ros.bags.topics import TRANSPORTS
+from convitac_ros.bags.topics import add_topic_arguments, TRANSPORTS
 from convitac_ros.evaluation.metrics import EvaluationRecorder, format_table, save_report
 from convitac_ros.ros.pipeline import window_inputs
 
@@ -131,27 +131,6 @@ def bag_facts(bag: str | os.PathLike, image_topics: list[str], sets: int, unpair
     return {'bag': str(bag), 'image_topics': image_topics, 'sets': sets,
             'unpaired_messages': unpaired, 'unmatched_ground_truth': facts.unmatched_truth,
             'label_rows_without_frames': facts.label_rows_unused}
-
-
-def add_topic_arguments(parser: argparse.ArgumentParser) -> None:
-    """The topic-mapping options every tool that reads a team's bags takes."""
-    parser.add_argument('--camera-topic', default=None, metavar='TOPIC',
-                        help='camera topic in the bag (default camera/image_raw: matches it '
-                        'under any namespace, absolute or relative, raw or /compressed)')
-    parser.add_argument('--tactile-topic', action='append', default=None, metavar='TOPIC',
-                        help='tactile topic in the bag, repeat for a second sensor (default '
-                        'tactile/image_raw and tactile_b/image_raw, matched the same way)')
-
-
-def one_tactile_topic(args: argparse.Namespace, why: str) -> str | None:
-    """The one ``--tactile-topic`` of a tool that reads a single sensor (None: the default).
-
-    Raises:
-        ValueError: More than one was given (``why`` says why one).
-    """
-    if args.tactile_topic and len(args.tactile_topic) > 1:
-        raise ValueError(f'{why}; give one --tactile-topic')
-    return args.tactile_topic[0] if args.tactile_topic else None
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,13 +13,12 @@ import threading
 import time
 from typing import Any
 
-from builtin_interfaces.msg import Time
 import numpy as np
-from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
 from convitac_ros.ros.debug_image import render_debug_image
 from convitac_ros.ros.image_conversion import ImageConversionError
+from convitac_ros.ros.image_messages import image_message
 from convitac_ros.ros.node_guards import one_line
 from convitac_ros.ros.pipeline import (
     Counters,
@@ -29,6 +28,7 @@ from convitac_ros.ros.pipeline import (
     LatencyWindow,
     window_inputs,
 )
+from convitac_ros.ros.stamps import ns_to_time, time_to_ns
 
 LOG_THROTTLE_S = 5.0
 
@@ -44,10 +44,9 @@ def header_of(frame_set: FrameSet) -> Header:
     """
     header = frame_set.msgs[0].header
     stamp = frame_set.stamp_ns
-    if header.stamp.sec * 1_000_000_000 + header.stamp.nanosec == stamp:
+    if time_to_ns(header.stamp) == stamp:
         return header
-    return Header(stamp=Time(sec=stamp // 1_000_000_000, nanosec=stamp % 1_000_000_000),
-                  frame_id=header.frame_id)
+    return Header(stamp=ns_to_time(stamp), frame_id=header.frame_id)
 
 
 class InferenceThread(threading.Thread):
@@ -196,7 +195,6 @@ class InferenceThread(threading.Thread):
             maps = [attention.visual[-1] if attention.visual else None,
                     *(tactile_maps or [None] * len(tactile))]
         picture = render_debug_image(frames, self._predictor.heads, probabilities, maps)
-        height, width = picture.shape[:2]
-        self._outputs.debug_image.publish(Image(
-            header=header_of(window[-1]), height=height, width=width, encoding='rgb8',
-            is_bigendian=0, step=width * 3, data=picture.tobytes()))
+        msg = image_message(picture, encoding='rgb8')
+        msg.header = header_of(window[-1])
+        self._outputs.debug_image.publish(msg)

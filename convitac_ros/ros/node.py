@@ -55,7 +55,8 @@ from convitac_ros.ros.node_guards import (
 from convitac_ros.ros.outputs import OutputPublishers
 from convitac_ros.ros.parameters import INPUT_SPECS, INPUTS, NodeParameters, SPECS, validate
 from convitac_ros.ros.pipeline import Counters, Drop, DropOldestQueue, FrameSet, SlidingWindow
-from convitac_ros.ros.synchronizer import ApproximateTimeSynchronizer, stamp_to_ns
+from convitac_ros.ros.stamps import stamp_to_ns
+from convitac_ros.ros.synchronizer import ApproximateTimeSynchronizer
 from convitac_ros.ros.topics import image_qos, NODE_NAME
 from convitac_ros.runtime_onnx import resolve_backend
 
@@ -69,9 +70,10 @@ SIGNAL_POLL_S = 0.1
 class InputState:
     """Per-input bookkeeping, touched only by the executor thread (read by diagnostics)."""
 
-    def __init__(self, topic: str) -> None:
-        """Start with nothing received on ``topic``."""
+    def __init__(self, topic: str, stamped: bool = True) -> None:
+        """Start with nothing received on ``topic`` (``stamped``: zero stamps are news)."""
         self.topic = topic
+        self.stamped = stamped
         self.received = 0
         self.zero_stamps = 0
         self.backwards = 0
@@ -256,7 +258,7 @@ class ConvitacNode(LifecycleNode):
         except ValueError as exc:
             self.get_logger().error(f'activate failed: {exc}')
             return TransitionCallbackReturn.FAILURE
-        self.inputs = [InputState(s.topic) for s in settings]
+        self.inputs = [InputState(s.topic, s.stamped) for s in settings]
         self._sync = ApproximateTimeSynchronizer(
             num_inputs, params.sync_queue_size, params.sync_slop, self._on_synchronized,
             purge_older=params.sync_purge_older)
@@ -481,7 +483,7 @@ class ConvitacNode(LifecycleNode):
                 received=item.received,
                 silent_s=None if item.last_receive_s is None else now - item.last_receive_s,
                 zero_stamps=item.zero_stamps,
-                recent_zero_stamps=(item.last_zero_stamp_s is not None
+                recent_zero_stamps=(item.stamped and item.last_zero_stamp_s is not None
                                     and now - item.last_zero_stamp_s < RECENT_S),
                 backwards=item.backwards, lost=item.lost,
                 recent_lost=item.last_lost_s is not None and now - item.last_lost_s < RECENT_S,

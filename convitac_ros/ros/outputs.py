@@ -32,6 +32,7 @@ from std_msgs.msg import (
     String,
 )
 
+from convitac_ros.ros.stamps import time_to_ns
 from convitac_ros.ros.topics import OUTPUT_NAMESPACE
 
 try:
@@ -59,7 +60,7 @@ def result_json(header: Header, probabilities: dict[str, np.ndarray],
     stamp = header.stamp
     payload = {
         'stamp': {'sec': stamp.sec, 'nanosec': stamp.nanosec},
-        'stamp_ns': stamp.sec * 1_000_000_000 + stamp.nanosec,
+        'stamp_ns': time_to_ns(stamp),
         'frame_id': header.frame_id,
         'heads': {
             head: {'label': classes[int(np.argmax(probabilities[head]))],

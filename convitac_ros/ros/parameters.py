@@ -117,7 +117,7 @@ SPECS: dict[str, Spec] = {
         'the receive time, or drop them. Both are counted and reported.',
         choices=('receive_time', 'drop')),
     'publish_debug_image': Spec(
-        False, 'Publish ~/debug_image (camera and tactile side by side with predictions).',
+        False, 'Publish convitac/debug_image (camera and tactile side by side with predictions).',
         live=True),
     'diagnostics_period': Spec(
         1.0, 'Period of /diagnostics in seconds.', 0.1, 60.0, live=True),
@@ -164,6 +164,10 @@ for _input, _topic in zip(INPUTS, INPUT_TOPICS):
         f'inputs.{_input}.crop': Spec(
             list(NO_CROP), 'Crop [x, y, width, height] in pixels of the received frame, before '
             'the rotation; a width or height of 0 reaches the edge; [0, 0, 0, 0]: none.'),
+        f'inputs.{_input}.stamped': Spec(
+            True, 'The driver stamps its images. false: zero stamps are expected (e.g. '
+            "GelSight's ROS 2 example driver); they are still counted and handled by "
+            'zero_stamp_policy, but /diagnostics does not warn about them.'),
         f'inputs.{_input}.rotation': Spec(
             '0', 'Rotation clockwise in degrees after the crop, or transpose (rows become '
             'columns, e.g. a 240x320 portrait DIGIT frame back to 320x240).',
