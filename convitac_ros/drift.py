@@ -3,20 +3,20 @@
 A checkpoint may carry a reference per input (``camera``, ``tactile``, ``tactile_b``), computed
 at the end of training (``training/drift_reference.py``):
 
-- image statistics of the frame at the model's size (:func:`image_features`): per-channel mean
-  and standard deviation, sharpness (log variance of the Laplacian), a 4x4 grid of per-channel
-  means (where light and colour lie) and the low spatial frequencies (texture scale and
-  direction: a rotation or a wrong crop moves them);
+- image statistics of the frame (:func:`image_features`): its aspect ratio as received, and
+  at the model's size per-channel mean and standard deviation, sharpness (log variance of the
+  Laplacian), a 4x4 grid of per-channel means (where light and colour lie), the amplitude
+  spectrum in bands (texture scale and direction) and gradient energy per orientation;
 - E^c's contrasted embedding of the frame (what stage 1 aligned), when the model has E^c.
 
-Each part is summarised by the per-feature mean and standard deviation over training frames;
-a frame's distance is the root mean square of its z-scores (for image statistics, the largest
-over the feature groups). The thresholds are calibrated on
-held-out training frames (a high quantile of their distances, times a margin), and the score of
-an input is the larger of the two distances divided by its threshold: above 1 the input looks
-unlike the training data (another sensor model, a wrong crop or rotation, a damaged gel, a
-camera looking elsewhere). The node scores a sample of frame sets (about one a second) on a
-thread of its own and reports the median of the last few scores.
+Each part keeps the per-feature mean and standard deviation over training frames. A frame's
+distance in a group of features is the root mean square of its z-scores; each group has a
+threshold calibrated on held-out training frames (``MARGIN`` x the ``QUANTILE`` of the median
+distance of ``WINDOW`` random held-out frames, at least ``THRESHOLD_FLOOR``), and a frame's
+score is its largest distance-to-threshold ratio over groups and parts: above 1 the input
+looks unlike the training data (another sensor model, a wrong crop or rotation, a damaged gel,
+a camera looking elsewhere). The node scores a sample of frame sets (about one a second) on a
+thread of its own and reports the median of the last ``WINDOW`` scores.
 
 No torch and no rclpy here: the embeddings are computed by whoever has the model.
 """
