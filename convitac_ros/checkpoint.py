@@ -3,7 +3,8 @@
 `__metadata__` holds JSON strings: `format` (`convitac/1`), `kind` (`convitac` or
 `contrastive_encoder`), `model_config` (`ModelConfig.to_dict()`), `heads` (head -> ordered class
 names), `preprocess` (image size, mean, std, channel order, sequence lengths, tactile sensors),
-`training` (free-form summary) and `created` (UTC time). Loading rebuilds the model from that
+`training` (free-form summary), `created` (UTC time) and, optionally, `drift` (reference
+statistics of the training inputs, `convitac_ros.drift`). Loading rebuilds the model from that
 metadata alone and loads the tensors strictly; every failure names the file and the problem.
 
 A checkpoint is data, never instructions: before any model is built, the metadata is checked
@@ -31,6 +32,7 @@ import torch
 from torch import nn
 
 from convitac_ros import __version__
+from convitac_ros.drift import DriftReference, input_names
 from convitac_ros.fileio import atomic_write_bytes
 from convitac_ros.model import ContrastiveEncoder, ConViTac, ModelConfig
 from convitac_ros.preprocess import IMAGENET_MEAN, IMAGENET_STD
@@ -70,6 +72,7 @@ class LoadedCheckpoint:
     path: Path
     created: str | None = None
     convitac_ros_version: str | None = None
+    drift: DriftReference | None = None
 
 
 def default_preprocess(config: ModelConfig, mean: tuple[float, ...] = IMAGENET_MEAN,
@@ -83,7 +86,8 @@ def default_preprocess(config: ModelConfig, mean: tuple[float, ...] = IMAGENET_M
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, *, kind: str = 'convitac',
                     heads: dict[str, list[str]] | None = None,
                     preprocess: dict[str, Any] | None = None,
-                    training: dict[str, Any] | None = None) -> Path:
+                    training: dict[str, Any] | None = None,
+                    drift: DriftReference | None = None) -> Path:
     """Write a model and its metadata to one `.safetensors` file, atomically.
 
     The file is written to a temporary file in the same folder, flushed to disk and renamed
@@ -98,6 +102,7 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, *, kind: str = 'c
             indices as names; always empty for a contrastive encoder).
         preprocess: the preprocessing record (default: `default_preprocess(model.config)`).
         training: JSON-serialisable training summary (dataset, epochs, metrics, commit, ...).
+        drift: Reference statistics of the training inputs (kind 'convitac' only).
 
     Returns:
         The path written.
@@ -120,6 +125,9 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, *, kind: str = 'c
         'created': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
         'convitac_ros_version': __version__,
     }
+    if drift is not None:
+        metadata['drift'] = drift.to_dict()
+        _check_drift(metadata['drift'], config, kind, path)
     # Copies break any storage sharing (tied weights), which safetensors refuses.
     tensors = {key: value.detach().to('cpu', copy=True).contiguous()
                for key, value in model.state_dict().items()}
@@ -204,6 +212,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     try:
         _check_heads(metadata['heads'], config, metadata['kind'], path)
         _check_preprocess(metadata['preprocess'], config, path)
+        drift = _check_drift(metadata.get('drift'), config, metadata['kind'], path)
     except ValueError as error:
         raise CheckpointError(str(error)) from error
     build = ConViTac if metadata['kind'] == 'convitac' else ContrastiveEncoder
@@ -214,7 +223,31 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
                             kind=metadata['kind'], heads=metadata['heads'],
                             preprocess=metadata['preprocess'], training=metadata['training'],
                             path=path, created=metadata.get('created'),
-                            convitac_ros_version=metadata.get('convitac_ros_version'))
+                            convitac_ros_version=metadata.get('convitac_ros_version'),
+                            drift=drift)
+
+
+def read_drift_reference(path: str | os.PathLike) -> DriftReference | None:
+    """A checkpoint's validated drift reference without loading tensors (None: it has none).
+
+    Raises:
+        CheckpointError: Unreadable metadata, or a ``drift`` entry that does not fit the model.
+    """
+    metadata = read_metadata(path)
+    if metadata.get('drift') is None:
+        return None
+    try:
+        config = ModelConfig.from_dict(metadata['model_config'])
+        return _check_drift(metadata['drift'], config, metadata['kind'], Path(path))
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f'{path}: {error}') from error
+
+
+def add_drift_reference(path: str | os.PathLike, drift: DriftReference) -> Path:
+    """Rewrite a ``convitac`` checkpoint with ``drift`` added (atomically; weights unchanged)."""
+    loaded = load_checkpoint(path, kind='convitac')
+    return save_checkpoint(path, loaded.model, kind='convitac', heads=loaded.heads,
+                           preprocess=loaded.preprocess, training=loaded.training, drift=drift)
 
 
 def load_contrastive_encoder(path: str | os.PathLike, target: ConViTac | ContrastiveEncoder
@@ -285,6 +318,19 @@ def _check_preprocess(preprocess: dict[str, Any], config: ModelConfig, path: Pat
                              f'[{low}, {high}], got {str(values)[:100]}')
     if preprocess['channel_order'] != 'RGB':
         raise ValueError(f'{path}: channel_order must be "RGB"')
+
+
+def _check_drift(raw: Any, config: ModelConfig, kind: str, path: Path
+                 ) -> DriftReference | None:
+    if raw is None:
+        return None
+    if kind != 'convitac':
+        raise ValueError(f'{path}: a {kind} checkpoint carries no drift reference')
+    try:
+        return DriftReference.from_dict(raw, input_names(config.num_tactile),
+                                        config.projection_dim)
+    except ValueError as error:
+        raise ValueError(f'{path}: {error}') from error
 
 
 def _check_tensor_header(path: Path, build: type[nn.Module], config: ModelConfig) -> None:

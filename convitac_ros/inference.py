@@ -31,7 +31,13 @@ from convitac_ros.checkpoint import load_checkpoint, read_metadata
 from convitac_ros.contract import check_outputs, model_contract, OutputError
 from convitac_ros.device_preprocess import DeviceResize
 from convitac_ros.model import ConViTac
-from convitac_ros.preprocess import normalize_frames, TactileFrames, VisualFrames, warm_up
+from convitac_ros.preprocess import (
+    normalize_frames,
+    resize_frames,
+    TactileFrames,
+    VisualFrames,
+    warm_up,
+)
 from convitac_ros.runtime_onnx import DeviceError, resolve_backend
 from convitac_ros.staging import FrameStager, InputSpec, Sample, SizeGroup
 
@@ -241,6 +247,30 @@ class Predictor:
             else:
                 probabilities = self._probabilities(staged, self._to_device(staged))
             return self._split(probabilities.cpu())[0]
+
+    def contrasted_embeddings(self, frames: Sequence[np.ndarray], modality: int
+                              ) -> np.ndarray:
+        """E^c's contrasted embeddings of single frames (drift monitoring, not the hot path).
+
+        Args:
+            frames: N uint8 ``(H, W, 3)`` RGB frames (any size).
+            modality: 0 camera, 1 tactile.
+
+        Returns:
+            float32 ``(N, projection_dim)``.
+
+        Raises:
+            ValueError: The model has no contrastive encoder.
+        """
+        encoder = self._model.contrastive_encoder
+        if encoder is None:
+            raise ValueError('the model has no contrastive encoder')
+        pixels = torch.from_numpy(resize_frames(frames, self.image_size)).to(self.device)
+        with torch.inference_mode():
+            images = normalize_frames(pixels, self._device_resize.mean,
+                                      self._device_resize.std)  # (N, 3, S, S)
+            kinds = torch.full((len(frames),), modality, device=self.device)
+            return encoder.projection_embed(images, kinds).float().cpu().numpy()
 
     def predict_batch(self, samples: Sequence[tuple[VisualFrames, TactileFrames]]
                       ) -> list[dict[str, np.ndarray]]:

@@ -138,22 +138,27 @@ def labels_csv(path: Path, rows: list[tuple[float, float, dict[str, str]]],
 
 
 def main() -> None:
-    """Write two recordings of a synthetic world's test split, with their true labels files.
+    """Write recordings of a synthetic world's test split, with their true labels files.
 
-    Usage: ``python test/recording_helpers.py DATA_ROOT OUTPUT [TOUCHES_A TOUCHES_B]`` (the
-    README's walkthrough): ``OUTPUT/session_a`` and ``session_b`` as the team's drivers would be
-    recorded, and ``session_*.truth.csv``, the labels a team would type in.
+    Usage: ``python test/recording_helpers.py DATA_ROOT OUTPUT [TOUCHES ...]`` (the
+    walkthroughs of the README and docs/own_data.md): ``OUTPUT/session_a``, ``session_b``, ...
+    (one per count; default 60 and 30 touches) as the team's drivers would be recorded, and
+    ``session_*.truth.csv``, the labels a team would type in.
     """
+    import string
     import sys
 
     from convitac_ros.data import build_dataset
 
     root, output = Path(sys.argv[1]), Path(sys.argv[2])
-    counts = [int(n) for n in sys.argv[3:5]] or [60, 30]
+    counts = [int(n) for n in sys.argv[3:]] or [60, 30]
     world = build_dataset('touch_and_go', root, 'test')
+    if sum(counts) > len(world):
+        sys.exit(f'{sum(counts)} touches asked for, the test split of {root} has {len(world)}')
     output.mkdir(parents=True)
     start = 0
-    for name, count in zip(('session_a', 'session_b'), counts):
+    for letter, count in zip(string.ascii_lowercase, counts):
+        name = f'session_{letter}'
         part = [world[i] for i in range(start, start + count)]
         start += count
         recording = write_recording(output / name, part, world.heads,

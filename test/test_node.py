@@ -33,9 +33,10 @@ class StampClock:
 @pytest.fixture(scope='module')
 def running(tiny_checkpoint, tiny_predictor, tmp_path_factory):
     """The node (CPU, process_every_pair) and a probe, cleaned up even when a test fails."""
+    # Random frames are drift by design (test_node_drift.py): not scored here.
     parameters = {'checkpoint': str(tiny_checkpoint), 'device': 'cpu',
                   'process_every_pair': True, 'silent_input_timeout': 1.0,
-                  'diagnostics_period': 0.5, 'warmup_iterations': 1}
+                  'diagnostics_period': 0.5, 'warmup_iterations': 1, 'drift_period': 0.0}
     log = tmp_path_factory.mktemp('node') / 'convitac_node.log'
     with running_node(parameters, log, list(tiny_predictor.heads)) as (node, probe):
         yield node, probe, StampClock()
@@ -161,6 +162,7 @@ def test_diagnostics_report_rates_latency_device_and_model(running):
     assert status.name == '/convitac_node: inference'
     assert values['state'] == 'active' and values['device'] == 'cpu'
     assert values['model'] and status.hardware_id == f'{socket.gethostname()}/cpu'
+    assert values['tactile/image_raw drift'] == 'off (drift_period 0)'
     assert float(values['camera/image_raw rate (Hz)']) > 5
     assert float(values['tactile/image_raw rate (Hz)']) > 5
     assert float(values['pairing rate (Hz)']) > 5

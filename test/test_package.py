@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CORE_MODULES = (
     'convitac_ros.model', 'convitac_ros.data', 'convitac_ros.checkpoint',
     'convitac_ros.preprocess',
-    'convitac_ros.inference')
+    'convitac_ros.inference', 'convitac_ros.drift')
 ROS_MODULES = (
     'rclpy', 'sensor_msgs', 'std_msgs', 'diagnostic_msgs', 'lifecycle_msgs', 'vision_msgs',
     'builtin_interfaces', 'rosbags')

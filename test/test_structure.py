@@ -15,9 +15,10 @@ ROOT = Path(__file__).resolve().parents[1]
 LAYERS = (
     ('convitac_ros.fileio', 'convitac_ros.share', 'convitac_ros.model', 'convitac_ros.preprocess',
      'convitac_ros.output_paths', 'convitac_ros.contract'),
-    ('convitac_ros.data', 'convitac_ros.checkpoint'),
+    # drift: the checkpoint validates the reference it stores (numpy and cv2, no model).
+    ('convitac_ros.data', 'convitac_ros.drift', 'convitac_ros.checkpoint'),
     ('convitac_ros.runtime_onnx', 'convitac_ros.inference', 'convitac_ros.export',
-     'convitac_ros.predictor', 'convitac_ros.calibration', 'convitac_ros.drift',
+     'convitac_ros.predictor', 'convitac_ros.calibration',
      'convitac_ros.staging', 'convitac_ros.device_preprocess'),
     ('convitac_ros.ros',),
     ('convitac_ros.bags',),

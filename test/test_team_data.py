@@ -126,10 +126,12 @@ def test_bag_and_labels_to_dataset_to_fine_tuned_checkpoint_that_the_node_runs(
         assert dataset.heads['material'][dataset.target_array('material')[index]] == (
             truth['material'])
 
-    # Stage 1 would learn from exactly the labelled frame sets: the others are listed -1 in
-    # label.txt (contact unknown: they may be approaches).
+    # Stage 1 learns from the labelled frame sets and from every other set in contact (listed
+    # -2 in label.txt; -1: out of contact, e.g. an approach).
     frames = build_dataset('touch_and_go', data, 'train', task='frames', **options)
-    assert frames.frame_keys() == dataset.frame_keys()
+    contact = [tuple(line.rsplit(',', 1)[0].split('/')) for line in
+               (data / 'label.txt').read_text().splitlines() if line.endswith(',-2')]
+    assert set(frames.frame_keys()) == set(dataset.frame_keys()) | set(contact)
 
     from training.train import main as train
 

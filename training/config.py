@@ -110,6 +110,19 @@ class StageConfig:
 
 
 @dataclass
+class FinetuneConfig:
+    """How ``train.py --init-from`` treats the weights it loads (``training/finetune.py``).
+
+    Early stopping is ``stage2.patience`` on the validation split, which should be whole
+    recordings (``convitac_make_dataset --val-recordings``).
+    """
+
+    loaded_lr_scale: float = 0.1  # lr of loaded weights = stage2.lr x this; new heads get lr
+    freeze: str = 'none'  # none | encoders (fusion encoders) | fusion (all loaded but the heads)
+    keep_start: bool = True  # the start wins when it validates at least as well as the result
+
+
+@dataclass
 class RuntimeConfig:
     """Execution knobs that do not change what is learned (except through the seed)."""
 
@@ -134,6 +147,7 @@ class TrainConfig:
     model: ModelSection = field(default_factory=ModelSection)
     stage1: StageConfig = field(default_factory=StageConfig)
     stage2: StageConfig = field(default_factory=StageConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -201,6 +215,7 @@ _SECTIONS = {
     'DataConfig': DataConfig,
     'ModelSection': ModelSection,
     'StageConfig': StageConfig,
+    'FinetuneConfig': FinetuneConfig,
     'RuntimeConfig': RuntimeConfig,
 }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+import sys
 from typing import Any
 
 import numpy as np
@@ -194,6 +195,32 @@ def stage1_frames(data: DataConfig, train: Dataset, val: Dataset) -> Dataset:
         raise DataError(f'stage 1 has no frames at {data.root}: every training frame is '
                         'Inconclusive (-1), a test frame or held out for validation')
     return with_info(Subset(frames, kept), frames)
+
+
+def unlabelled_frames(data: DataConfig, seed: int) -> tuple[Dataset, Dataset]:
+    """Stage 1 without labels: every contact frame of the training data, and held-out frames.
+
+    For a dataset nobody has labelled yet (``convitac_make_dataset`` of unlabelled recordings:
+    the frames in contact are listed, no sample). Validation (held-out retrieval) takes whole
+    sessions; with one session, single frames of it (one line says so).
+
+    Raises:
+        DataError: A dataset other than Touch and Go's layout, or too few frames.
+    """
+    if data.dataset != 'touch_and_go':
+        raise DataError(f'stage 1 without labels reads the Touch and Go layout, not '
+                        f'{data.dataset!r}')
+    frames = open_split(data, data.train_split, task='frames', visual_len=1, tactile_len=1,
+                        frames='listed', frames_task=data.options.get('task', 'material'))
+    groups = frames.group_array()
+    if len(np.unique(groups)) >= 2:
+        kept, held = holdout_groups(groups, data.val_fraction, seed)
+    else:
+        print(f'stage 1: one recording at {data.root}: retrieval is validated on single held-out '
+              'frames of it (optimistic); add a recording for a recording-disjoint check',
+              file=sys.stderr, flush=True)
+        kept, held = holdout_indices(len(frames), data.val_fraction, seed)
+    return with_info(Subset(frames, kept), frames), with_info(Subset(frames, held), frames)
 
 
 def with_info(subset: Subset, source: Dataset) -> Subset:

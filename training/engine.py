@@ -97,7 +97,8 @@ class Trainer:
 
     def __init__(self, run_dir: Path, model: nn.Module, task: Task, train_set: Dataset,
                  collate: Callable[[list[Any]], Any], stage: StageConfig,
-                 runtime: RuntimeConfig, context: DistContext, num_workers: int = 0) -> None:
+                 runtime: RuntimeConfig, context: DistContext, num_workers: int = 0,
+                 lr_scale: Callable[[str], float] | None = None) -> None:
         self.run_dir, self.task, self.stage, self.runtime = Path(run_dir), task, stage, runtime
         self.context = context
         self.model = model.to(context.device)
@@ -111,7 +112,7 @@ class Trainer:
         self.steps_per_epoch = len(self.sampler)
         total = stage.epochs * self.steps_per_epoch
         self.total_steps = min(total, stage.max_steps) if stage.max_steps > 0 else total
-        self.optimizer = build_optimizer(self.model.named_parameters(), stage)
+        self.optimizer = build_optimizer(self.model.named_parameters(), stage, lr_scale)
         self.scheduler = build_scheduler(self.optimizer, stage, self.total_steps)
         self.amp_dtype = amp_dtype(runtime.amp, context.device)
         self.scaler = torch.amp.GradScaler('cuda', enabled=self.amp_dtype == torch.float16)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 import math
 from typing import Any
 import warnings
@@ -34,35 +34,39 @@ def is_backbone(name: str) -> bool:
     return '.backbone.' in f'.{name}'
 
 
-def parameter_groups(named: Iterable[tuple[str, torch.nn.Parameter]], stage: StageConfig
-                     ) -> list[dict[str, Any]]:
+def parameter_groups(named: Iterable[tuple[str, torch.nn.Parameter]], stage: StageConfig,
+                     lr_scale: Callable[[str], float] | None = None) -> list[dict[str, Any]]:
     """Optimizer groups: decay or not, backbone or not (``stage.backbone_lr``, 0 = ``lr``).
 
-    Only trainable parameters are taken; empty groups are left out.
+    Only trainable parameters are taken; empty groups are left out. ``lr_scale(name)``, when
+    given, multiplies a parameter's learning rate (fine-tuning: loaded weights learn slower).
     """
-    groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
+    groups: dict[tuple[bool, bool, float], list[torch.nn.Parameter]] = {}
     for name, parameter in named:
         if parameter.requires_grad:
-            key = (decays(name, parameter), is_backbone(name))
+            scale = 1.0 if lr_scale is None else float(lr_scale(name))
+            key = (decays(name, parameter), is_backbone(name), scale)
             groups.setdefault(key, []).append(parameter)
     backbone_lr = stage.backbone_lr if stage.backbone_lr > 0 else stage.lr
     return [{'params': params, 'weight_decay': stage.weight_decay if decay else 0.0,
-             'lr': backbone_lr if backbone else stage.lr}
-            for (decay, backbone), params in sorted(groups.items())]
+             'lr': (backbone_lr if backbone else stage.lr) * scale}
+            for (decay, backbone, scale), params in sorted(groups.items(),
+                                                           key=lambda item: item[0])]
 
 
-def build_optimizer(named: Iterable[tuple[str, torch.nn.Parameter]],
-                    stage: StageConfig) -> torch.optim.Optimizer:
+def build_optimizer(named: Iterable[tuple[str, torch.nn.Parameter]], stage: StageConfig,
+                    lr_scale: Callable[[str], float] | None = None) -> torch.optim.Optimizer:
     """Builds AdamW (the default), Adam (the paper's choice) or SGD with momentum.
 
     Args:
         named: ``model.named_parameters()``; frozen ones are skipped.
         stage: The stage's optimiser settings (see :func:`parameter_groups`).
+        lr_scale: Per-parameter learning-rate multiplier by name (None: 1 everywhere).
 
     Raises:
         ValueError: For an unknown optimizer name or no trainable parameters.
     """
-    groups = parameter_groups(named, stage)
+    groups = parameter_groups(named, stage, lr_scale)
     if not groups:
         raise ValueError('no trainable parameters')
     if stage.optimizer == 'adamw':

@@ -133,13 +133,15 @@ def eval_loader(dataset: Dataset, batch_size: int, collate: BatchCollator,
 
 def run_pretraining(config: TrainConfig, run_dir: Path, train_set: Dataset, val_set: Dataset,
                     model_config: ModelConfig, context: DistContext, resume: bool = False,
-                    dino_weights: Path | None = None) -> Path:
+                    dino_weights: Path | None = None,
+                    start_from: ContrastiveEncoder | None = None) -> Path:
     """Trains (or resumes) stage 1 in ``run_dir`` and returns the encoder checkpoint path.
 
     Training stops when held-out retrieval has not improved for ``stage1.patience`` epochs (or
     at the ``stage1.epochs`` cap or after ``stage1.max_minutes``); the encoder handed on is
     ``best.safetensors``, that of the best held-out top-1. With ``stage1.epochs: 0`` the encoder
-    is written as initialised (DINO weights when given).
+    is written as initialised (DINO weights when given, or ``start_from``'s weights: stage 1
+    continued from a checkpoint's E^c).
 
     Raises:
         DataError: For data stage 1 cannot use (too few pairs for a batch, one session).
@@ -148,6 +150,8 @@ def run_pretraining(config: TrainConfig, run_dir: Path, train_set: Dataset, val_
     encoder = ContrastiveEncoder(model_config)
     if dino_weights is not None:
         load_dino_weights(encoder, dino_weights)
+    if start_from is not None:
+        encoder.load_state_dict(start_from.state_dict(), strict=True)
     model = SimCLRModel(encoder)
     if context.distributed and context.device.type == 'cuda':
         # The projection head's batch statistics over the global batch, as the loss sees it.

@@ -4,8 +4,11 @@ Each bag is paired as the node pairs it (`SetStream`) and written set by set, so
 of any length needs memory for one set and the synchronizer's queue only. Every synchronized
 set becomes one frame pair of a session (one session per recording, so that splits by session
 are splits by recording), and every set inside a labelled interval of the bag's labels file
-becomes a sample. The layout is the one `convitac_ros.data.TouchAndGo` reads, so training
-needs no new loader::
+becomes a sample. Sets in contact (found as the node finds it: `ContactDetector` against the
+recording's first tactile frame, the node's default `contact_threshold`) are listed in
+`label.txt` as -2 (`UNLABELLED_CONTACT`), the others as -1, so that stage 1 learns from every
+contact set, labelled or not; `--unlabelled` recordings add only such frames (no labels file).
+The layout is the one `convitac_ros.data.TouchAndGo` reads, so training needs no new loader::
 
     DIR/category_reference.txt        material classes (`<name>: <index>`)
     DIR/label.txt                     every frame of every session (sequence context)
@@ -43,9 +46,10 @@ from convitac_ros.bags.labels import LabelsError, LabelsFile, read_labels
 from convitac_ros.bags.samples import label_at, no_label_error, SetStream
 from convitac_ros.bags.topics import add_topic_arguments, one_tactile_topic
 from convitac_ros.data.sample import HARDNESS_CLASSES, ROUGHNESS_CLASSES
-from convitac_ros.data.touch_and_go import parse_reference_line
+from convitac_ros.data.touch_and_go import parse_reference_line, UNLABELLED_CONTACT
 from convitac_ros.fileio import atomic_write_text
 from convitac_ros.output_paths import check_new_folder, make_new_folder
+from convitac_ros.ros.contact import CONTACT_THRESHOLD, ContactDetector
 
 UNSUPPORTED_HEADS = ('grasp_success',)
 CONFIG_FILE = 'dataset.yaml'
@@ -61,6 +65,7 @@ class DatasetSummary:
         materials: Material classes in index order.
         soft_materials: Materials labelled soft.
         task: `material` or `roughness` (which list defines the samples).
+        contact_frames: Frame sets in contact (stage 1's frames), labelled or not.
     """
 
     root: Path
@@ -68,6 +73,7 @@ class DatasetSummary:
     materials: list[str] = field(default_factory=list)
     soft_materials: list[str] = field(default_factory=list)
     task: str = 'material'
+    contact_frames: int = 0
 
 
 def session_name(index: int, bag: Path) -> str:
@@ -140,6 +146,8 @@ def check_heads(labels: Sequence[LabelsFile]) -> str:
     Raises:
         LabelsError: A head the layout cannot hold, a bad roughness, or nothing to train on.
     """
+    if not labels:  # unlabelled recordings only: frames for stage 1
+        return 'material'
     heads = {h for file in labels for h in file.heads}
     for file in labels:
         unsupported = [h for h in file.heads if h in UNSUPPORTED_HEADS]
@@ -168,7 +176,8 @@ def write_frame(path: Path, rgb: np.ndarray) -> None:
 def make_dataset(bags: Sequence[str | Path], labels: Sequence[str | Path], output: str | Path,
                  *, camera_topic: str | None = None, tactile_topic: str | None = None,
                  val_recordings: int = 0, classes_from: dict[str, list[str]] | None = None,
-                 progress: bool = True) -> DatasetSummary:
+                 progress: bool = True, unlabelled: Sequence[str | Path] = (),
+                 contact_threshold: float = CONTACT_THRESHOLD) -> DatasetSummary:
     """Write labelled recordings as a Touch and Go layout dataset (see the module docstring).
 
     Args:
@@ -180,6 +189,8 @@ def make_dataset(bags: Sequence[str | Path], labels: Sequence[str | Path], outpu
         val_recordings: The last this many bags form the `test` split, used for validation.
         classes_from: A checkpoint's heads: its material class order is kept.
         progress: Show a progress bar.
+        unlabelled: Recordings without labels (their contact frames, training split only).
+        contact_threshold: Contact score threshold (the node's ``contact_threshold``).
 
     Returns:
         What was written.
@@ -189,11 +200,11 @@ def make_dataset(bags: Sequence[str | Path], labels: Sequence[str | Path], outpu
         LabelsError: A labels file is bad, does not fit the layout or covers no frame.
         ValueError: Bad arguments or an existing output.
     """
-    output = check_new_folder(output, inputs=[*bags, *labels])
-    if len(bags) != len(labels) or not bags:
+    output = check_new_folder(output, inputs=[*bags, *labels, *unlabelled])
+    if len(bags) != len(labels) or not (bags or unlabelled):
         raise ValueError(f'give one labels file per bag: {len(bags)} bag(s), '
                          f'{len(labels)} labels file(s)')
-    if not 0 <= val_recordings < len(bags):
+    if val_recordings and not 0 <= val_recordings < len(bags):
         raise ValueError(f'--val-recordings must leave at least one of the {len(bags)} '
                          f'recordings for training, got {val_recordings}')
     files = [read_labels(path) for path in labels]
@@ -201,27 +212,31 @@ def make_dataset(bags: Sequence[str | Path], labels: Sequence[str | Path], outpu
     summary = DatasetSummary(output, materials=material_classes(files, classes_from),
                              soft_materials=soft_materials(files), task=task)
     make_new_folder(output)  # exclusively: a folder that appeared meanwhile is refused
+    recordings = [*zip(bags, files), *((bag, None) for bag in unlabelled)]
     try:
-        _write(bags, files, summary, camera_topic, tactile_topic, val_recordings, progress)
+        _write(recordings, summary, camera_topic, tactile_topic, val_recordings, progress,
+               contact_threshold)
     except BaseException:
         shutil.rmtree(output, ignore_errors=True)  # made above by this call, and only it
         raise
     return summary
 
 
-def _write(bags: Sequence[str | Path], files: Sequence[LabelsFile], summary: DatasetSummary,
+def _write(recordings: Sequence[tuple[str | Path, LabelsFile | None]], summary: DatasetSummary,
            camera_topic: str | None, tactile_topic: str | None, val_recordings: int,
-           progress: bool) -> None:
+           progress: bool, contact_threshold: float) -> None:
     """Writes the recordings set by set (a recording is never held in memory as a whole)."""
     root = summary.root
     lists: dict[str, list[str]] = {name: [] for name in
                                    ('label', 'train', 'test', 'train_rough', 'test_rough')}
     index_of = {name: i for i, name in enumerate(summary.materials)}
     tactile = None if tactile_topic is None else [tactile_topic]
-    for number, (bag, file) in enumerate(zip(bags, files)):
-        split = 'test' if number >= len(bags) - val_recordings else 'train'
+    labelled_bags = sum(file is not None for _, file in recordings)
+    for number, (bag, file) in enumerate(recordings):
+        split = 'test' if labelled_bags - val_recordings <= number < labelled_bags else 'train'
         session = session_name(number, Path(bag))
         folder, count, labelled, offset = root / session, 0, 0, None
+        contact = ContactDetector()
         with SetStream(bag, 1, camera_topic=camera_topic, tactile_topics=tactile,
                        read_truth=False) as stream, \
                 tqdm(total=stream.camera_messages, unit='frame', desc=session,
@@ -232,9 +247,11 @@ def _write(bags: Sequence[str | Path], files: Sequence[LabelsFile], summary: Dat
                 write_frame(folder / 'video_frame' / frame, camera)
                 write_frame(folder / 'gelsight_frame' / frame, touch)
                 entry = f'{session}/{frame}'
-                lists['label'].append(f'{entry},-1')
+                touching = contact.update([touch], contact_threshold).in_contact
+                lists['label'].append(f'{entry},{UNLABELLED_CONTACT if touching else -1}')
+                summary.contact_frames += touching
                 offset = frame_set.stamp_ns - stream.start_ns
-                row = label_at(file, offset)
+                row = None if file is None else label_at(file, offset)
                 point = {} if row is None else row.labels
                 labelled += row is not None
                 if 'material' in point:
@@ -244,7 +261,7 @@ def _write(bags: Sequence[str | Path], files: Sequence[LabelsFile], summary: Dat
                         f'{entry},{ROUGHNESS_CLASSES.index(point["roughness"])}')
                 count += 1
                 bar.update(1)
-        if not labelled:
+        if file is not None and not labelled:
             raise no_label_error(file, offset)
         summary.sessions[session] = (split, count, labelled)
     for name, lines in lists.items():
@@ -266,9 +283,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog='convitac_make_dataset', description=__doc__.split('\n\n')[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument('bags', nargs='+', metavar='BAG', help='recordings (rosbag2 folders)')
-    parser.add_argument('--labels', nargs='+', required=True, metavar='FILE',
+    parser.add_argument('bags', nargs='*', metavar='BAG', help='labelled recordings (rosbag2 '
+                        'folders)')
+    parser.add_argument('--labels', nargs='+', default=[], metavar='FILE',
                         help='one labels file per bag, same order')
+    parser.add_argument('--unlabelled', nargs='+', default=[], metavar='BAG',
+                        help='recordings nobody labelled: their contact frames for stage 1 '
+                        '(train.py --init-from CHECKPOINT --stage1)')
+    parser.add_argument('--contact-threshold', type=float, default=CONTACT_THRESHOLD,
+                        help="contact score threshold (the node's contact_threshold)")
     parser.add_argument('--output', '-o', required=True, help='dataset folder to create')
     add_topic_arguments(parser)
     parser.add_argument('--val-recordings', type=int, default=0,
@@ -295,15 +318,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         summary = make_dataset(
             args.bags, args.labels, args.output, camera_topic=args.camera_topic,
             tactile_topic=tactile_topic, val_recordings=args.val_recordings, classes_from=classes,
-            progress=not args.quiet)
+            progress=not args.quiet, unlabelled=args.unlabelled,
+            contact_threshold=args.contact_threshold)
     except (BagError, ValueError, OSError) as exc:
         print(f'convitac_make_dataset: error: {exc}', file=sys.stderr)
         return 1
     samples = sum(s for _, _, s in summary.sessions.values())
     frames = sum(f for _, f, _ in summary.sessions.values())
-    print(f'wrote {samples} labelled samples ({frames} frames) from {len(summary.sessions)} '
-          f'recording(s) to {summary.root}; train with: python training/train.py --config '
-          f'demo {summary.root / CONFIG_FILE} --init-from CHECKPOINT')
+    print(f'wrote {samples} labelled samples ({frames} frames, {summary.contact_frames} in '
+          f'contact) from {len(summary.sessions)} recording(s) to {summary.root}; train with: '
+          f'python training/train.py --config finetune {summary.root / CONFIG_FILE} '
+          f'--init-from CHECKPOINT [--stage1]')
     return 0
 
 

@@ -27,6 +27,9 @@ SPLITS = ('train', 'test')
 TASKS = ('material', 'roughness', 'frames')
 FRAME_SOURCES = ('listed', 'disk')
 _INCONCLUSIVE = -1
+# label.txt of a dataset written from bags: a frame set in contact that nobody labelled (stage 1
+# learns from it, stage 2 does not); -1 there is a set out of contact.
+UNLABELLED_CONTACT = -2
 # `name: index` (what convitac_make_dataset writes; the name may hold separators itself, so the
 # index is the number after the LAST one), else `index: name` (the official file).
 _NAME_INDEX = re.compile(r'^(?P<name>.+)[:=,]\s*(?P<index>-?\d+)\s*,?$')
@@ -137,7 +140,9 @@ class TouchAndGo(Dataset):
           other frame that ``label.txt`` or a list names (with ``frames='disk'`` also those
           found only on disk, pairs whose camera and GelSight files both exist). Left out:
           frames labelled -1 (Inconclusive: the approach, a blank gel that shares nothing with
-          the camera) that no training list labels, and every frame a test list names; with
+          the camera) that no training list labels (``UNLABELLED_CONTACT``, -2, in a label.txt
+          written from bags is a frame in contact without a label: it is kept), and every
+          frame a test list names; with
           ``frames_task='roughness'`` also every frame of a session of ``test_rough.txt`` (that
           split is session-disjoint; the material split is frame-level).
         Labels are only ever taken from lists of the requested split: the official material split

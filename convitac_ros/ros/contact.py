@@ -16,6 +16,8 @@ import cv2
 import numpy as np
 
 THUMBNAIL = 32  # frames are compared as 32x32 grey thumbnails: size-independent, cheap
+# The node's default contact_threshold (grey levels); convitac_make_dataset finds contact with it.
+CONTACT_THRESHOLD = 6.0
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 
+from convitac_ros.drift import DriftState
 from convitac_ros.ros.node_guards import one_line
 
 OK, WARN, ERROR, STALE = (DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR,
@@ -62,6 +63,10 @@ class Health:
     activate_error: str | None = None
     hardware_id: str = ''  # e.g. gripper-pc/cuda:0; empty: the device
     demo: bool = False  # the demo checkpoint was asked for (checkpoint: demo)
+    # Per input (same order as inputs): its drift state, None until scored; the whole list is
+    # None when the checkpoint stores no reference (drift unavailable, never a WARN).
+    drift: list[DriftState | None] | None = None
+    drift_off: bool = False  # the checkpoint has a reference but drift_period is 0
 
 
 def _fmt(value: float) -> str:
@@ -72,6 +77,20 @@ def _percentile_values(prefix: str, percentiles: dict[float, float] | None) -> l
     if percentiles is None:
         return [KeyValue(key=f'{prefix} p{q:g} (ms)', value='n/a') for q in (50, 95, 99)]
     return [KeyValue(key=f'{prefix} p{q:g} (ms)', value=_fmt(v)) for q, v in percentiles.items()]
+
+
+def _drift_values(topic: str, drift: list[DriftState | None] | None, index: int
+                  ) -> list[KeyValue]:
+    if drift is None:
+        return [KeyValue(key=f'{topic} drift', value='unavailable (no reference in the '
+                         'checkpoint)')]
+    state = drift[index] if index < len(drift) else None
+    if state is None:
+        return [KeyValue(key=f'{topic} drift', value='n/a (not scored yet)')]
+    parts = ', '.join(f'{name} {value:.3f}' for name, value in state.ratios.items())
+    return [KeyValue(key=f'{topic} drift', value=_fmt(state.score)),
+            KeyValue(key=f'{topic} drift parts', value=f'{parts} (last of {state.samples} '
+                     'sets scored; 1 = threshold)')]
 
 
 def _problems(health: Health) -> tuple[int, list[str]]:
@@ -105,6 +124,12 @@ def _problems(health: Health) -> tuple[int, list[str]]:
             problems.append(f'{item.topic} lost {item.lost} messages in transport (large '
                             'frames: every image publisher needs config/fastdds.xml, see the '
                             'README, or use reliable QoS / compressed images)')
+    for item, state in zip(health.inputs, health.drift or []):
+        if state is not None and state.score > 1.0:
+            level = max(level, WARN)
+            problems.append(f'{item.topic} looks unlike the training inputs (drift '
+                            f'{state.score:.1f}x its threshold: another sensor, crop or '
+                            'rotation, a damaged gel, or a camera looking elsewhere?)')
     if health.recent_conversion_error:
         # Some windows still answered: WARN; none at all: the input is unusable, ERROR.
         level = max(level, WARN if health.inference_rate_hz > 0 else ERROR)
@@ -122,8 +147,9 @@ def health_status(health: Health) -> DiagnosticStatus:
 
     The level is ERROR for a configure or recent inference failure, or when recent windows all
     failed to convert; WARN (while active) for a silent input, zero stamps, a publisher it
-    cannot connect to, messages lost in transport (recently), windows dropped for conversion
-    failures (recently), or p95 latency over budget; else OK. The message lists the problems,
+    cannot connect to, messages lost in transport (recently), an input whose drift score is
+    over 1 (its threshold), windows dropped for conversion failures (recently), or p95 latency
+    over budget; else OK. The message lists the problems,
     or summarises the state (and says when the demo model runs).
     """
     level, problems = _problems(health)
@@ -142,7 +168,9 @@ def health_status(health: Health) -> DiagnosticStatus:
         KeyValue(key='checkpoint', value=health.checkpoint),
         KeyValue(key='demo model', value='yes' if health.demo else 'no'),
     ]
-    for item in health.inputs:
+    for index, item in enumerate(health.inputs):
+        values += ([KeyValue(key=f'{item.topic} drift', value='off (drift_period 0)')]
+                   if health.drift_off else _drift_values(item.topic, health.drift, index))
         values += [
             KeyValue(key=f'{item.topic} rate (Hz)', value=_fmt(item.rate_hz)),
             KeyValue(key=f'{item.topic} received', value=str(item.received)),

@@ -59,7 +59,7 @@ class InferenceThread(threading.Thread):
 
     def __init__(self, queue: DropOldestQueue, predictor: Any, outputs: Any, counters: Counters,
                  contact: Any, logger: Any, params: Callable[[], Any],
-                 now_ns: Callable[[], int]) -> None:
+                 now_ns: Callable[[], int], drift: Any = None) -> None:
         """Bind to what the worker needs and nothing more.
 
         Args:
@@ -71,6 +71,8 @@ class InferenceThread(threading.Thread):
             logger: An rclpy logger.
             params: Returns the node's current parameters (they may change while active).
             now_ns: The node's clock in nanoseconds (ROS time, for the age of a window).
+            drift: A ``DriftMonitor`` offered each set after its outputs are published, or
+                None (no reference in the checkpoint, or drift_period 0).
         """
         super().__init__(name='convitac_inference', daemon=True)
         self._queue = queue
@@ -81,6 +83,7 @@ class InferenceThread(threading.Thread):
         self._logger = logger
         self._params = params
         self._now_ns = now_ns
+        self._drift = drift
         self.latency = LatencyWindow()
         self.age = LatencyWindow()
         self.last_conversion_error: str | None = None
@@ -208,6 +211,8 @@ class InferenceThread(threading.Thread):
         self.latency.add(latency_ms)
         self.age.add((self._now_ns() - newest.stamp_ns) / 1e6)
         self._counters.add('inferences')
+        if self._drift is not None:  # a time check; the scoring runs on the monitor's thread
+            self._drift.offer(newest.rgb)
 
     def _publish_debug(self, publisher: Any, window: Window, sample: tuple,
                        probabilities: dict, attention: Any) -> None:

@@ -36,7 +36,8 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import CompressedImage, Image
 from std_srvs.srv import Trigger
 
-from convitac_ros.predictor import DeviceError, open_predictor
+from convitac_ros.drift import DriftMonitor, DriftReference, input_names
+from convitac_ros.predictor import DeviceError, open_predictor, resolve_backend
 from convitac_ros.ros import direct_take
 from convitac_ros.ros.contact import ContactDetector
 from convitac_ros.ros.diagnostics import Health, health_status, InputHealth
@@ -118,6 +119,8 @@ class ConvitacNode(LifecycleNode):
             raise ValueError('; '.join(reasons))
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.counters = Counters()
+        self._drift_reference: DriftReference | None = None
+        self._drift: DriftMonitor | None = None
         self.contact = ContactDetector()
         self.create_service(Trigger, '~/reset_contact_reference', self._on_reset_contact)
         self.predictor: Any = None
@@ -191,6 +194,7 @@ class ConvitacNode(LifecycleNode):
             path = self._checkpoint = self.params.resolved_checkpoint()
             predictor = self._load_predictor(path)
             self._declare_heads(predictor.heads)
+            self._drift_reference = drift_reference_of(path, self.params.backend)
         except Exception as exc:  # noqa: BLE001 - any failure is a clear configure failure
             self._configure_error = one_line(f'{type(exc).__name__}: {exc}')
             self.get_logger().error(one_line(f'configure failed: {configure_reason(exc, path)}',
@@ -298,9 +302,11 @@ class ConvitacNode(LifecycleNode):
         self._window = SlidingWindow(max(predictor.visual_len, predictor.tactile_len))
         self._queue.set_capacity(self._capacity())
         self._queue.reopen()
+        self._drift = self._drift_monitor(predictor)
         self._thread = InferenceThread(
             self._queue, predictor, self.outputs, self.counters, self.contact, self.get_logger(),
-            params=lambda: self.params, now_ns=lambda: self.get_clock().now().nanoseconds)
+            params=lambda: self.params, now_ns=lambda: self.get_clock().now().nanoseconds,
+            drift=self._drift)
         self._thread.start()
         self._convert = converters
         self.contact.request_reference()
@@ -324,6 +330,17 @@ class ConvitacNode(LifecycleNode):
                                    self._image_subscriptions)
             + (' (input thread)' if direct else ' (executor callbacks)') + '; '
             + '; '.join(s.describe() for s in settings))
+
+    def _drift_monitor(self, predictor: Any) -> DriftMonitor | None:
+        """The drift scorer: the checkpoint's reference, E^c embeddings with the torch backend."""
+        reference, period = self._drift_reference, self.params.drift_period
+        if reference is None or period <= 0:
+            return None
+        embed = getattr(predictor, 'contrasted_embeddings', None)
+        model = getattr(predictor, 'model', None)
+        if getattr(model, 'contrastive_encoder', None) is None:
+            embed = None
+        return DriftMonitor(reference, predictor.image_size, embed, period)
 
     def _input_settings(self, count: int) -> list[InputSettings]:
         values = {name: self.get_parameter(name).value for name in INPUT_SPECS}
@@ -376,6 +393,9 @@ class ConvitacNode(LifecycleNode):
         if self._thread is not None:
             self._thread.join()
             self._thread = None
+        if self._drift is not None:
+            self._drift.close()
+            self._drift = None
         self._queue.clear()
         if self._window is not None:
             self._window.clear()
@@ -513,9 +533,22 @@ class ConvitacNode(LifecycleNode):
             health.recent_inference_error = thread.recent_error(RECENT_S)
             health.last_conversion_error = thread.last_conversion_error
             health.recent_conversion_error = thread.recent_conversion_error(RECENT_S)
+        if self._drift_reference is not None and predictor is not None:
+            scored = self._drift.snapshot() if self._drift is not None else {}
+            health.drift = [scored.get(name) for name in input_names(predictor.num_tactile)]
+            health.drift_off = self._state == 'active' and self._drift is None
         array = DiagnosticArray(status=[health_status(health)])
         array.header.stamp = self.get_clock().now().to_msg()
         self._diagnostics.publish(array)
+
+
+def drift_reference_of(path: Any, backend: str) -> DriftReference | None:
+    """The checkpoint's drift reference; None for an ONNX export or a checkpoint without one."""
+    if resolve_backend(backend, path) == 'onnxruntime':
+        return None
+    from convitac_ros.checkpoint import read_drift_reference
+
+    return read_drift_reference(path)
 
 
 def configure_reason(error: Exception, path: Any) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
+from convitac_ros.ros.contact import CONTACT_THRESHOLD
 from convitac_ros.ros.image_limits import DEFAULT_MAX_PIXELS
 from convitac_ros.ros.node_guards import rcl_reason
 from convitac_ros.ros.topics import INPUT_TOPICS
@@ -134,9 +135,12 @@ SPECS: dict[str, Spec] = {
         '', 'hardware_id of the /diagnostics status; empty: <host name>/<inference device> '
         '(e.g. gripper-pc/cuda:0).'),
     'contact_threshold': Spec(
-        6.0, 'A tactile frame shows contact when its mean absolute difference from the '
-        'no-contact reference (grey levels 0-255, on a 32x32 thumbnail) exceeds this.', 0.0,
-        255.0, live=True),
+        CONTACT_THRESHOLD, 'A tactile frame shows contact when its mean absolute difference '
+        'from the no-contact reference (grey levels 0-255, on a 32x32 thumbnail) exceeds this.',
+        0.0, 255.0, live=True),
+    'drift_period': Spec(
+        1.0, 'Seconds between the frame sets scored for input drift (against the reference '
+        'statistics the checkpoint stores; off the per-pair path); 0 disables.', 0.0, 3600.0),
     'publish_only_in_contact': Spec(
         False, 'Publish the per-head label, probabilities, classification and grasp topics only '
         'while the tactile frames show contact (result and contact are always published).',
@@ -208,6 +212,7 @@ class NodeParameters:
     latency_budget_ms: float
     hardware_id: str
     contact_threshold: float
+    drift_period: float
     publish_only_in_contact: bool
 
     @classmethod
