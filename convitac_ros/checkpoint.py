@@ -41,7 +41,7 @@ PREPROCESS_KEYS = ('image_size', 'mean', 'std', 'channel_order', 'visual_len', '
                    'num_tactile')
 # ModelConfig fields that define E^c: a stage-1 encoder fits a stage-2 model only if they agree.
 ENCODER_FIELDS = ('image_size', 'contrastive_arch', 'contrastive_kwargs', 'num_pooled_tokens',
-                  'dim', 'projection_dim')
+                  'dim', 'projection_dim', 'projection_head')
 _METADATA_KEYS = ('format', 'kind', 'model_config', 'heads', 'preprocess', 'training')
 # Pixels are scaled to [0, 1] before normalisation: a mean outside it or a tiny std is an
 # error in the file, not a choice (std 0 turned every output into NaN).

@@ -219,3 +219,24 @@ def test_stage1_time_is_that_of_the_run_that_trained_the_encoder() -> None:
                                   record('c', 'e0', 0.0)], [0])
     assert table['stage1_seconds']['mean'] == 600.0
     assert table['train_seconds_total'] == 30.0 + 600.0
+
+
+def test_grad_cam_on_the_condition_path_sees_what_e_c_contributes() -> None:
+    torch.manual_seed(0)
+    config = ModelConfig.tiny(num_tactile=2, heads=(('grasp_success', 2),))
+    model = ConViTac(config).eval()
+    model.freeze_contrastive_encoder()
+    visual = torch.randn(3, config.visual_len, 3, 64, 64)
+    tactile = torch.randn(3, 2 * config.tactile_len, 3, 64, 64)
+    closed = grad_cam(model, visual, tactile, 'grasp_success', [0, 1, 1], path='condition')
+    assert closed['visual'].shape == (3, 64, 64) and closed['tactile'].shape == (3, 2, 64, 64)
+    assert np.abs(closed['visual']).max() == 0  # the zero gate: E^c does not act yet
+    with torch.no_grad():
+        model.condition_gate.gate.fill_(1.0)
+    opened = grad_cam(model, visual, tactile, 'grasp_success', [0, 1, 1], path='condition')
+    assert opened['visual'].std() > 0.05 and opened['tactile'].std() > 0.05
+    assert opened['visual'].max() <= 1.0 + 1e-6
+    assert not any(p.requires_grad or p.grad is not None
+                   for p in model.contrastive_encoder.parameters())  # still frozen
+    cross = ConViTac(config.replace(fusion='cross_attention')).eval()
+    assert grad_cam(cross, visual, tactile, 'grasp_success', [0, 1, 1], path='condition') == {}

@@ -64,3 +64,25 @@ def test_nt_xent_rejects_bad_temperature(temperature):
 def test_nt_xent_rejects_bad_shapes(shape):
     with pytest.raises(ValueError, match='2B'):
         nt_xent_loss(torch.randn(*shape), 0.1)
+
+
+def naive_cross_modal(embeddings: torch.Tensor, temperature: float) -> float:
+    """The symmetric cross-modal (CLIP) loss: each anchor against the other modality's rows."""
+    unit = torch.nn.functional.normalize(embeddings.double(), dim=1)
+    half = len(unit) // 2
+    logits = unit[:half] @ unit[half:].T / temperature  # (B, B) camera x touch
+    target = torch.arange(half)
+    return float((torch.nn.functional.cross_entropy(logits, target)
+                  + torch.nn.functional.cross_entropy(logits.T, target)) / 2)
+
+
+@pytest.mark.parametrize('half,temperature', [(1, 0.1), (4, 0.1), (7, 0.5)])
+def test_cross_modal_negatives_give_the_symmetric_clip_loss(half, temperature):
+    embeddings = torch.randn(2 * half, 6, generator=torch.Generator().manual_seed(half))
+    loss = nt_xent_loss(embeddings, temperature, negatives='cross')
+    assert loss.item() == pytest.approx(naive_cross_modal(embeddings, temperature), rel=1e-5)
+    # Identical embeddings: chance among the B candidates of the other modality.
+    assert nt_xent_loss(torch.ones(2 * half, 3), 0.1, 'cross').item() == pytest.approx(
+        math.log(half), abs=1e-5)
+    with pytest.raises(ValueError, match='negatives'):
+        nt_xent_loss(embeddings, temperature, negatives='some')

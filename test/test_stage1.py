@@ -9,12 +9,25 @@ the gel.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pytest
 import torch
 
+from convitac_ros.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    load_contrastive_encoder,
+    read_metadata,
+    save_contrastive_encoder,
+)
 from convitac_ros.data.transforms import FrameAugmentation
-from convitac_ros.model import ContrastiveEncoder, ModelConfig
+from convitac_ros.model import ContrastiveEncoder, ConViTac, ModelConfig
+from convitac_ros.model.config import LEGACY_PROJECTION_HEAD, PROJECTION_HEADS
 from convitac_ros.model.contrastive import TACTILE, VISUAL
+
+DEFAULT_HEAD = 'linear'
 
 torch.set_num_threads(2)
 
@@ -51,3 +64,67 @@ def test_projection_head_centres_each_modality_in_training_and_embeds_alone_in_e
         alone = torch.cat([encoder.projection_embed(image[None], kind[None])
                            for image, kind in zip(images, modality)])
     torch.testing.assert_close(together, alone, rtol=1e-4, atol=1e-5)
+
+
+# ----------------------------------------------------------------------- projection head forms
+DEMO = Path(__file__).resolve().parents[1] / 'models' / 'convitac_demo.safetensors'
+
+
+def test_new_models_get_the_new_head_and_a_config_without_the_field_gets_the_legacy_head() -> None:
+    assert ModelConfig().projection_head == DEFAULT_HEAD == ModelConfig.tiny().projection_head
+    saved = ModelConfig.tiny().to_dict()
+    assert ModelConfig.from_dict(saved).projection_head == DEFAULT_HEAD  # round trip keeps it
+    del saved['projection_head']
+    assert ModelConfig.from_dict(saved).projection_head == LEGACY_PROJECTION_HEAD == 'relu'
+    with pytest.raises(ValueError, match='projection_head'):
+        ModelConfig.tiny(projection_head='tanh')
+
+
+def test_the_committed_demo_checkpoint_keeps_its_relu_head_and_its_exact_outputs() -> None:
+    loaded = load_checkpoint(DEMO)
+    assert 'projection_head' not in read_metadata(DEMO)['model_config']
+    assert loaded.config.projection_head == 'relu'
+    encoder = loaded.model.contrastive_encoder
+    head = encoder.projection_head
+    assert head.output is None
+    torch.manual_seed(0)
+    images = torch.randn(6, 3, 64, 64)
+    modality = torch.tensor([VISUAL] * 3 + [TACTILE] * 3)
+    with torch.no_grad():
+        tokens = encoder(images)
+        pooled = (torch.softmax(encoder.pool_score(tokens), dim=1) * tokens).sum(dim=1)
+        hidden = head.linear(pooled)
+        # The head as it was before the field existed: Linear, per-modality BatchNorm, ReLU.
+        expected = torch.cat([torch.relu(head.norms[int(kind)](row[None]))
+                              for row, kind in zip(hidden, modality)])
+        embedded = encoder.projection_embed(images, modality)
+    assert torch.equal(embedded, expected) and bool((embedded >= 0).all())
+
+
+@pytest.mark.parametrize('kind', PROJECTION_HEADS)
+def test_every_head_form_survives_a_checkpoint_round_trip(kind: str, tmp_path: Path) -> None:
+    encoder = ContrastiveEncoder(ModelConfig.tiny(projection_head=kind)).eval()
+    path = tmp_path / 'encoder.safetensors'
+    save_contrastive_encoder(path, encoder)
+    loaded = load_checkpoint(path, kind='contrastive_encoder')
+    assert loaded.config.projection_head == kind
+    images, modality = torch.randn(4, 3, 64, 64), torch.tensor([VISUAL, VISUAL, TACTILE, TACTILE])
+    with torch.no_grad():
+        embedded = encoder.projection_embed(images, modality)
+        assert torch.equal(loaded.model.projection_embed(images, modality), embedded)
+    assert bool((embedded < 0).any()) == (kind != 'relu')  # only the legacy head is >= 0
+
+
+def test_an_encoder_with_another_head_is_refused_by_a_model_naming_the_field(
+        tmp_path: Path) -> None:
+    path = tmp_path / 'encoder.safetensors'
+    save_contrastive_encoder(path, ContrastiveEncoder(ModelConfig.tiny(projection_head='relu')))
+    with pytest.raises(CheckpointError, match='projection_head'):
+        load_contrastive_encoder(path, ConViTac(ModelConfig.tiny()))
+
+
+def test_stage2_draws_only_transforms_stage1_trained_the_frozen_encoder_on() -> None:
+    # The condition is E^c's embedding of the latest augmented frame of each stream.
+    stage1, stage2 = FrameAugmentation.simclr(), FrameAugmentation.light()
+    assert stage2.hflip == 0.0 and stage1.covers(stage2)
+    assert not stage1.covers(FrameAugmentation(hflip=0.5))  # the old stage-2 flip

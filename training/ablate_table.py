@@ -125,7 +125,7 @@ def stage1_by_seed(rows: Sequence[dict[str, Any]], by_seed: dict[str, dict[int, 
         if 'retrieval_top1' not in val:
             continue
         other = baseline.get(seed)
-        keys = ('retrieval_top1', 'retrieval_top5', 'chance_top1', 'ceiling_top1')
+        keys = ('retrieval_top1', 'retrieval_top5', 'chance_top1')
         result.append({'seed': seed, 'encoder': record.get('shared_encoder'),
                        **{key: val.get(key) for key in keys},
                        'minus_cross_attention': None if other is None else {
@@ -146,14 +146,14 @@ def stage1_markdown(table: dict[str, Any]) -> str:
              f'{round(1 / chance)}, chance {_percent(chance)} %) beside what '
              f'"{table["rows"][0]["label"]}" gains over cross-attention at that seed (accuracy '
              'points):', '',
-             f'| Seed | top-1 % | x chance | top-5 % | ceiling top-1 % | {" | ".join(titles)} |',
-             f'|--:|--:|--:|--:|--:|{"--:|" * len(heads)}']
+             f'| Seed | top-1 % | x chance | top-5 % | {" | ".join(titles)} |',
+             f'|--:|--:|--:|--:|{"--:|" * len(heads)}']
     for entry in entries:
         gains = entry['minus_cross_attention'] or {}
         cells = [f'{100 * gains[head]:+.1f}' if head in gains else '–' for head in heads]
         lines.append(f'| {entry["seed"]} | {_percent(entry["retrieval_top1"])} | '
                      f'{entry["retrieval_top1"] / entry["chance_top1"]:.1f} | '
-                     f'{_percent(entry["retrieval_top5"])} | {_percent(entry["ceiling_top1"])} | '
+                     f'{_percent(entry["retrieval_top5"])} | '
                      + ' | '.join(cells) + ' |')
     return '\n'.join(lines)
 

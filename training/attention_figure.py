@@ -84,6 +84,11 @@ def explain(loaded: LoadedCheckpoint, samples: list[PressSample], head: str,
         for side, values in grad_cam(model, visual, tactile, head, labels).items():
             found.setdefault(f'gradcam_{side}', []).append(
                 values if side == 'visual' else values[:, 0])
+        # The condition path: Grad-CAM at the frozen E^c (scored, not drawn).
+        for side, values in grad_cam(model, visual, tactile, head, labels,
+                                     path='condition').items():
+            found.setdefault(f'conditioncam_{side}', []).append(
+                values if side == 'visual' else values[:, 0])
         for side, values in (attention_maps(model, visual, tactile) or {}).items():
             found.setdefault(f'attention_{side}', []).append(values)
         with torch.no_grad():

@@ -30,6 +30,9 @@ def run_command(prog: str, main: Callable[[list[str] | None], Any],
         print(f'{stopped}; continue with --resume', file=sys.stderr)
         return 1
     except USER_ERRORS as error:
+        from training.runs import discard_new_run  # runs imports torch-heavy modules
+
+        discard_new_run()
         print(f'{prog}: error: {error}', file=sys.stderr)
         return 2
     return 0

@@ -59,7 +59,11 @@ class ModelSection:
 class StageConfig:
     """Optimisation knobs of one stage (stage 1 = SimCLR pretraining, stage 2 = supervised)."""
 
-    epochs: int = 30
+    epochs: int = 30  # the cap: at most this many epochs (the cosine schedule spans them)
+    # Early stopping: end after this many validations in a row without a better best_metric
+    # (stage 1 held-out retrieval top-1, stage 2 mean validation accuracy); 0 = never.
+    patience: int = 0
+    max_minutes: float = 0.0  # wall-clock budget of the stage's training loop; 0 = none
     batch_size: int = 16
     optimizer: str = 'adamw'  # adamw | adam | sgd
     lr: float = 1e-4
@@ -73,6 +77,9 @@ class StageConfig:
     grad_clip: float = 1.0  # max global grad norm; 0 disables clipping
     max_steps: int = 0  # 0 = epochs * steps_per_epoch, else a hard cap on optimizer steps
     temperature: float = 0.1  # NT-Xent tau (stage 1 only)
+    # Stage 1: NT-Xent negatives: 'all' (SimCLR: the other 2B - 2 images) or 'cross' (the
+    # other modality's B - 1 images only, as CLIP)
+    negatives: str = 'all'
     retrieval_batch: int = 32  # stage 1: held-out visual-to-tactile retrieval in batches of this
     label_smoothing: float = 0.0  # cross-entropy (stage 2 only)
     augment: bool = True

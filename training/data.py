@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from typing import Any
-import warnings
 
 import numpy as np
 import torch
@@ -133,12 +132,7 @@ def train_and_val(data: DataConfig, seed: int, **overrides: Any) -> tuple[Datase
     groups = train.group_array() if hasattr(train, 'group_array') else None
     if groups is not None and len(np.unique(groups)) >= 2:
         kept, held = holdout_groups(groups, data.val_fraction, seed)
-    else:
-        if groups is not None:  # e.g. one recording: single frames are all there is to hold out
-            warnings.warn(f'{data.dataset} at {data.root} has one session/object: validation '
-                          'holds out single frames of it (optimistic: near-duplicates of the '
-                          'training frames); give a separate validation split where you can',
-                          stacklevel=2)
+    else:  # one recording: single frames are all there is (training/checks.py says so)
         kept, held = holdout_indices(len(train), data.val_fraction, seed)
     return with_info(Subset(train, kept), train), with_info(Subset(train, held), train)
 

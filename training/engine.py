@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import json
 import math
 from pathlib import Path
+import time
 from typing import Any, Protocol
 import warnings
 
@@ -78,6 +79,10 @@ class Progress:
     window: dict[str, float] = field(default_factory=dict)  # running sums since the last log
     last_val: dict[str, float] = field(default_factory=dict)
     metrics_bytes: int = 0
+    best_epoch: int = 0  # epoch whose validation was the best so far
+    since_best: int = 0  # validations in a row without improvement (early stopping)
+    elapsed_s: float = 0.0  # training wall-clock seconds, summed across resumes
+    stop_reason: str = ''  # 'patience', 'max_minutes' or 'epochs' once finished
 
 
 class Trainer:
@@ -186,14 +191,20 @@ class Trainer:
 
     # ----------------------------------------------------------------------------- loop
     def fit(self, resume: bool = False) -> dict[str, Any]:
-        """Trains until the step budget is spent (or ``stop_after_steps``, a simulated kill).
+        """Trains until validation stops improving or the budget is spent.
+
+        The run ends at the first of: ``stage.patience`` validations in a row without a better
+        ``task.best_metric`` (when patience > 0), ``stage.max_minutes`` of training wall-clock
+        time (when > 0; checked after every step, the epoch in progress is validated), the
+        ``stage.epochs`` cap (or ``max_steps``), or ``stop_after_steps`` (a simulated kill).
 
         Args:
             resume: Continue from this run's state file when it exists.
 
         Returns:
-            A summary: best and last validation metrics, steps, skipped steps, and ``stopped``
-            (True when the run stopped early because of ``stop_after_steps``).
+            A summary: best and last validation metrics, epochs reached, the best epoch, why
+            it ended (``stop_reason``), steps, skipped steps, and ``stopped`` (True when the
+            run stopped early because of ``stop_after_steps``).
 
         Raises:
             NonFiniteLossError: After ``max_nonfinite`` consecutive non-finite steps.
@@ -222,8 +233,10 @@ class Trainer:
 
     def _run_epochs(self) -> bool:
         progress = self.progress
-        while progress.global_step < self.total_steps:
+        while not progress.finished:
             self.sampler.set_epoch(progress.epoch, start_batch=progress.step_in_epoch)
+            out_of_time = False
+            started = time.monotonic()
             for batch in self._bar(iter(self.loader)):
                 self._train_step(batch)
                 progress.step_in_epoch += 1
@@ -233,11 +246,22 @@ class Trainer:
                 if every > 0 and progress.global_step % every == 0:
                     self.save_state()
                 if progress.global_step == self.runtime.stop_after_steps:
+                    progress.elapsed_s += time.monotonic() - started
                     return True
-                if progress.global_step >= self.total_steps:
+                out_of_time = self._out_of_time(progress.elapsed_s
+                                                + time.monotonic() - started)
+                if progress.global_step >= self.total_steps or out_of_time:
                     break
-            self._end_epoch()
+            progress.elapsed_s += time.monotonic() - started
+            self._end_epoch(out_of_time)
         return False
+
+    def _out_of_time(self, elapsed_s: float) -> bool:
+        """Whether the wall-clock budget (``stage.max_minutes``, 0 = none) is spent."""
+        budget = self.stage.max_minutes * 60.0
+        if budget <= 0:
+            return False
+        return self.context.all_agree(elapsed_s >= budget)  # every rank stops at the same step
 
     def _bar(self, batches: Iterator[Any]) -> Iterator[Any]:
         remaining = self.steps_per_epoch - self.progress.step_in_epoch
@@ -299,19 +323,29 @@ class Trainer:
         self.log('train', values)
         progress.window = {}
 
-    def _end_epoch(self) -> None:
+    def _end_epoch(self, out_of_time: bool = False) -> None:
         progress = self.progress
         if progress.window:
             self._maybe_log(force=True)
         epoch_done = progress.step_in_epoch >= self.steps_per_epoch
-        last = progress.global_step >= self.total_steps
+        reason = 'epochs' if progress.global_step >= self.total_steps else (
+            'max_minutes' if out_of_time else '')
         if epoch_done:
             progress.epoch += 1
             progress.step_in_epoch = 0
         every = max(1, self.runtime.eval_every_epochs)
-        if last or progress.epoch % every == 0:
-            self._validate_and_export(last)
-        progress.finished = last
+        if reason or progress.epoch % every == 0:
+            self._validate_and_export(bool(reason))
+            patience = self.stage.patience
+            if not reason and patience > 0 and progress.since_best >= patience:
+                reason = 'patience'
+        if reason:
+            progress.finished, progress.stop_reason = True, reason
+            if self.context.is_main:
+                print(f'{self.task.name}: stopped after {progress.epoch} epoch(s) '
+                      f'({_REASONS[reason]}); best {self.task.best_metric} '
+                      f'{progress.best} at epoch {progress.best_epoch}, '
+                      f'{progress.elapsed_s / 60:.1f} min', flush=True)
         self.save_state()
 
     def _validate_and_export(self, last: bool) -> None:
@@ -320,10 +354,14 @@ class Trainer:
             progress.last_val = task.validate(self.model)
             self.log('val', progress.last_val)
             value = progress.last_val[task.best_metric]
+            progress.since_best += 1
             if is_better(value, progress.best, task.best_mode):
-                progress.best = value
+                progress.best, progress.best_epoch, progress.since_best = value, progress.epoch, 0
                 task.export(self.model, self.run_dir / 'best.safetensors', self.summary(False))
             task.export(self.model, self.run_dir / 'last.safetensors', self.summary(False))
+        # Every rank stops together: rank 0's count decides.
+        progress.since_best = int(self.context.sum_floats(
+            [float(progress.since_best if self.context.is_main else 0)])[0])
         self.context.barrier()
 
     def summary(self, stopped: bool) -> dict[str, Any]:
@@ -331,7 +369,13 @@ class Trainer:
         progress = self.progress
         return {'stage': self.task.name, 'epochs': progress.epoch, 'steps': progress.global_step,
                 'skipped_steps': progress.skipped_steps, 'best_metric': self.task.best_metric,
-                'best': progress.best, 'val': dict(progress.last_val), 'stopped': stopped}
+                'best': progress.best, 'best_epoch': progress.best_epoch,
+                'stop_reason': progress.stop_reason, 'minutes': round(progress.elapsed_s / 60, 3),
+                'val': dict(progress.last_val), 'stopped': stopped}
+
+
+_REASONS = {'patience': 'validation stopped improving', 'max_minutes': 'wall-clock budget spent',
+            'epochs': 'epoch cap reached'}
 
 
 def is_better(value: float, best: float | None, mode: str) -> bool:

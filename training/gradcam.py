@@ -18,7 +18,8 @@ The figure and the command line are in ``training/attention_figure.py``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+import contextlib
 from dataclasses import dataclass
 import functools
 from pathlib import Path
@@ -91,9 +92,28 @@ def feature_layer(encoder: FusionEncoder) -> tuple[nn.Module, Callable | None]:
     raise ValueError(f'no Grad-CAM layer known for backbone {type(backbone).__name__}')
 
 
+@contextlib.contextmanager
+def _gradients_through(module: nn.Module) -> Iterator[None]:
+    """Lets gradients flow through a frozen module (E^c) for a while; nothing is updated."""
+    frozen = [p for p in module.parameters() if not p.requires_grad]
+    for parameter in frozen:
+        parameter.requires_grad_(True)
+    try:
+        yield
+    finally:
+        for parameter in frozen:
+            parameter.requires_grad_(False)
+            parameter.grad = None
+
+
 def grad_cam(model: nn.Module, visual: torch.Tensor | None, tactile: torch.Tensor | None,
-             head: str, classes: list[int]) -> dict[str, np.ndarray]:
+             head: str, classes: list[int], path: str = 'fusion') -> dict[str, np.ndarray]:
     """Grad-CAM of the latest frame of every stream that the model uses.
+
+    With ``path='fusion'`` the maps are taken at the last spatial layer of each modality's
+    fusion encoder; with ``path='condition'`` at the last layer of the frozen E^c, which reads
+    the latest frame of every stream and yields the condition (gradients are let through it
+    for the map only). A model without E^c has no condition maps (``{}``).
 
     Args:
         model: A ConViTac model (eval mode).
@@ -101,11 +121,16 @@ def grad_cam(model: nn.Module, visual: torch.Tensor | None, tactile: torch.Tenso
         tactile: `(B, num_tactile*T_t, 3, S, S)` normalised frames (None for vision only).
         head: Head to explain.
         classes: The class to explain, per sample.
+        path: 'fusion' (the fusion encoders) or 'condition' (E^c).
 
     Returns:
         ``{'visual': (B, S, S), 'tactile': (B, num_tactile, S, S)}`` in [0, 1], only for the
         modalities the model uses.
     """
+    if path not in ('fusion', 'condition'):
+        raise ValueError(f"path must be 'fusion' or 'condition', got {path!r}")
+    if path == 'condition':
+        return _condition_cam(model, visual, tactile, head, classes)
     config = model.config
     maps = {}
     targets = [ClassifierOutputTarget(int(c)) for c in classes]
@@ -123,6 +148,35 @@ def grad_cam(model: nn.Module, visual: torch.Tensor | None, tactile: torch.Tenso
         else:
             maps[side] = values.reshape(batch, config.num_tactile, config.tactile_len,
                                         size, size)[:, :, -1]
+    return maps
+
+
+def _condition_cam(model: nn.Module, visual: torch.Tensor | None,
+                   tactile: torch.Tensor | None, head: str, classes: list[int]
+                   ) -> dict[str, np.ndarray]:
+    """Grad-CAM at E^c's last layer, per stream (see :func:`grad_cam`)."""
+    encoder = model.contrastive_encoder
+    if encoder is None:
+        return {}
+    config = model.config
+    backbone = encoder.backbone
+    reshape = functools.partial(_tokens_to_map, backbone)
+    targets = [ClassifierOutputTarget(int(c)) for c in classes]
+    # E^c embeds the latest frame of every stream in one batch, rows (sample, stream): the
+    # camera's first when the model sees it, then one per tactile sensor.
+    streams = int(model.use_visual) + (config.num_tactile if model.use_tactile else 0)
+    maps = {}
+    with _gradients_through(encoder):
+        for side, frames, other in (('visual', visual, tactile), ('tactile', tactile, visual)):
+            if frames is None or getattr(model, f'{side}_encoder') is None:
+                continue
+            wrapper = OneInputModel(model, head, side, other, frames.shape[0])
+            with GradCAM(wrapper, [backbone.norm], reshape_transform=reshape) as cam:
+                values = cam(frames.flatten(0, 1), targets)  # (B*streams, S, S)
+            batch, size = frames.shape[0], config.image_size
+            values = values.reshape(batch, streams, size, size)
+            maps[side] = (values[:, 0] if side == 'visual'
+                          else values[:, streams - config.num_tactile:])
     return maps
 
 

@@ -31,6 +31,7 @@ from convitac_ros.checkpoint import default_preprocess, save_contrastive_encoder
 from convitac_ros.data.transforms import FrameAugmentation
 from convitac_ros.model import ContrastiveEncoder, load_dino_weights, ModelConfig, nt_xent_loss
 from convitac_ros.model.contrastive import TACTILE, VISUAL
+from training.checks import check_stage1
 from training.command import run_command  # noqa: E402
 from training.config import TrainConfig
 from training.data import BatchCollator, stage1_frames, train_and_val
@@ -51,7 +52,7 @@ from training.runs import (
 )
 from training.state import seed_everything
 
-ENCODER_FILE = 'last.safetensors'
+ENCODER_FILE = 'best.safetensors'  # the best held-out retrieval: what stage 2 freezes
 
 
 class SimCLRModel(nn.Module):
@@ -68,7 +69,8 @@ class SimCLRModel(nn.Module):
         return self.encoder.projection_embed(torch.cat([visual, tactile]), modality)
 
 
-def gathered_nt_xent(embeddings: torch.Tensor, temperature: float) -> torch.Tensor:
+def gathered_nt_xent(embeddings: torch.Tensor, temperature: float,
+                     negatives: str = 'all') -> torch.Tensor:
     """NT-Xent over the global batch: every rank's visual rows, then every rank's tactile rows.
 
     Equal to :func:`nt_xent_loss` on the concatenated batch of all ranks (see
@@ -78,10 +80,11 @@ def gathered_nt_xent(embeddings: torch.Tensor, temperature: float) -> torch.Tens
     Args:
         embeddings: This rank's `(2B, D)`, visual rows first.
         temperature: tau.
+        negatives: 'all' or 'cross' (see :func:`nt_xent_loss`).
     """
     visual, tactile = embeddings.chunk(2)
     return nt_xent_loss(torch.cat([gather_with_grad(visual), gather_with_grad(tactile)]),
-                        temperature)
+                        temperature, negatives)
 
 
 class ContrastiveTask:
@@ -105,7 +108,7 @@ class ContrastiveTask:
         """NT-Xent of one (global) batch of pairs, plus this rank's in-batch retrieval."""
         visual, tactile = batch
         embeddings = model(visual, tactile)  # (2B, D)
-        return (gathered_nt_xent(embeddings, self.temperature),
+        return (gathered_nt_xent(embeddings, self.temperature, self.config.stage1.negatives),
                 {'retrieval': float(hits_at(*embeddings.detach().chunk(2), 1).float().mean())})
 
     def validate(self, model: nn.Module) -> dict[str, float]:
@@ -132,7 +135,13 @@ def run_pretraining(config: TrainConfig, run_dir: Path, train_set: Dataset, val_
                     dino_weights: Path | None = None) -> Path:
     """Trains (or resumes) stage 1 in ``run_dir`` and returns the encoder checkpoint path.
 
-    With ``stage1.epochs: 0`` the encoder is written as initialised (DINO weights when given).
+    Training stops when held-out retrieval has not improved for ``stage1.patience`` epochs (or
+    at the ``stage1.epochs`` cap or after ``stage1.max_minutes``); the encoder handed on is
+    ``best.safetensors``, that of the best held-out top-1. With ``stage1.epochs: 0`` the encoder
+    is written as initialised (DINO weights when given).
+
+    Raises:
+        DataError: For data stage 1 cannot use (too few pairs for a batch, one session).
     """
     seed_everything(config.runtime.seed)
     encoder = ContrastiveEncoder(model_config)
@@ -154,8 +163,9 @@ def run_pretraining(config: TrainConfig, run_dir: Path, train_set: Dataset, val_
         if context.is_main:
             task.export(model, path, {'epochs': 0, 'steps': 0})
         return path
-    labelled = len(train_set)
+    labelled, labelled_set = len(train_set), train_set
     train_set = stage1_frames(config.data, train_set, val_set)
+    check_stage1(config, len(train_set), labelled_set, val_set)
     if context.is_main:
         print(f'stage 1: {len(train_set)} (camera, tactile) pairs ({config.data.stage1_frames}; '
               f'the labelled training set has {labelled}), {len(val_set)} held out', flush=True)
@@ -166,24 +176,26 @@ def run_pretraining(config: TrainConfig, run_dir: Path, train_set: Dataset, val_
     if summary['stopped']:
         raise RunStopped(f'stage 1 stopped after {summary["steps"]} steps (stop_after_steps)')
     if context.is_main and summary['val']:
-        print(f'stage 1: {describe(summary["val"], probe.batch_size)}')
-        warn_if_not_aligned(summary['val'])
+        print(f'stage 1: {describe(summary["val"], probe.batch_size)} (last epoch); best '
+              f'top-1 {100 * summary["best"]:.1f}% at epoch {summary["best_epoch"]} of '
+              f'{summary["epochs"]} ({summary["stop_reason"]}, {summary["minutes"]:.1f} min)')
+        warn_if_not_aligned({**summary['val'], 'retrieval_top1': summary['best']})
     return path
 
 
 def warn_if_not_aligned(val: dict[str, float], factor: float = 3.0) -> bool:
     """Warns (one line on stderr) when held-out top-1 retrieval stayed under factor x chance.
 
-    SimCLR on a small ViT from scratch sits at chance for a while before it takes off, and when
-    it takes off depends on the seed and the schedule (docs/results/README.md): a stage 1 that
-    ended before it did gives stage 2 a condition that aligns nothing. Returns whether it warned.
+    A stage 1 that ends near chance gives stage 2 a condition that aligns nothing
+    (docs/results/stage1_v0.3/README.md). Returns whether it warned.
     """
     top1, chance = val.get('retrieval_top1'), val.get('chance_top1')
     if top1 is None or not chance or top1 >= factor * chance:
         return False
     print(f'stage 1: WARNING: the encoder did not learn to align camera and touch (held-out '
-          f'top-1 {top1:.1%}, under {factor:g}x chance {chance:.1%}); train stage 1 longer '
-          '(stage1.epochs) or with another seed', file=sys.stderr, flush=True)
+          f'top-1 {top1:.1%}, under {factor:g}x chance {chance:.1%}); more sessions, a '
+          'longer stage 1 (stage1.patience, stage1.epochs) or another seed may help',
+          file=sys.stderr, flush=True)
     return True
 
 

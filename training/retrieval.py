@@ -4,9 +4,9 @@ For each camera frame of a batch of B synchronous pairs, the B tactile frames ar
 cosine of their contrasted embeddings (`ContrastiveEncoder.projection_embed`); a hit is its own
 tactile frame among the first k. The batches are fixed (a seeded shuffle of the validation
 pairs, which come from held-out sessions or objects, cut into full batches of B), so the numbers
-of two runs are comparable. Chance is k / B. On the synthetic world (its root holds the instance
-file) the ceiling is that of an ideal observer on these very batches
-(`convitac_ros.data.synthetic.retrieval.batch_ceiling`).
+of two runs are comparable. Chance is k / B. No ceiling is reported: the synthetic world's
+material-and-texture observer (`convitac_ros.data.synthetic.retrieval.batch_ceiling`) is not an
+upper bound, because a touch's press depth is visible to both sensors and a model may use it.
 """
 
 from __future__ import annotations
@@ -21,8 +21,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from convitac_ros.data.synthetic.retrieval import batch_ceiling, chance, read_instances
-from convitac_ros.data.synthetic.touch_world import INSTANCES_FILE
+from convitac_ros.data.synthetic.retrieval import chance
 from convitac_ros.model import nt_xent_loss
 
 TOP_K = (1, 5)
@@ -52,14 +51,14 @@ def hits_at(visual: torch.Tensor, tactile: torch.Tensor, k: int) -> torch.Tensor
 
 
 class RetrievalProbe:
-    """Visual-to-tactile retrieval top-1 / top-5 (with chance and, if known, the ceiling).
+    """Visual-to-tactile retrieval top-1 / top-5 beside chance.
 
     Args:
         dataset: The held-out pairs (each sample's latest camera and tactile frame).
         batch_size: B.
         collate: Turns samples into `(visual (B, 3, S, S), tactile (B, 3, S, S))`.
         seed: Seed of the fixed shuffle.
-        root: Dataset root, to find the synthetic world's instance file (ceiling).
+        root: Unused (kept for callers of earlier versions).
         num_workers: DataLoader workers.
     """
 
@@ -72,21 +71,6 @@ class RetrievalProbe:
         order = order[:len(order) // self.batch_size * self.batch_size]
         self.loader = DataLoader(Subset(dataset, order.tolist()), batch_size=self.batch_size,
                                  shuffle=False, collate_fn=collate, num_workers=num_workers)
-        self.ceiling = self._ceiling(dataset, order, root)
-
-    def _ceiling(self, dataset: Dataset, order: np.ndarray, root: str | Path | None
-                 ) -> dict[str, float]:
-        keys = frame_keys(dataset)
-        if keys is None or root is None or not (Path(root) / INSTANCES_FILE).is_file():
-            return {}
-        table = read_instances(root)
-        pairs = [table[keys[i]] for i in order]
-        result = {}
-        for k in TOP_K:
-            per_batch = [batch_ceiling(*zip(*pairs[start:start + self.batch_size]), k)
-                         for start in range(0, len(pairs), self.batch_size)]
-            result[f'ceiling_top{k}'] = float(np.mean(per_batch))
-        return result
 
     @torch.no_grad()
     def __call__(self, embed: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
@@ -102,7 +86,7 @@ class RetrievalProbe:
 
         Returns:
             `loss` (mean NT-Xent of the batches), `retrieval_top1`, `retrieval_top5`,
-            `chance_top1`, `chance_top5` and, on the synthetic world, `ceiling_top1/5`.
+            `chance_top1` and `chance_top5`.
         """
         losses, hits = [], {k: [] for k in TOP_K}
         for visual, tactile in self.loader:
@@ -117,17 +101,15 @@ class RetrievalProbe:
         for k in TOP_K:
             result[f'retrieval_top{k}'] = float(torch.cat(hits[k]).mean())
             result[f'chance_top{k}'] = chance(self.batch_size, k)
-        return {**result, **self.ceiling}
+        return result
 
 
 def describe(values: dict[str, float], batch: int) -> str:
-    """One line: top-1 and top-5 beside chance and ceiling, in percent."""
+    """One line: top-1 and top-5 beside chance, in percent."""
     parts = []
     for k in TOP_K:
-        ceiling = values.get(f'ceiling_top{k}')
         parts.append(f'top-{k} {100 * values[f"retrieval_top{k}"]:.1f}% (chance '
-                     f'{100 * values[f"chance_top{k}"]:.1f}%'
-                     + ('' if ceiling is None else f', ceiling {100 * ceiling:.1f}%') + ')')
+                     f'{100 * values[f"chance_top{k}"]:.1f}%)')
     return f'held-out visual->tactile retrieval, batches of {batch}: ' + ', '.join(parts)
 
 

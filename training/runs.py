@@ -6,6 +6,7 @@ import argparse
 from dataclasses import replace
 import datetime
 from pathlib import Path
+import shutil
 import subprocess
 from typing import Any
 
@@ -65,6 +66,25 @@ def flag_overrides(args: argparse.Namespace) -> list[str]:
     return [f'{key}={value}' for key, value in flags.items() if value is not None]
 
 
+_NEW_RUN: list[Path] = []  # the run folder this process created (see discard_new_run)
+
+
+def discard_new_run() -> Path | None:
+    """Removes the run folder this process created when nothing was trained into it yet.
+
+    Called on a user error (bad data found before training), so that no half-written run
+    folder is left behind (one that ``--resume`` would then refuse). A folder that holds a
+    resume state (``state.safetensors`` anywhere in it) is kept. Returns the removed folder.
+    """
+    if not _NEW_RUN:
+        return None
+    run_dir = _NEW_RUN.pop()
+    if not run_dir.is_dir() or any(run_dir.rglob('state.safetensors')):
+        return None
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return run_dir
+
+
 def prepare_run(args: argparse.Namespace) -> tuple[TrainConfig, Path, bool]:
     """Resolves the config and run folder; saves ``config.yaml`` for a new run.
 
@@ -98,6 +118,8 @@ def prepare_run(args: argparse.Namespace) -> tuple[TrainConfig, Path, bool]:
     if (run_dir / CONFIG_FILE).exists():
         raise ConfigError(f'{run_dir} already holds a run; use --resume {run_dir} or another '
                           '--run-dir')
+    if not run_dir.exists():
+        _NEW_RUN[:] = [run_dir]
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(config, run_dir / CONFIG_FILE)
     return config, run_dir, False

@@ -1,9 +1,10 @@
 r"""Stage-1 take-off: held-out visual-to-tactile retrieval per epoch, one line per seed.
 
 Reads the ``metrics.jsonl`` of stage-1 run folders (``kind: val`` lines) and draws, per group of
-runs (a schedule, say), top-1 retrieval against the epoch with chance and the ideal observer's
-ceiling, so that one sees when (and whether) each seed left chance. A JSON file beside the PNG
-holds the curves and, per run, the first epoch at 3x chance and the last value.
+runs (a schedule, say), top-1 retrieval against the epoch with chance (no ceiling: the synthetic
+world's observer is not an upper bound), so that one sees when (and whether) each seed left
+chance. A JSON file beside the PNG holds the curves and, per run, the first epoch at 3x chance
+and the last value.
 
 Usage::
 
@@ -32,7 +33,7 @@ TAKE_OFF = 3.0  # a run has taken off once held-out top-1 reaches this many time
 
 
 def read_curve(run_dir: Path) -> dict[str, Any]:
-    """The validation lines of one stage-1 run: epochs, top-1, chance and ceiling.
+    """The validation lines of one stage-1 run: epochs, top-1 and chance.
 
     Raises:
         FileNotFoundError: When the folder has no ``metrics.jsonl``.
@@ -50,12 +51,12 @@ def read_curve(run_dir: Path) -> dict[str, Any]:
     take_off = next((line['epoch'] for line in val
                      if line['retrieval_top1'] >= TAKE_OFF * chance), None)
     return {'run': str(run_dir), 'epochs': [line['epoch'] for line in val], 'top1': top1,
-            'chance_top1': chance, 'ceiling_top1': val[-1].get('ceiling_top1'),
+            'chance_top1': chance,
             'take_off_epoch': take_off, 'last_top1': top1[-1]}
 
 
 def draw(groups: dict[str, list[dict[str, Any]]], output: Path) -> None:
-    """One panel per group, one line per run; chance and the mean ceiling dashed."""
+    """One panel per group, one line per run; chance dashed."""
     figure, axes = plt.subplots(1, len(groups), figsize=(5.2 * len(groups), 3.8), sharey=True,
                                 squeeze=False)
     for axis, (title, curves) in zip(axes[0], groups.items()):
@@ -67,11 +68,6 @@ def draw(groups: dict[str, list[dict[str, Any]]], output: Path) -> None:
         axis.axhline(chance, color='grey', linestyle=':', label=f'chance {chance:.1f} %')
         axis.axhline(TAKE_OFF * chance, color='grey', linestyle='-.', linewidth=0.8,
                      label=f'{TAKE_OFF:g}x chance')
-        ceilings = [c['ceiling_top1'] for c in curves if c['ceiling_top1'] is not None]
-        if ceilings:
-            ceiling = 100 * sum(ceilings) / len(ceilings)
-            axis.axhline(ceiling, color='black', linestyle='--', linewidth=0.8,
-                         label=f'ideal observer {ceiling:.0f} %')
         took_off = sum(c['take_off_epoch'] is not None for c in curves)
         axis.set_title(f'{title}: {took_off} of {len(curves)} took off')
         axis.set_xlabel('epoch')
@@ -99,7 +95,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         groups[title] = [read_curve(Path(run)) for run in runs]
     draw(groups, args.output)
     summary = {title: [{key: c[key] for key in ('run', 'take_off_epoch', 'last_top1',
-                                                'chance_top1', 'ceiling_top1')}
+                                                'chance_top1')}
                        for c in curves] for title, curves in groups.items()}
     atomic_write_text(args.output.with_suffix('.json'),
                       json.dumps({'take_off_factor': TAKE_OFF, 'groups': summary,

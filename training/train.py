@@ -39,6 +39,7 @@ from convitac_ros.data import MISSING_LABEL
 from convitac_ros.data.transforms import FrameAugmentation
 from convitac_ros.model import ConViTac, ModelConfig
 from convitac_ros.model.dino import load_backbone_weights
+from training.checks import check_sessions, check_stage2
 from training.command import run_command
 from training.config import TrainConfig
 from training.data import BatchCollator, train_and_val
@@ -170,6 +171,7 @@ def run_supervised(config: TrainConfig, run_dir: Path, train_set: Dataset, val_s
     Raises:
         RunStopped: When ``runtime.stop_after_steps`` ended the stage early.
     """
+    check_stage2(config, train_set, val_set)
     seed_everything(config.runtime.seed + 1)
     model = ConViTac(model_config)
     init_record = None
@@ -231,6 +233,8 @@ def run_training(config: TrainConfig, run_dir: Path, resume: bool = False,
         model_config = build_model_config(config, train_set)
         encoder_path = contrastive_checkpoint
         if model_config.uses_condition and encoder_path is None:
+            check_sessions(config, train_set)  # before stage 1 spends its time
+            check_stage2(config, train_set, val_set)
             encoder_path = run_pretraining(config, Path(run_dir) / STAGE1_DIR, train_set,
                                            val_set, model_config, context, resume, dino_weights)
         return run_supervised(config, run_dir, train_set, val_set, model_config, context,

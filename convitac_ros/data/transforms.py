@@ -64,9 +64,27 @@ class FrameAugmentation:
 
     @classmethod
     def light(cls) -> FrameAugmentation:
-        """Build the stage-2 augmentation: mild crop, flip and colour changes."""
-        return cls(crop_scale=(0.8, 1.0), crop_ratio=(0.9, 1.1), hflip=0.5, brightness=0.1,
+        """Build the stage-2 augmentation: mild crop and colour changes, no flip.
+
+        The frozen E^c computes the condition from the latest frame of each augmented stream,
+        so stage 2 draws only transforms that stage 1 trained E^c on (:meth:`covers`): a crop
+        of at least 80 % of the area and weaker colour changes than :meth:`simclr`, and no
+        flip (stage 1 never flips).
+        """
+        return cls(crop_scale=(0.8, 1.0), crop_ratio=(0.9, 1.1), hflip=0.0, brightness=0.1,
                    contrast=0.1, saturation=0.1, grayscale=0.0)
+
+    def covers(self, other: FrameAugmentation) -> bool:
+        """Whether every transform `other` draws can also be drawn by this augmentation."""
+        def within(inner: tuple[float, float], outer: tuple[float, float]) -> bool:
+            return outer[0] <= inner[0] and inner[1] <= outer[1]
+
+        return (within(other.crop_scale, self.crop_scale)
+                and within(other.crop_ratio, self.crop_ratio)
+                and (other.hflip == 0 or self.hflip > 0)
+                and (other.grayscale == 0 or self.grayscale > 0)
+                and all(getattr(other, name) <= getattr(self, name)
+                        for name in ('brightness', 'contrast', 'saturation')))
 
     def sample_crop(self, rng: np.random.Generator) -> tuple[float, float, float, float]:
         """Draw a crop (top, left, height, width) in fractions of the frame."""

@@ -17,6 +17,10 @@ BackboneKwargs = tuple[tuple[str, BackboneArg], ...]
 FUSIONS = ('cec', 'cross_attention', 'concat', 'add')
 MODALITIES = ('both', 'vision', 'touch')
 CONDITIONS = ('embedding', 'tokens', 'pooled')
+# E^c's projection head (convitac_ros.model.contrastive.ProjectionHead); a checkpoint whose
+# model_config lacks the field was written with LEGACY_PROJECTION_HEAD.
+PROJECTION_HEADS = ('mlp', 'linear', 'relu')
+LEGACY_PROJECTION_HEAD = 'relu'
 HEAD_NAMES = ('material', 'hardness', 'roughness', 'grasp_success')
 
 # The timm backbones a config may name, with the constructor arguments it may pass them. A
@@ -62,7 +66,10 @@ class ModelConfig:
         num_heads: attention heads in each CEC block.
         mlp_ratio: hidden width of the CEC MLP relative to d.
         dropout: dropout in the CEC blocks and before the heads.
-        projection_dim: width of the contrasted embedding (E^c's head: Linear, BN, ReLU).
+        projection_dim: width of the contrasted embedding.
+        projection_head: form of E^c's projection head: 'mlp' (default; SimCLR's Linear, BN,
+            ReLU, Linear), 'linear' (Linear, BN) or 'relu' (Linear, BN, ReLU: the head of
+            every checkpoint written before the field existed, whose config lacks it).
         fusion: 'cec' (paper), 'cross_attention' (learned queries, no contrastive condition),
             'concat' or 'add' (pooled stream features, no attention).
         modalities: 'both', 'vision' or 'touch' (drops the other stream and its condition).
@@ -93,6 +100,7 @@ class ModelConfig:
     mlp_ratio: float = 4.0
     dropout: float = 0.1
     projection_dim: int = 128
+    projection_head: str = 'mlp'
     fusion: str = 'cec'
     modalities: str = 'both'
     condition: str = 'embedding'
@@ -114,7 +122,8 @@ class ModelConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f'ModelConfig.{name} must be a positive int, got {value!r}')
-        choices = {'fusion': FUSIONS, 'modalities': MODALITIES, 'condition': CONDITIONS}
+        choices = {'fusion': FUSIONS, 'modalities': MODALITIES, 'condition': CONDITIONS,
+                   'projection_head': PROJECTION_HEADS}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(
@@ -182,6 +191,9 @@ class ModelConfig:
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
         """Rebuild a config from `to_dict()` output.
 
+        A dict without ``projection_head`` (a checkpoint written before the field existed)
+        gets :data:`LEGACY_PROJECTION_HEAD`, the head it was trained with.
+
         Raises:
             ValueError: on unknown keys (e.g. a checkpoint from a newer version) or bad values.
         """
@@ -189,7 +201,7 @@ class ModelConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f'unknown ModelConfig keys {unknown}; known keys: {sorted(known)}')
-        return cls(**data)
+        return cls(**{'projection_head': LEGACY_PROJECTION_HEAD, **data})
 
     def replace(self, **changes: Any) -> ModelConfig:
         """Return a copy with some fields changed (validated again)."""

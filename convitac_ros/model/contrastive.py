@@ -28,30 +28,44 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from convitac_ros.model.config import ModelConfig
+from convitac_ros.model.config import ModelConfig, PROJECTION_HEADS
 from convitac_ros.model.encoders import GridTokenizer
 
 VISUAL, TACTILE = 0, 1  # modality indices of `projection_embed`
 
 
 class ProjectionHead(nn.Module):
-    """Projection head: Linear, one BatchNorm per modality, ReLU (no output layer)."""
+    """Projection head of E^c, one of :data:`PROJECTION_HEADS` (``ModelConfig.projection_head``).
 
-    def __init__(self, dim: int, out_dim: int, num_modalities: int = 2) -> None:
+    Every form starts with a Linear layer and one BatchNorm per modality (no affine part):
+    ``'relu'`` (the head of checkpoints before 0.3) then ends in ReLU, so every embedding is
+    non-negative and every cosine lies in [0, 1]; ``'linear'`` ends after the BatchNorm;
+    ``'mlp'`` (SimCLR's form) adds ReLU and an output Linear layer.
+    """
+
+    def __init__(self, dim: int, out_dim: int, num_modalities: int = 2,
+                 kind: str = 'relu') -> None:
         super().__init__()
+        if kind not in PROJECTION_HEADS:
+            raise ValueError(f'projection head must be one of {PROJECTION_HEADS}, got {kind!r}')
+        self.kind = kind
         self.linear = nn.Linear(dim, out_dim)
         self.norms = nn.ModuleList(nn.BatchNorm1d(out_dim, affine=False)
                                    for _ in range(num_modalities))
+        self.output = nn.Linear(out_dim, out_dim) if kind == 'mlp' else None
 
     def forward(self, pooled: torch.Tensor, modality: torch.Tensor) -> torch.Tensor:
-        """Args: pooled `(N, d)`, modality `(N,)` ints. Returns: `(N, out_dim)`, >= 0."""
+        """Args: pooled `(N, d)`, modality `(N,)` ints. Returns: `(N, out_dim)`."""
         hidden = self.linear(pooled)
         normalised = torch.zeros_like(hidden)
         for index, norm in enumerate(self.norms):
             rows = modality == index
             if bool(rows.any()):
                 normalised[rows] = norm(hidden[rows])
-        return torch.relu(normalised)
+        if self.kind == 'linear':
+            return normalised
+        activated = torch.relu(normalised)
+        return activated if self.output is None else self.output(activated)
 
 
 class ContrastiveEncoder(nn.Module):
@@ -65,7 +79,8 @@ class ContrastiveEncoder(nn.Module):
                                        config.dim)
         self.pool_score = nn.Linear(config.dim, 1)  # attention pooling over the P tokens
         # Batch statistics while training, running ones in eval (see the module docstring).
-        self.projection_head = ProjectionHead(config.dim, config.projection_dim)
+        self.projection_head = ProjectionHead(config.dim, config.projection_dim,
+                                              kind=config.projection_head)
 
     @property
     def backbone(self) -> nn.Module:
@@ -96,7 +111,11 @@ class ContrastiveEncoder(nn.Module):
         return self.projection_head((weights * tokens).sum(dim=1), modality)
 
 
-def nt_xent_loss(embeddings: torch.Tensor, temperature: float) -> torch.Tensor:
+NEGATIVES = ('all', 'cross')  # NT-Xent negatives: every other row, or the other modality's only
+
+
+def nt_xent_loss(embeddings: torch.Tensor, temperature: float,
+                 negatives: str = 'all') -> torch.Tensor:
     """NT-Xent (normalised temperature-scaled cross entropy), paper eq. 2-3 / SimCLR.
 
     Row i and row i+B of `embeddings` are positives (the B visual embeddings, then the B tactile
@@ -105,9 +124,14 @@ def nt_xent_loss(embeddings: torch.Tensor, temperature: float) -> torch.Tensor:
     `-log(exp(S[i, pos(i)]) / sum_{j != i} exp(S[i, j]))`. (Eq. 2 writes a sum; the mean only
     rescales it and keeps the learning rate independent of the batch size.)
 
+    With ``negatives='cross'`` an anchor's candidates are the B rows of the other modality only
+    (its positive and B - 1 negatives; the symmetric cross-modal loss of CLIP): the loss then
+    asks nothing about how images of one modality relate to each other.
+
     Args:
         embeddings: `(2B, D)` with B >= 1.
         temperature: tau > 0.
+        negatives: 'all' (SimCLR, paper eq. 2-3) or 'cross'.
 
     Returns:
         Scalar loss.
@@ -118,6 +142,8 @@ def nt_xent_loss(embeddings: torch.Tensor, temperature: float) -> torch.Tensor:
     if not isinstance(temperature, (int, float)) or not math.isfinite(temperature) \
             or temperature <= 0:
         raise ValueError(f'temperature must be a finite number > 0, got {temperature!r}')
+    if negatives not in NEGATIVES:
+        raise ValueError(f'negatives must be one of {NEGATIVES}, got {negatives!r}')
     if embeddings.ndim != 2 or embeddings.shape[0] < 2 or embeddings.shape[0] % 2:
         raise ValueError('embeddings must be (2B, D) with an even number of rows >= 2, got '
                          f'{tuple(embeddings.shape)}')
@@ -125,7 +151,11 @@ def nt_xent_loss(embeddings: torch.Tensor, temperature: float) -> torch.Tensor:
     half = num_rows // 2
     unit = F.normalize(embeddings.float(), dim=1)
     similarity = unit @ unit.T / temperature  # (2B, 2B)
-    eye = torch.eye(num_rows, dtype=torch.bool, device=embeddings.device)
-    similarity = similarity.masked_fill(eye, float('-inf'))
+    if negatives == 'cross':
+        side = torch.arange(num_rows, device=embeddings.device) >= half  # (2B,) modality
+        masked = side[:, None] == side[None, :]  # same modality, the diagonal included
+    else:
+        masked = torch.eye(num_rows, dtype=torch.bool, device=embeddings.device)
+    similarity = similarity.masked_fill(masked, float('-inf'))
     positives = (torch.arange(num_rows, device=embeddings.device) + half) % num_rows  # (2B,)
     return F.cross_entropy(similarity, positives)

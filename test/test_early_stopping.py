@@ -1,0 +1,82 @@
+"""Both stages stop when validation stops improving, at the epoch cap, or when time is up."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+import time
+
+import torch
+from torch import nn
+
+from training.config import load_config, StageConfig
+from training.distributed import DistContext
+from training.engine import Trainer
+
+
+class ScriptedTask:
+    """Regression on a line whose validation metric follows a script (one value per epoch)."""
+
+    name, best_metric, best_mode = 'toy', 'score', 'max'
+
+    def __init__(self, scores: list[float], step_seconds: float = 0.0) -> None:
+        self.scores, self.step_seconds, self.validations = scores, step_seconds, 0
+
+    def train_mode(self, model: nn.Module) -> None:
+        model.train()
+
+    def loss(self, model: nn.Module, batch: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        time.sleep(self.step_seconds)
+        return ((model(batch) - 2 * batch) ** 2).mean(), {}
+
+    def validate(self, model: nn.Module) -> dict[str, float]:
+        score = self.scores[min(self.validations, len(self.scores) - 1)]
+        self.validations += 1
+        return {'score': score}
+
+    def export(self, model: nn.Module, path: Path, summary: dict) -> None:
+        path.write_text(json.dumps(summary))
+
+
+def trainer(tmp_path: Path, task: ScriptedTask, **stage: float) -> Trainer:
+    """8 samples in batches of 2: 4 steps per epoch."""
+    runtime = load_config('demo', ['runtime.progress=false']).runtime
+    data = [torch.tensor([float(i)]) for i in range(8)]
+    return Trainer(tmp_path, nn.Linear(1, 1, bias=False), task, data,
+                   lambda items: torch.stack([item for item, _ in items]),
+                   StageConfig(batch_size=2, lr=0.01, **stage), runtime,
+                   DistContext(device=torch.device('cpu')))
+
+
+def test_patience_stops_after_that_many_epochs_without_improvement(tmp_path: Path) -> None:
+    scores = [0.1, 0.3, 0.2, 0.3, 0.25, 0.9]  # best 0.3 at epoch 2; ties do not count
+    summary = trainer(tmp_path, ScriptedTask(scores), epochs=20, patience=3).fit()
+    assert summary['epochs'] == 5 and summary['stop_reason'] == 'patience'
+    assert summary['best'] == 0.3 and summary['best_epoch'] == 2
+    assert json.loads((tmp_path / 'best.safetensors').read_text())['best_epoch'] == 2
+
+
+def test_without_patience_the_epoch_cap_ends_the_run(tmp_path: Path) -> None:
+    summary = trainer(tmp_path, ScriptedTask([0.5]), epochs=4).fit()
+    assert summary['epochs'] == 4 and summary['stop_reason'] == 'epochs'
+    assert summary['steps'] == 16
+
+
+def test_the_wall_clock_budget_ends_the_run_and_validates_what_it_has(tmp_path: Path) -> None:
+    task = ScriptedTask([0.1, 0.2, 0.3], step_seconds=0.05)
+    summary = trainer(tmp_path, task, epochs=1000, max_minutes=0.5 / 60).fit()
+    assert summary['stop_reason'] == 'max_minutes' and task.validations >= 1
+    assert summary['steps'] < 20 and 0.5 / 60 <= summary['minutes'] < 2 / 60
+    assert (tmp_path / 'best.safetensors').is_file()
+
+
+def test_a_resumed_run_keeps_its_patience_count(tmp_path: Path) -> None:
+    scores = [0.5, 0.4, 0.4, 0.4, 0.4]
+    first = trainer(tmp_path, ScriptedTask(scores), epochs=20, patience=3)
+    first.runtime.stop_after_steps = 10  # killed in epoch 3, after two validations
+    assert first.fit()['stopped']
+    first.runtime.stop_after_steps = 0
+    task = ScriptedTask(scores[2:])
+    summary = trainer(tmp_path, task, epochs=20, patience=3).fit(resume=True)
+    assert summary['epochs'] == 4 and summary['stop_reason'] == 'patience'
+    assert summary['best_epoch'] == 1 and task.validations == 2
