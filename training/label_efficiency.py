@@ -48,7 +48,7 @@ from training.distributed import DistContext, init_distributed, shutdown_distrib
 from training.engine import STATE_FILE
 from training.evaluate import evaluate
 from training.label_efficiency_report import write_outputs
-from training.pretrain import run_pretraining
+from training.pretrain import ENCODER_FILE, run_pretraining
 from training.runs import build_model_config, sequence_overrides
 from training.train import run_supervised
 
@@ -117,7 +117,7 @@ class Study:
         folder = self.work / world / f'seed{seed}' / f'stage1_{arm}'
         extra = list(self.args.stage1_set) if arm == 'pretrained' else ['stage1.epochs=0']
         config = self.config(root, seed, extra)
-        path = folder / 'last.safetensors'
+        path = folder / ENCODER_FILE
         timing = folder / 'seconds.json'
         if not timing.is_file():
             train_set, val_set = train_and_val(config.data, seed, **sequence_overrides(config))
@@ -169,8 +169,8 @@ class Study:
         records = []
         context = init_distributed(self.args.device)
         try:
-            for world, root in self.args.world:
-                for seed in self.args.seeds:
+            for seed in self.args.seeds:  # seed-major: a cut-short study has whole seeds
+                for world, root in self.args.world:
                     for arm in ARMS:
                         encoder = self.encoder(world, root, seed, arm, context)
                         for k in self.args.budgets:
