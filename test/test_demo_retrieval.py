@@ -23,7 +23,6 @@ def test_demo_encoder_retrieves_the_tactile_frame_at_ten_times_chance(unseen_wor
     assert values['chance_top1'] == 1 / 32
     assert values['retrieval_top1'] >= 10 * values['chance_top1'], values
     assert values['retrieval_top5'] > values['retrieval_top1']
-    assert values['retrieval_top1'] <= values['ceiling_top1']  # the world's own limit holds
 
 
 def test_retrieval_command_prints_the_figure(unseen_world, capsys):
@@ -32,4 +31,4 @@ def test_retrieval_command_prints_the_figure(unseen_world, capsys):
     main(['--checkpoint', str(DEMO), '--data-root', str(unseen_world), '--split', 'test'])
     line = capsys.readouterr().out.splitlines()[0]
     assert line.startswith('held-out visual->tactile retrieval, batches of 32: top-1 ')
-    assert 'chance 3.1%' in line and 'ceiling' in line
+    assert 'chance 3.1%' in line and 'ceiling' not in line

@@ -6,10 +6,11 @@ import json
 from pathlib import Path
 import time
 
+import pytest
 import torch
 from torch import nn
 
-from training.config import load_config, StageConfig
+from training.config import ConfigError, load_config, StageConfig
 from training.distributed import DistContext
 from training.engine import Trainer
 
@@ -80,3 +81,14 @@ def test_a_resumed_run_keeps_its_patience_count(tmp_path: Path) -> None:
     summary = trainer(tmp_path, task, epochs=20, patience=3).fit(resume=True)
     assert summary['epochs'] == 4 and summary['stop_reason'] == 'patience'
     assert summary['best_epoch'] == 1 and task.validations == 2
+
+
+def test_bad_stopping_settings_are_config_errors() -> None:
+    for override, message in (('stage1.patience=-1', 'patience'),
+                              ('stage2.max_minutes=-5', 'max_minutes'),
+                              ('stage1.negatives=none', 'negatives')):
+        with pytest.raises(ConfigError, match=message):
+            load_config('demo', [override])
+    config = load_config('demo')
+    assert config.stage1.patience > 0 and config.stage2.patience > 0
+    assert 0 < config.stage1.max_minutes + config.stage2.max_minutes <= 20

@@ -78,3 +78,24 @@ def test_a_class_without_training_samples_is_named_on_one_line(capsys, tmp_path,
     check_stage2(config, train, val)
     warning = capsys.readouterr().err.strip().splitlines()
     assert len(warning) == 1 and "head 'material'" in warning[0] and "'Metal'" in warning[0]
+
+
+def test_stage1_streams_its_frames_from_disk(synthetic_tag_root, monkeypatch):
+    import pickle
+
+    from convitac_ros.data import touch_and_go
+    from training.data import stage1_frames
+
+    config = load_config('demo', [f'data.root={synthetic_tag_root}'])
+    train, val = train_and_val(config.data, 0)
+    frames = stage1_frames(config.data, train, val)
+    # What stage 1 iterates holds names, not pixels: a few hundred bytes per frame pair
+    # (a decoded 96 x 96 RGB pair is 55 kB), so its memory does not grow with the images.
+    assert len(pickle.dumps(frames)) < 500 * len(frames)
+    reads = []
+    original = touch_and_go.read_image
+    monkeypatch.setattr(touch_and_go, 'read_image', lambda path: reads.append(path) or
+                        original(path))
+    for _ in range(2):
+        frames[0]
+    assert len(reads) == 4  # camera and gel, read again each time: nothing is cached

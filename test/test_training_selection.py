@@ -6,7 +6,6 @@ import torch
 
 from convitac_ros.data import TouchAndGo
 from convitac_ros.data.synthetic import make_synthetic
-from convitac_ros.data.synthetic.retrieval import batch_ceiling, read_instances
 from convitac_ros.model import ConViTac, ModelConfig
 from training.config import DataConfig, StageConfig
 from training.data import BatchCollator, holdout_groups, train_and_val
@@ -98,14 +97,11 @@ def test_hits_count_the_own_tactile_frame_among_the_first_k():
     assert hits_at(visual, tactile, 2).tolist() == [True, True, True, True]  # ties: a hit
 
 
-def test_probe_reports_chance_and_the_ceiling_of_its_own_batches(tmp_path):
+def test_probe_reports_chance_and_no_ceiling(tmp_path):
     make_synthetic(tmp_path, 'touch_and_go', 150, seed=0)
     dataset = TouchAndGo(tmp_path, 'train')
     probe = RetrievalProbe(dataset, 16, BatchCollator(32, MEAN, STD, None, pairs=True), seed=0,
                            root=tmp_path)
-    table = read_instances(tmp_path)
-    pairs = [table[key] for key in frame_keys(dataset)]
-    assert 0 < probe.ceiling['ceiling_top1'] < 1 and probe.ceiling['ceiling_top5'] <= 1
 
     def oracle(visual, tactile):  # embeds the pixels: every pair is found
         return torch.cat([visual, visual]).flatten(1)
@@ -113,8 +109,8 @@ def test_probe_reports_chance_and_the_ceiling_of_its_own_batches(tmp_path):
     values = probe(oracle, torch.device('cpu'), 0.1)
     assert values['retrieval_top1'] == 1.0 and values['chance_top1'] == 1 / 16
     assert values['chance_top5'] == 5 / 16
-    whole = batch_ceiling(*zip(*pairs))  # one batch of everything would be harder
-    assert whole < probe.ceiling['ceiling_top1']
+    # The synthetic world's observer is not an upper bound (press depth is shared): not reported.
+    assert not any(key.startswith('ceiling') for key in values)
 
 
 def test_a_stage_1_that_never_took_off_is_reported(capsys):

@@ -73,6 +73,9 @@ class Variant:
     label: str
     model: dict[str, Any]
     train: list[str] = field(default_factory=list)  # training overrides of this row only
+    # The equal-compute control: the fusion encoders (of E^c's size) start from the seed's
+    # stage-1 encoder and train, so the row gets stage 1's compute without the condition.
+    fusion_from_stage1: bool = False
 
     @property
     def overrides(self) -> list[str]:
@@ -140,7 +143,9 @@ def load_preset(name_or_path: str) -> Preset:
                                  synthetic=item.get('synthetic'))
                     for item in raw['datasets']]
         variants = [Variant(key=item['key'], label=item['label'], model=dict(item['model']),
-                            train=list(item.get('set', []))) for item in raw['variants']]
+                            train=list(item.get('set', [])),
+                            fusion_from_stage1=bool(item.get('fusion_from_stage1', False)))
+                    for item in raw['variants']]
     except (KeyError, TypeError) as error:
         raise ConfigError(f'{path}: malformed dataset or variant entry: {error!r}') from error
     for kind, names in (('dataset', [d.name for d in datasets]),
@@ -215,7 +220,7 @@ def train_variant(entry: DatasetEntry, variant: Variant, seed: int, extra: list[
     train_set, val_set = train_and_val(config.data, seed, **sequence_overrides(config))
     model_config = build_model_config(config, train_set)
     encoder = {'path': None, 'seconds': 0.0}
-    if model_config.uses_condition:
+    if model_config.uses_condition or variant.fusion_from_stage1:
         encoder = encoders.get(variant.stage1_dir, encoder)
         if encoder['path'] is None:
             base = run_config(entry, seed, [*extra, *variant.stage1_overrides])
@@ -227,8 +232,10 @@ def train_variant(entry: DatasetEntry, variant: Variant, seed: int, extra: list[
             encoders[variant.stage1_dir] = encoder
     encoder_path = encoder['path']
     start = time.perf_counter()
-    summary = run_supervised(config, run_dir, train_set, val_set, model_config, context,
-                             encoder_path, resume=True)
+    summary = run_supervised(
+        config, run_dir, train_set, val_set, model_config, context,
+        encoder_path if model_config.uses_condition else None, resume=True,
+        fusion_from_encoder=encoder_path if variant.fusion_from_stage1 else None)
     seconds = time.perf_counter() - start
     report = evaluate(run_dir / 'best.safetensors', run_dir / 'eval', config.data.dataset,
                       config.data.root, config.data.test_split, config.data.train_split,
@@ -245,6 +252,8 @@ def train_variant(entry: DatasetEntry, variant: Variant, seed: int, extra: list[
                             for head, item in report['heads'].items()},
         'chance_uniform': {head: item['chance_uniform'] for head, item in report['heads'].items()},
         'val_best': summary.get('best'), 'stage2_seconds': seconds,
+        'stage2_epochs': summary.get('epochs'), 'stage2_stop': summary.get('stop_reason'),
+        'stage1_epochs': stage1_epochs(encoder_path),
         'stage1_seconds': encoder['seconds'],
         'stage1_val': stage1_val(encoder_path),
         'shared_encoder': None if encoder_path is None else str(encoder_path),
@@ -253,6 +262,13 @@ def train_variant(entry: DatasetEntry, variant: Variant, seed: int, extra: list[
     atomic_write_text(record_path, json.dumps(record, indent=2))
     (run_dir / STATE_FILE).unlink(missing_ok=True)  # cached by its record from now on
     return record
+
+
+def stage1_epochs(encoder_path: Path | str | None) -> int | None:
+    """Epochs the stage-1 encoder had trained when it was written (None without one)."""
+    if encoder_path is None or not Path(encoder_path).is_file():
+        return None
+    return read_metadata(encoder_path).get('training', {}).get('epochs')
 
 
 def stage1_val(encoder_path: Path | str | None) -> dict[str, float] | None:

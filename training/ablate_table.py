@@ -52,6 +52,19 @@ def paired_difference(row: Sequence[float | None], reference: Sequence[float | N
     return {'mean': mean, 'ci95': [mean - half, mean + half], 'n': len(diffs)}
 
 
+def correlation(x: Sequence[float], y: Sequence[float]) -> dict[str, Any]:
+    """Pearson's r with its 95 % interval (Fisher's z; needs >= 4 points, else None)."""
+    pairs = [(a, b) for a, b in zip(x, y) if a is not None and b is not None
+             and math.isfinite(a) and math.isfinite(b)]
+    if len(pairs) < 3 or np.std([a for a, _ in pairs]) == 0 or np.std([b for _, b in pairs]) == 0:
+        return {'r': None, 'ci95': None, 'n': len(pairs)}
+    r = float(np.corrcoef(*zip(*pairs))[0, 1])
+    if len(pairs) < 4:
+        return {'r': r, 'ci95': None, 'n': len(pairs)}
+    z, half = math.atanh(max(min(r, 0.999999), -0.999999)), 1.959964 / math.sqrt(len(pairs) - 3)
+    return {'r': r, 'ci95': [math.tanh(z - half), math.tanh(z + half)], 'n': len(pairs)}
+
+
 def summarise(title: str, variants: Sequence[Any], records: Sequence[dict[str, Any]],
               seeds: Sequence[int]) -> dict[str, Any]:
     """Builds one table from the run records of one dataset.
@@ -78,6 +91,7 @@ def summarise(title: str, variants: Sequence[Any], records: Sequence[dict[str, A
             'seeds': [r['seed'] for r in runs],
             'accuracy': {head: mean_std([r['accuracy'][head] for r in runs]) for head in heads},
             'stage2_seconds': mean_std([r['stage2_seconds'] for r in runs]),
+            'stage2_epochs': [r.get('stage2_epochs') for r in runs],
             'parameters': runs[0]['parameters'] if runs else None,
         })
     # Paired by seed against the first row (ConViTac): what each change costs or gains.
@@ -100,7 +114,12 @@ def summarise(title: str, variants: Sequence[Any], records: Sequence[dict[str, A
         if record['shared_encoder']:
             path = record['shared_encoder']
             stage1[path] = max(stage1.get(path, 0.0), record['stage1_seconds'])
-    return {'title': title, 'heads': heads, 'stage1_by_seed': stage1_by_seed(rows, by_seed),
+    per_seed = stage1_by_seed(rows, by_seed)
+    return {'title': title, 'heads': heads, 'stage1_by_seed': per_seed,
+            'gain_correlation': {head: correlation(
+                [entry['retrieval_top1'] for entry in per_seed if entry['minus_cross_attention']],
+                [entry['minus_cross_attention'][head] for entry in per_seed
+                 if entry['minus_cross_attention']]) for head in heads},
             'head_titles': {head: HEAD_TITLES.get(head, head) for head in heads},
             'test_samples': records[0]['test_samples'] if records else 0,
             'seeds': list(seeds), 'chance': chance, 'rows': rows,
@@ -132,6 +151,25 @@ def stage1_by_seed(rows: Sequence[dict[str, Any]], by_seed: dict[str, dict[int, 
                            head: record['accuracy'][head] - other['accuracy'][head]
                            for head in record['accuracy']}})
     return result
+
+
+def correlation_markdown(table: dict[str, Any]) -> str:
+    """One line: r (95 % interval) of stage-1 retrieval against the gain, for every head."""
+    found = table.get('gain_correlation') or {}
+    parts = []
+    for head in table['heads']:
+        stats = found.get(head) or {}
+        if stats.get('r') is None:
+            parts.append(f'{table["head_titles"][head]} – (n = {stats.get("n", 0)})')
+            continue
+        interval = '' if stats['ci95'] is None else \
+            f' [{stats["ci95"][0]:+.2f}, {stats["ci95"][1]:+.2f}]'
+        parts.append(f'{table["head_titles"][head]} r = {stats["r"]:+.2f}{interval} '
+                     f'(n = {stats["n"]})')
+    if not parts:
+        return ''
+    return ('Correlation over seeds of stage-1 held-out top-1 with the gain over '
+            'cross-attention (Pearson, 95 % Fisher-z interval): ' + '; '.join(parts) + '.')
 
 
 def stage1_markdown(table: dict[str, Any]) -> str:
@@ -178,12 +216,12 @@ def table_markdown(table: dict[str, Any]) -> str:
     """One table as Markdown: chance rows, then the methods; the best mean per task in bold."""
     heads = table['heads']
     titles = [table['head_titles'][head] for head in heads]
-    lines = [f'| Method | Vision | Touch | {" | ".join(titles)} |',
-             f'|---|:-:|:-:|{"--:|" * len(heads)}']
+    lines = [f'| Method | Vision | Touch | {" | ".join(titles)} | Stage-2 epochs per seed |',
+             f'|---|:-:|:-:|{"--:|" * len(heads)}--:|']
     for kind, label in (('majority', 'Chance (majority class of train)'),
                         ('uniform', 'Chance (uniform guess)')):
         cells = [_percent(table['chance'][kind][head]) for head in heads]
-        lines.append(f'| {label} | – | – | {" | ".join(cells)} |')
+        lines.append(f'| {label} | – | – | {" | ".join(cells)} | – |')
     best = {}
     for head in heads:
         means = [row['accuracy'][head]['mean'] for row in table['rows']]
@@ -193,7 +231,9 @@ def table_markdown(table: dict[str, Any]) -> str:
         cells = [format_cell(row['accuracy'][head],
                              row['accuracy'][head]['mean'] == best[head]) for head in heads]
         marks = ['✓' if row[side] else '–' for side in ('vision', 'touch')]
-        lines.append(f'| {row["label"]} | {marks[0]} | {marks[1]} | {" | ".join(cells)} |')
+        epochs = ', '.join('?' if e is None else str(e) for e in row.get('stage2_epochs') or [])
+        lines.append(f'| {row["label"]} | {marks[0]} | {marks[1]} | {" | ".join(cells)} | '
+                     f'{epochs or "–"} |')
     paired = [row for row in table['rows'][1:] if row.get('paired')]
     if paired:
         lines += ['', f'Paired by seed against "{table["rows"][0]["label"]}" (accuracy points, '
@@ -241,4 +281,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         per_seed = stage1_markdown(table)
         if per_seed:
             parts += [per_seed, '']
+        correlated = correlation_markdown(table)
+        if correlated and table.get('stage1_by_seed'):
+            parts += [correlated, '']
     return '\n'.join(parts)

@@ -22,6 +22,7 @@ import yaml
 from convitac_ros.fileio import atomic_write_text
 
 CONFIG_DIR = Path(__file__).resolve().parent / 'configs'
+NEGATIVES = ('all', 'cross')  # as convitac_ros.model.contrastive.NEGATIVES
 
 
 class ConfigError(ValueError):
@@ -83,6 +84,16 @@ class StageConfig:
     retrieval_batch: int = 32  # stage 1: held-out visual-to-tactile retrieval in batches of this
     label_smoothing: float = 0.0  # cross-entropy (stage 2 only)
     augment: bool = True
+
+    def __post_init__(self) -> None:
+        if self.patience < 0 or self.epochs < 0:
+            raise ConfigError(f'epochs and patience must be >= 0, got {self.epochs} and '
+                              f'{self.patience}')
+        if not self.max_minutes >= 0:
+            raise ConfigError(f'max_minutes must be >= 0 (0 = no budget), got '
+                              f'{self.max_minutes}')
+        if self.negatives not in NEGATIVES:
+            raise ConfigError(f'negatives must be one of {NEGATIVES}, got {self.negatives!r}')
 
 
 @dataclass

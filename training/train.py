@@ -156,17 +156,51 @@ def load_fusion_weights(model: ConViTac, visual: Path | None, tactile: Path | No
         load_backbone_weights(encoder.tokenizer.backbone, path, f'the {name} fusion encoder')
 
 
+def init_fusion_from_encoder(model: ConViTac, encoder_path: Path) -> list[str]:
+    """Initialise every fusion encoder's tokenizer from a stage-1 E^c (the same-size control).
+
+    The equal-compute control of the ablation: a model without the condition whose trainable
+    fusion encoders start from what stage 1 learned. Needs fusion encoders of E^c's size
+    (same backbone and arguments, ``feature_grid ** 2 == num_pooled_tokens``).
+
+    Returns:
+        The streams initialised ('visual', 'tactile').
+
+    Raises:
+        CheckpointError: When the encoder does not fit a fusion encoder of the model.
+    """
+    from convitac_ros.checkpoint import CheckpointError, load_checkpoint
+
+    loaded = load_checkpoint(encoder_path, kind='contrastive_encoder')
+    state = loaded.model.tokenizer.state_dict()
+    done = []
+    for side in ('visual', 'tactile'):
+        encoder = getattr(model, f'{side}_encoder')
+        if encoder is None:
+            continue
+        try:
+            encoder.tokenizer.load_state_dict(state, strict=True)
+        except RuntimeError as error:
+            raise CheckpointError(f'{encoder_path}: E^c does not fit the {side} fusion encoder '
+                                  f"(give it E^c's backbone and grid): "
+                                  f'{str(error).splitlines()[0]}') from error
+        done.append(side)
+    return done
+
+
 def run_supervised(config: TrainConfig, run_dir: Path, train_set: Dataset, val_set: Dataset,
                    model_config: ModelConfig, context: DistContext, encoder_path: Path | None,
                    resume: bool = False, init: LoadedCheckpoint | None = None,
                    visual_weights: Path | None = None,
-                   tactile_weights: Path | None = None) -> dict[str, Any]:
+                   tactile_weights: Path | None = None,
+                   fusion_from_encoder: Path | None = None) -> dict[str, Any]:
     """Trains (or resumes) stage 2 in ``run_dir``; returns the trainer's summary.
 
     With ``init`` (fine-tuning) the model starts from that checkpoint's weights and keeps its
     preprocessing; ``encoder_path`` is then unused. Otherwise the fusion encoders start from
     ``visual_weights`` / ``tactile_weights`` when given (their learning rate is
-    ``stage2.backbone_lr`` when set).
+    ``stage2.backbone_lr`` when set), or both from the stage-1 encoder ``fusion_from_encoder``
+    (:func:`init_fusion_from_encoder`).
 
     Raises:
         RunStopped: When ``runtime.stop_after_steps`` ended the stage early.
@@ -182,6 +216,8 @@ def run_supervised(config: TrainConfig, run_dir: Path, train_set: Dataset, val_s
         if encoder_path is not None:
             load_contrastive_encoder(encoder_path, model)
         load_fusion_weights(model, visual_weights, tactile_weights)
+        if fusion_from_encoder is not None:
+            init_fusion_from_encoder(model, fusion_from_encoder)
         preprocess = default_preprocess(model_config)
     size, mean, std = model_config.image_size, preprocess['mean'], preprocess['std']
     augment = FrameAugmentation.light() if config.stage2.augment else None

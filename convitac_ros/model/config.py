@@ -19,7 +19,7 @@ MODALITIES = ('both', 'vision', 'touch')
 CONDITIONS = ('embedding', 'tokens', 'pooled')
 # E^c's projection head (convitac_ros.model.contrastive.ProjectionHead); a checkpoint whose
 # model_config lacks the field was written with LEGACY_PROJECTION_HEAD.
-PROJECTION_HEADS = ('mlp', 'linear', 'relu')
+PROJECTION_HEADS = ('linear', 'mlp', 'relu')
 LEGACY_PROJECTION_HEAD = 'relu'
 HEAD_NAMES = ('material', 'hardness', 'roughness', 'grasp_success')
 
@@ -67,9 +67,10 @@ class ModelConfig:
         mlp_ratio: hidden width of the CEC MLP relative to d.
         dropout: dropout in the CEC blocks and before the heads.
         projection_dim: width of the contrasted embedding.
-        projection_head: form of E^c's projection head: 'mlp' (default; SimCLR's Linear, BN,
-            ReLU, Linear), 'linear' (Linear, BN) or 'relu' (Linear, BN, ReLU: the head of
-            every checkpoint written before the field existed, whose config lacks it).
+        projection_head: form of E^c's projection head: 'linear' (default: Linear, BN, so
+            cosines span [-1, 1]), 'mlp' (SimCLR's Linear, BN, ReLU, Linear) or 'relu'
+            (Linear, BN, ReLU: the head of every checkpoint written before the field existed,
+            whose config lacks it).
         fusion: 'cec' (paper), 'cross_attention' (learned queries, no contrastive condition),
             'concat' or 'add' (pooled stream features, no attention).
         modalities: 'both', 'vision' or 'touch' (drops the other stream and its condition).
@@ -100,7 +101,7 @@ class ModelConfig:
     mlp_ratio: float = 4.0
     dropout: float = 0.1
     projection_dim: int = 128
-    projection_head: str = 'mlp'
+    projection_head: str = 'linear'
     fusion: str = 'cec'
     modalities: str = 'both'
     condition: str = 'embedding'
