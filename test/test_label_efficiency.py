@@ -37,13 +37,13 @@ def test_subset_all_is_every_labelled_sample():
         per_class_subset(LABELS, -1, seed=0)
 
 
-def test_every_budget_gets_the_same_steps_and_a_batch_no_larger_than_the_subset():
-    small = dict(text.split('=') for text in stage2_settings(6, 150, 32))
-    assert small['stage2.batch_size'] == '6' and small['stage2.max_steps'] == '150'
-    assert int(small['stage2.epochs']) * (6 // 6) >= 150
-    large = dict(text.split('=') for text in stage2_settings(1000, 150, 32))
-    assert large['stage2.batch_size'] == '32'
-    assert int(large['stage2.epochs']) * (1000 // 32) >= 150
+def test_small_budgets_get_the_same_steps_large_ones_the_minimum_epochs():
+    small = dict(text.split('=') for text in stage2_settings(6, 50, 32, 5))
+    assert small['stage2.batch_size'] == '6' and small['stage2.max_steps'] == '50'
+    assert int(small['stage2.epochs']) * (6 // 6) >= 50
+    large = dict(text.split('=') for text in stage2_settings(1000, 50, 32, 5))
+    assert large['stage2.batch_size'] == '32' and large['stage2.epochs'] == '5'
+    assert large['stage2.max_steps'] == str(5 * (1000 // 32))
 
 
 def test_budgets_parse_counts_and_all_and_reject_zero():

@@ -9,9 +9,10 @@ every label budget k (1, 5, 20 samples per class of ``--head``, and all), stage 
 seed: once on the pretrained E^c, once on the random one, both frozen. The two arms differ in
 E^c's weights only (same architecture, parameters, subset, stage-2 initialisation and batch
 order), so the gap is what stage 1 on unlabelled frames is worth. Every stage-2 run takes the
-same number of optimizer steps and is evaluated at its end (``last.safetensors``) on the held-out
-test sessions (``training.evaluate.evaluate``): no model selection on labelled validation data,
-which would spend more labels than the budget.
+same number of optimizer steps (``--stage2-steps``; the large budgets at least ``--min-epochs``
+epochs, so that every point passes over its data several times) and is evaluated at its end
+(``last.safetensors``) on the held-out test sessions (``training.evaluate.evaluate``): no model
+selection on labelled validation data, which would spend more labels than the budget.
 
 Subsets are nested and seeded: per seed and class one permutation of the class's samples, the
 first k of it (a class with fewer than k samples gives all it has). Finished points are cached
@@ -22,7 +23,7 @@ Usage::
 
     python training/label_efficiency.py --world tacto_a=/work/data_outside/tacto_a \
         --world tacto_b=/work/data_outside/tacto_b --seeds 0 1 2 \
-        --stage1-set stage1.epochs=30 --stage2-steps 150
+        --stage1-set stage1.patience=10 --stage1-set stage1.max_minutes=5.5
 """
 
 from __future__ import annotations
@@ -87,14 +88,18 @@ def budget_name(k: int) -> str:
     return 'all' if k == ALL else f'k{k}'
 
 
-def stage2_settings(samples: int, steps: int, batch_size: int) -> list[str]:
-    """Overrides giving every stage-2 run `steps` optimizer steps whatever its subset size.
+def stage2_settings(samples: int, steps: int, batch_size: int, min_epochs: int) -> list[str]:
+    """Overrides for one stage-2 run: at least `steps` optimizer steps and `min_epochs` epochs.
 
-    The batch is at most the subset; validation only at the end (it selects nothing).
+    Small subsets get the same number of steps (many epochs), large ones enough epochs to pass
+    over their data several times. The batch is at most the subset; validation only at the end
+    (it selects nothing).
     """
     batch = max(1, min(batch_size, samples))
-    epochs = math.ceil(steps / (samples // batch))
-    return [f'stage2.batch_size={batch}', f'stage2.epochs={epochs}', f'stage2.max_steps={steps}',
+    per_epoch = samples // batch
+    epochs = max(min_epochs, math.ceil(steps / per_epoch))
+    return [f'stage2.batch_size={batch}', f'stage2.epochs={epochs}',
+            f'stage2.max_steps={max(steps, min_epochs * per_epoch)}',
             f'runtime.eval_every_epochs={epochs}']
 
 
@@ -137,12 +142,13 @@ class Study:
         base = self.config(root, seed, [])
         train_set, val_set = train_and_val(base.data, seed, **sequence_overrides(base))
         chosen = per_class_subset(targets(train_set, self.args.head), k, seed)
-        config = self.config(root, seed, stage2_settings(len(chosen), self.args.stage2_steps,
-                                                         base.stage2.batch_size))
+        config = self.config(root, seed, stage2_settings(
+            len(chosen), self.args.stage2_steps, base.stage2.batch_size, self.args.min_epochs))
         subset = with_info(Subset(train_set, chosen), train_set)
         start = time.perf_counter()
-        run_supervised(config, run_dir, subset, val_set, build_model_config(config, train_set),
-                       context, encoder[0], resume=True)
+        summary = run_supervised(config, run_dir, subset, val_set,
+                                 build_model_config(config, train_set), context, encoder[0],
+                                 resume=True)
         seconds = time.perf_counter() - start
         report = evaluate(run_dir / 'last.safetensors', run_dir / 'eval', config.data.dataset,
                           config.data.root, config.data.test_split, config.data.train_split,
@@ -157,7 +163,8 @@ class Study:
             'balanced_accuracy': {h: v['balanced_accuracy'] for h, v in report['heads'].items()},
             'chance_uniform': {h: v['chance_uniform'] for h, v in report['heads'].items()},
             'chance_majority': {h: v['chance_majority'] for h, v in report['heads'].items()},
-            'stage2_seconds': seconds, 'stage2_steps': self.args.stage2_steps,
+            'stage2_seconds': seconds, 'stage2_steps': summary['steps'],
+            'stage2_epochs': summary['epochs'],
             'stage1_seconds': encoder[1]['seconds'], 'stage1_val': encoder[1]['val'],
         }
         atomic_write_text(run_dir / RECORD, json.dumps(record, indent=2))
@@ -220,8 +227,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help='override for every run (repeatable)')
     parser.add_argument('--stage1-set', action='append', default=[], metavar='KEY=VALUE',
                         help='override for stage 1 only (repeatable)')
-    parser.add_argument('--stage2-steps', type=int, default=150,
-                        help='optimizer steps of every stage-2 run')
+    parser.add_argument('--stage2-steps', type=int, default=50,
+                        help='optimizer steps of every stage-2 run (at least)')
+    parser.add_argument('--min-epochs', type=int, default=5,
+                        help='epochs of every stage-2 run (at least: the large budgets)')
     parser.add_argument('--device', default='cpu', choices=('auto', 'cpu', 'cuda'))
     parser.add_argument('--work-dir', default='runs/label_efficiency')
     parser.add_argument('--output', type=Path, default=Path('docs/results/label_efficiency'))
@@ -234,8 +243,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Runs (or reads) the study and writes the table and the figure; returns the summary."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.stage2_steps < 1:
-        parser.error(f'--stage2-steps must be >= 1, got {args.stage2_steps}')
+    if args.stage2_steps < 1 or args.min_epochs < 1:
+        parser.error('--stage2-steps and --min-epochs must be >= 1')
     study = Study(args)
     records = study.cached() if args.no_train else study.run()
     if not records:
