@@ -21,8 +21,8 @@ table and the figure from the cache.
 
 Usage::
 
-    python training/label_efficiency.py --world tacto_a=/work/data_outside/tacto_a \
-        --world tacto_b=/work/data_outside/tacto_b --seeds 0 1 2 \
+    python training/label_efficiency.py --world tacto_a=data/tacto_a \
+        --world tacto_b=data/tacto_b --seeds 0 1 2 \
         --stage1-set stage1.patience=10 --stage1-set stage1.max_minutes=5.5
 """
 

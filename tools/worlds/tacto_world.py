@@ -12,8 +12,8 @@ frames pressing deeper. Sessions `TEST_SESSIONS` are held out (train.txt / test.
 lists are split by session).
 
 Example:
-    PYOPENGL_PLATFORM=osmesa /work/venv-tacto/bin/python tools/worlds/tacto_world.py \\
-        --world tacto_a --output /work/data_outside/tacto_a --seed 0
+    PYOPENGL_PLATFORM=osmesa .venv-tacto/bin/python tools/worlds/tacto_world.py \\
+        --world tacto_a --output data/tacto_a --seed 0
 """
 
 import argparse
@@ -149,7 +149,7 @@ def write_readme(output: Path, world: str, seed: int, counts: dict[str, int],
                       f'{"rough" if m.rough else "smooth"}  ({m.description})'
                       for i, m in enumerate(design.MATERIALS))
     held_out = ', '.join(session_name(i) for i in TEST_SESSIONS)
-    command = ('PYOPENGL_PLATFORM=osmesa /work/venv-tacto/bin/python tools/worlds/tacto_world.py '
+    command = ('PYOPENGL_PLATFORM=osmesa .venv-tacto/bin/python tools/worlds/tacto_world.py '
                + ' '.join(shlex.quote(a) for a in argv))
     text = f"""World {world}, rendered with tacto {_tacto_version()} (DIGIT, OSMesa) by
 tools/worlds/tacto_world.py of the convitac_ros repository.
