@@ -23,7 +23,8 @@ import cv2
 import numpy as np
 import torch
 
-from convitac_ros.checkpoint import load_checkpoint
+from convitac_ros.calibration import temperatures_of
+from convitac_ros.checkpoint import CheckpointError, load_checkpoint
 from convitac_ros.model import ConViTac
 from convitac_ros.preprocess import (
     normalize_frames,
@@ -99,10 +100,11 @@ def resolve_precision(precision: str) -> str:
 class Predictor:
     """Runs a ConViTac model on raw camera and tactile frames.
 
-    Thread-safe (one call at a time). Attributes: `heads` (head -> class names), `visual_len`,
-    `tactile_len`, `num_tactile`, `image_size`, `device`, `precision`, `model_name`, `backend`
-    ('torch'). On CUDA the defaults follow the H100 measurements: fp32 and CUDA-graph replay
-    for single predictions.
+    Thread-safe (one call at a time). Attributes: `heads` (head -> class names), `temperatures`
+    (head -> the temperature its logits are divided by), `visual_len`, `tactile_len`,
+    `num_tactile`, `image_size`, `device`, `precision`, `model_name`, `backend` ('torch'). On
+    CUDA the defaults follow the H100 measurements: fp32 and CUDA-graph replay for single
+    predictions.
     """
 
     backend = 'torch'
@@ -110,7 +112,8 @@ class Predictor:
     def __init__(self, model: ConViTac, heads: dict[str, list[str]], preprocess: dict[str, Any],
                  *, device: str | torch.device = 'auto', precision: str = 'auto',
                  compile: bool = False, cuda_graph: bool | None = None,  # noqa: A002
-                 model_name: str = 'convitac') -> None:
+                 model_name: str = 'convitac',
+                 temperatures: dict[str, float] | None = None) -> None:
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision)
         if cuda_graph and self.device.type != 'cuda':
@@ -121,6 +124,10 @@ class Predictor:
             cuda_graph = self.device.type == 'cuda'
         self.config = model.config
         self.heads = {name: list(classes) for name, classes in heads.items()}
+        # Each head's logits are divided by its temperature before the softmax
+        # (convitac_ros.calibration); 1 where none was fitted or calibration is off.
+        self.temperatures = {name: float((temperatures or {}).get(name, 1.0))
+                             for name in self.heads}
         self.visual_len = int(preprocess['visual_len'])
         self.tactile_len = int(preprocess['tactile_len'])
         self.num_tactile = int(preprocess['num_tactile'])
@@ -145,7 +152,8 @@ class Predictor:
     def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device = 'auto',
                         precision: str = 'auto', compile: bool = False,  # noqa: A002
                         cuda_graph: bool | None = None, backend: str = 'auto',
-                        threads: int = 0) -> Predictor | OnnxPredictor:
+                        threads: int = 0, calibrated: bool = True
+                        ) -> Predictor | OnnxPredictor:
         """Load a model file into a predictor of its backend.
 
         Args:
@@ -159,6 +167,8 @@ class Predictor:
             backend: 'auto' (by the file's suffix), 'torch' or 'onnxruntime'.
             threads: onnxruntime intra-op threads (0: its default); torch threads are global
                 (`torch.set_num_threads`).
+            calibrated: apply the temperatures the checkpoint carries (`convitac_ros.calibration`;
+                1 for checkpoints without them); False: the uncalibrated softmax.
 
         Returns:
             A `Predictor`, or an `OnnxPredictor` (same interface) for the onnxruntime backend.
@@ -166,11 +176,16 @@ class Predictor:
         if resolve_backend(backend, path) == 'onnxruntime':
             if compile or cuda_graph:
                 raise ValueError('compile and cuda_graph apply to the torch backend only')
-            return OnnxPredictor(path, device=str(device), precision=precision, threads=threads)
+            return OnnxPredictor(path, device=str(device), precision=precision, threads=threads,
+                                 calibrated=calibrated)
         loaded = load_checkpoint(path, kind='convitac')
+        try:
+            temperatures = temperatures_of(loaded.training, loaded.heads, str(path))
+        except ValueError as error:
+            raise CheckpointError(str(error)) from None
         return cls(loaded.model, loaded.heads, loaded.preprocess, device=device,
                    precision=precision, compile=compile, cuda_graph=cuda_graph,
-                   model_name=Path(path).stem)
+                   model_name=Path(path).stem, temperatures=temperatures if calibrated else None)
 
     @property
     def model(self) -> ConViTac:
@@ -273,8 +288,12 @@ class Predictor:
                               cache_enabled=not self._use_cuda_graph)
 
     def _softmax(self, logits: dict[str, torch.Tensor]) -> torch.Tensor:
-        """{head: `(N, C)`} -> all heads' probabilities side by side `(N, sum C)`, float32."""
-        return torch.cat([logits[name].float().softmax(dim=-1) for name in self.heads], dim=1)
+        """{head: `(N, C)`} -> all heads' probabilities side by side `(N, sum C)`, float32.
+
+        Each head's logits are divided by its temperature first.
+        """
+        return torch.cat([(logits[name].float() / self.temperatures[name]).softmax(dim=-1)
+                          for name in self.heads], dim=1)
 
     def _probabilities(self, pixels: torch.Tensor) -> torch.Tensor:
         visual, tactile = self._normalized(pixels)

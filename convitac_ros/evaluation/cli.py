@@ -14,7 +14,9 @@ record` of the node's default topics by default; `--camera-topic`, `--tactile-to
 `--labels FILE` scores a recording against a labels file (`convitac_ros.bags.labels`) instead of
 ground-truth topics.
 
-Both print a table and write `report.json` and `confusion_<head>.png` into `--output-dir`.
+Both print a table and write `report.json` (accuracy per head; ROC AUC, Brier score and ECE:
+`convitac_ros.evaluation.metrics`), `confusion_<head>.png` and `reliability_<head>.png` into
+`--output-dir`.
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ import sys
 import time
 from typing import Any
 
-import numpy as np
 from tqdm import tqdm
 
 from convitac_ros.bags.bagfile import BagError, BagReader
@@ -89,8 +90,7 @@ def evaluate_offline(bag: str | os.PathLike, predictor: Any, *,
         elapsed = (time.perf_counter() - started) / len(batch)
         for (stamp, _), probabilities in zip(batch, outputs):
             recorder.latencies_s.append(elapsed)
-            recorder.predictions[stamp] = {
-                head: classes[head][int(np.argmax(p))] for head, p in probabilities.items()}
+            recorder.record(stamp, probabilities)
         batch.clear()
 
     predictor.warmup()  # first-call costs (allocation, kernel selection) stay out of the timings

@@ -211,7 +211,7 @@ class ConvitacNode(LifecycleNode):
             from convitac_ros.runtime_onnx import OnnxPredictor
 
             predictor = OnnxPredictor(path, device=params.device, precision=params.precision,
-                                      threads=params.torch_threads)
+                                      threads=params.torch_threads, calibrated=params.calibration)
         else:
             import torch  # imported only when needed: the node starts fast without a model
 
@@ -223,7 +223,7 @@ class ConvitacNode(LifecycleNode):
             predictor = Predictor.from_checkpoint(
                 path, device=params.device, precision=params.precision,
                 compile=params.torch_compile, cuda_graph=None if params.cuda_graph else False,
-                backend='torch')
+                backend='torch', calibrated=params.calibration)
         if params.warmup_iterations:
             self.get_logger().info(f'warming up ({params.warmup_iterations} iterations)')
             predictor.warmup(params.warmup_iterations, batch_size=params.max_batch)

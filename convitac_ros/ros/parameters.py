@@ -71,6 +71,10 @@ SPECS: dict[str, Spec] = {
     'cuda_graph': Spec(
         True, 'Replay a captured CUDA graph for single predictions on CUDA devices (2.4x '
         'faster on an H100); ignored on CPU and by onnxruntime.'),
+    'calibration': Spec(
+        True, "Divide each head's logits by the temperature the checkpoint carries (fitted on "
+        'its validation split, so that probabilities mean what they say; 1 where it has none). '
+        'false: the uncalibrated softmax (an .onnx file must have been exported that way).'),
     'torch_threads': Spec(
         1, 'CPU threads for the model (torch.set_num_threads, or onnxruntime intra-op threads); '
         '0 keeps the runtime default. One thread leaves a core to the executor and is the '
@@ -178,6 +182,7 @@ class NodeParameters:
     precision: str
     torch_compile: bool
     cuda_graph: bool
+    calibration: bool
     torch_threads: int
     warmup_iterations: int
     image_transport: str
