@@ -6,8 +6,8 @@ std, E^c, the fusion encoders, the fusion, the heads and the softmax; one float3
 `(N, C)` per head, named after the head, each head's logits divided by the temperature the
 checkpoint carries (`convitac_ros.calibration`; `--no-calibration` exports the uncalibrated
 softmax; the export record says which in `temperatures`). The batch dimension is dynamic. The
-checkpoint's metadata (model config, heads and classes, preprocessing, training summary) travels in the
-file's `metadata_props` as JSON strings, with `source` (the checkpoint's name, SHA-256 and
+checkpoint's metadata (model config, heads and classes, preprocessing, training summary)
+travels in the file's `metadata_props` as JSON strings, with `source` (the checkpoint's name, SHA-256 and
 creation time) and `export` (precision, opset, versions, and the largest probability difference
 against the torch model measured at export). `--fp16` stores fp16 weights and computes in fp16
 (for CUDA and TensorRT; the input stays uint8 and the probabilities float32).
