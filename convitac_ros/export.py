@@ -7,10 +7,11 @@ std, E^c, the fusion encoders, the fusion, the heads and the softmax; one float3
 checkpoint carries (`convitac_ros.calibration`; `--no-calibration` exports the uncalibrated
 softmax; the export record says which in `temperatures`). The batch dimension is dynamic. The
 checkpoint's metadata (model config, heads and classes, preprocessing, training summary)
-travels in the file's `metadata_props` as JSON strings, with `source` (the checkpoint's name, SHA-256 and
-creation time) and `export` (precision, opset, versions, and the largest probability difference
-against the torch model measured at export). `--fp16` stores fp16 weights and computes in fp16
-(for CUDA and TensorRT; the input stays uint8 and the probabilities float32).
+travels in the file's `metadata_props` as JSON strings, with `source` (the checkpoint's name,
+SHA-256 and creation time) and `export` (precision, opset, versions, and the largest
+probability difference against the torch model measured at export). `--fp16` stores fp16
+weights and computes in fp16 (for CUDA and TensorRT; the input stays uint8 and the
+probabilities float32).
 """
 
 from __future__ import annotations
