@@ -10,7 +10,8 @@ A labels file is a small CSV, one row per contact episode (or any interval)::
 - `start`, `end`: seconds from the start of the bag (its first message's log time, what
   `ros2 bag info` and the replay progress bar count from); inclusive, `start <= end`.
 - Then any subset of the heads `material`, `hardness`, `roughness`, `grasp_success`, each a
-  class name; an empty cell leaves that head unlabelled for the row.
+  class name (`grasp_success`: `success`/`failure`, or 1/0); an empty cell leaves that head
+  unlabelled for the row.
 - Lines starting with `#` and blank lines are ignored; rows must not overlap.
 
 Every synchronized frame set whose stamp lies inside a row's interval is labelled with that
@@ -28,6 +29,8 @@ from pathlib import Path
 
 HEADS = ('material', 'hardness', 'roughness', 'grasp_success')
 TIME_COLUMNS = ('start', 'end')
+# Accepted grasp_success cells (case-insensitive) and the class each means.
+GRASP_VALUES = {'success': 'success', 'failure': 'failure', '1': 'success', '0': 'failure'}
 NANOSECONDS = 1_000_000_000
 
 
@@ -116,6 +119,16 @@ def _seconds(text: str, column: str, where: str) -> float:
     return value
 
 
+def _class_name(head: str, cell: str, where: str) -> str:
+    """A cell's class name: grasp outcomes may be written 1/0 (lift checks log them so)."""
+    if head != 'grasp_success':
+        return cell
+    name = GRASP_VALUES.get(cell.lower())
+    if name is None:
+        raise LabelsError(f'{where}: grasp_success {cell!r} is not success/failure or 1/0')
+    return name
+
+
 def read_labels(path: str | Path) -> LabelsFile:
     """Parse and check a labels file (format in the module docstring).
 
@@ -153,7 +166,8 @@ def read_labels(path: str | Path) -> LabelsFile:
         start, end = (_seconds(cells[i], TIME_COLUMNS[i], where) for i in (0, 1))
         if end < start:
             raise LabelsError(f'{where}: end {end} is before start {start}')
-        labels = {head: cell for head, cell in zip(heads, cells[2:]) if cell}
+        labels = {head: _class_name(head, cell, where)
+                  for head, cell in zip(heads, cells[2:]) if cell}
         rows.append(LabelRow(number, start, end, labels))
     if not rows:
         raise LabelsError(f'{path}: no label rows after the header')

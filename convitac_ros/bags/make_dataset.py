@@ -1,4 +1,4 @@
-"""`convitac_make_dataset`: labelled recordings -> a training dataset in the Touch and Go layout.
+"""`convitac_make_dataset`: labelled recordings -> a training dataset (Touch and Go layout).
 
 Each bag is paired as the node pairs it (`SetStream`) and written set by set, so a recording
 of any length needs memory for one set and the synchronizer's queue only. Every synchronized
@@ -21,6 +21,10 @@ materials labelled soft are written into `dataset.yaml` (`soft_materials`), and 
 labelled both hard and soft is refused. The layout holds one tactile sensor and no grasp
 outcome. The last `--val-recordings` bags go to `test.txt` and validate the run
 (recording-disjoint); evaluate on recordings kept out of the dataset altogether.
+
+Grasp recordings (two fingers, labelled with `grasp_success` in the labels files or by
+`--outcome-topic`) are written in the Feeling of Success layout instead:
+`convitac_ros.bags.grasp_dataset`.
 """
 
 from __future__ import annotations
@@ -29,7 +33,6 @@ import argparse
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-import re
 import shutil
 import sys
 
@@ -39,8 +42,10 @@ from tqdm import tqdm
 import yaml
 
 from convitac_ros.bags.bagfile import BagError
+from convitac_ros.bags.grasp_dataset import is_grasp_labels, make_grasp_dataset
+from convitac_ros.bags.label import add_contact_arguments, contact_options
 from convitac_ros.bags.labels import LabelsError, LabelsFile, read_labels
-from convitac_ros.bags.samples import label_at, no_label_error, SetStream
+from convitac_ros.bags.samples import label_at, no_label_error, session_name, SetStream
 from convitac_ros.data.sample import HARDNESS_CLASSES, ROUGHNESS_CLASSES
 from convitac_ros.evaluation.cli import add_topic_arguments, one_tactile_topic
 
@@ -65,11 +70,6 @@ class DatasetSummary:
     materials: list[str] = field(default_factory=list)
     soft_materials: list[str] = field(default_factory=list)
     task: str = 'material'
-
-
-def session_name(index: int, bag: Path) -> str:
-    """`<index>_<bag name>` with only safe characters (a folder and a list-file token)."""
-    return f'{index:03d}_' + re.sub(r'[^A-Za-z0-9_.-]', '_', bag.name.rstrip('/') or 'bag')
 
 
 def material_classes(labels: Sequence[LabelsFile], classes_from: dict[str, list[str]] | None
@@ -255,8 +255,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog='convitac_make_dataset', description=__doc__.split('\n\n')[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument('bags', nargs='+', metavar='BAG', help='recordings (rosbag2 folders)')
-    parser.add_argument('--labels', nargs='+', required=True, metavar='FILE',
+    parser.add_argument('--labels', nargs='+', metavar='FILE',
                         help='one labels file per bag, same order')
+    parser.add_argument('--outcome-topic', metavar='TOPIC',
+                        help='grasps: std_msgs/Bool outcome published once after each grasp; '
+                        'it labels the contact episode before it (in place of --labels)')
     parser.add_argument('--output', '-o', required=True, help='dataset folder to create')
     add_topic_arguments(parser)
     parser.add_argument('--val-recordings', type=int, default=0,
@@ -265,6 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--classes-from', metavar='CHECKPOINT',
                         help="keep this checkpoint's material class order (its head is then "
                         'reused by train.py --init-from)')
+    add_contact_arguments(parser)
     parser.add_argument('--quiet', action='store_true', help='no progress bar')
     return parser
 
@@ -273,6 +277,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `convitac_make_dataset`."""
     args = build_parser().parse_args(argv)
     try:
+        if args.outcome_topic or (args.labels and is_grasp_labels(
+                [read_labels(path) for path in args.labels])):
+            return _grasp_main(args)
+        if not args.labels:
+            raise ValueError('label the recordings: --labels FILE ... (one per bag) or, for '
+                             'grasps, --outcome-topic TOPIC')
         tactile_topic = one_tactile_topic(args, 'the Touch and Go layout holds one tactile '
                                           'sensor')
         classes = None
@@ -292,6 +302,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f'wrote {samples} labelled samples ({frames} frames) from {len(summary.sessions)} '
           f'recording(s) to {summary.root}; train with: python training/train.py --config '
           f'demo {summary.root / CONFIG_FILE} --init-from CHECKPOINT')
+    return 0
+
+
+def _grasp_main(args: argparse.Namespace) -> int:
+    """`main` for grasp recordings (`convitac_ros.bags.grasp_dataset`)."""
+    summary = make_grasp_dataset(
+        args.bags, args.labels, args.output, camera_topic=args.camera_topic,
+        tactile_topics=args.tactile_topic, outcome_topic=args.outcome_topic,
+        contact=contact_options(args), val_recordings=args.val_recordings,
+        progress=not args.quiet)
+    grasps = sum(g for *_, g in summary.sessions.values())
+    print(f'wrote {summary.successes + summary.failures} grasp trials ({summary.successes} '
+          f'success, {summary.failures} failure) of {grasps} grasps from '
+          f'{len(summary.sessions)} recording(s) to {summary.root} (Feeling of Success layout); '
+          f'train with: python training/train.py --config demo {summary.root / CONFIG_FILE}')
     return 0
 
 

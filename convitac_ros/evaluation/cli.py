@@ -122,7 +122,7 @@ def evaluate_offline(bag: str | os.PathLike, predictor: Any, *,
 def no_truth_error(bag: str | os.PathLike) -> BagError:
     """The error for a bag without ground truth at its images."""
     return BagError(f'bag {bag} has no ground truth matching its images '
-                    f'(ground_truth/<head> at the stamps of the image sets)')
+                    f'([/namespace/]ground_truth/<head> at the stamps of the image sets)')
 
 
 def bag_facts(bag: str | os.PathLike, image_topics: list[str], sets: int, unpaired: int,

@@ -4,6 +4,13 @@ A GelSight-type sensor's image is almost constant while nothing touches the gel 
 where something presses into it. The reference is the first tactile frames the node sees after
 activation (the gripper open), or the next ones after :meth:`ContactDetector.request_reference`
 (the node's ``~/reset_contact_reference`` service). No rclpy import.
+
+This is the project's one definition of contact: the node's ``convitac/contact`` and
+``convitac_label``'s contact episodes (`convitac_ros.bags.label`, which runs a
+`ContactDetector` over a recording's frame sets as the node would see them) both come from
+:meth:`ContactDetector.update_thumbnails`: a frame set is in contact when the largest per-sensor
+mean absolute difference of its 32x32 grey thumbnails from the reference exceeds the threshold
+(the node's ``contact_threshold``). The first set is the reference and is never in contact.
 """
 
 from __future__ import annotations
@@ -65,11 +72,15 @@ class ContactDetector:
         Returns:
             The state; the frames become the reference when there is none (not in contact).
         """
-        thumbnails = [thumbnail(frame) for frame in tactile]
+        return self.update_thumbnails([thumbnail(frame) for frame in tactile], threshold)
+
+    def update_thumbnails(self, thumbnails: Sequence[np.ndarray], threshold: float
+                          ) -> ContactState:
+        """:meth:`update` of frames already reduced by :func:`thumbnail` (one per sensor)."""
         with self._lock:
             reference = self._reference
             if reference is None or len(reference) != len(thumbnails):
-                self._reference = thumbnails
+                self._reference = list(thumbnails)
                 return ContactState(in_contact=False, score=0.0, reference_taken=True)
         score = max(float(np.mean(np.abs(t - r))) for t, r in zip(thumbnails, reference))
         return ContactState(in_contact=score > threshold, score=score)
