@@ -175,29 +175,60 @@ def labels_csv(path: Path, rows: list[tuple[float, float, dict[str, str]]],
     return path
 
 
-def main() -> None:
-    """Write two recordings of a synthetic world's test split, with their true labels files.
+# A two-finger gripper under /left_hand as `ros2 bag record` of its drivers stores it.
+GRIPPER = {'camera': '/left_hand/wrist_cam/color/image_raw',
+           'tactile': ['/left_hand/gelsight_left/image_raw',
+                       '/left_hand/gelsight_right/image_raw'],
+           'outcome': '/left_hand/lift_check/success', 'truth_namespace': '/left_hand'}
 
-    Usage: ``python test/recording_helpers.py DATA_ROOT OUTPUT [TOUCHES_A TOUCHES_B]`` (the
-    README's walkthrough): ``OUTPUT/session_a`` and ``session_b`` as the team's drivers would be
-    recorded, and ``session_*.truth.csv``, the labels a team would type in.
+
+def main() -> None:
+    """Write recordings of a synthetic world, with their true labels files.
+
+    Usage (the walkthroughs of the README and docs/grasp.md):
+
+    - ``python test/recording_helpers.py DATA_ROOT OUTPUT [TOUCHES_A TOUCHES_B]``: touches of a
+      Touch-and-Go-layout world's test split; ``OUTPUT/session_a`` and ``session_b`` as the
+      team's drivers would be recorded, and ``session_*.truth.csv``, the labels a team would
+      type in.
+    - ``python test/recording_helpers.py --grasp DATA_ROOT OUTPUT [GRASPS_A GRASPS_B
+      GRASPS_C]``: grasps of a Feeling-of-Success-layout world (all its trials) by a two-finger
+      gripper (`GRIPPER`: a JPEG camera, two raw GelSights, the lift check's std_msgs/Bool
+      after each grasp, ground truth on ``/left_hand/ground_truth/grasp_success``);
+      ``OUTPUT/session_a``, ``session_b``, ``session_c`` and their ``.truth.csv``.
     """
     import sys
 
     from convitac_ros.data import build_dataset
 
-    root, output = Path(sys.argv[1]), Path(sys.argv[2])
-    counts = [int(n) for n in sys.argv[3:5]] or [60, 30]
-    world = build_dataset('touch_and_go', root, 'test')
+    args = sys.argv[1:]
+    grasp = args[:1] == ['--grasp']
+    args = args[1:] if grasp else args
+    root, output = Path(args[0]), Path(args[1])
+    counts = [int(n) for n in args[2:5]] or ([120, 40, 60] if grasp else [60, 30])
+    world = build_dataset('feeling_of_success' if grasp else 'touch_and_go', root,
+                          'all' if grasp else 'test')
+    if sum(counts) > len(world):
+        raise SystemExit(f'{root} has {len(world)} samples, {sum(counts)} asked for')
     output.mkdir(parents=True)
     start = 0
-    for name, count in zip(('session_a', 'session_b'), counts):
+    for name, count in zip(('session_a', 'session_b', 'session_c'), counts):
         part = [world[i] for i in range(start, start + count)]
         start += count
-        recording = write_recording(output / name, part, world.heads,
-                                    '/wrist_cam/color/image_raw', ['/gsmini/image_raw'])
-        labels_csv(output / f'{name}.truth.csv', recording.rows)
-        print(f'{output / name}: {count} touches, {len(recording.ticks)} frames')
+        if grasp:
+            recording = write_recording(
+                output / name, part, world.heads, GRIPPER['camera'], GRIPPER['tactile'],
+                label_heads=('grasp_success',), outcome_topic=GRIPPER['outcome'], touch_from=1,
+                truth_namespace=GRIPPER['truth_namespace'])
+            labels_csv(output / f'{name}.truth.csv', recording.rows, heads=('grasp_success',))
+            successes = sum(r[2]['grasp_success'] == 'success' for r in recording.rows)
+            what = f'{count} grasps ({successes} successes)'
+        else:
+            recording = write_recording(output / name, part, world.heads,
+                                        '/wrist_cam/color/image_raw', ['/gsmini/image_raw'])
+            labels_csv(output / f'{name}.truth.csv', recording.rows)
+            what = f'{count} touches'
+        print(f'{output / name}: {what}, {len(recording.ticks)} frames')
 
 
 if __name__ == '__main__':

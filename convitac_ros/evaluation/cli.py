@@ -170,6 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--checkpoint', help='model checkpoint (required offline; online: '
                         "optional, gives the class names of the node's model)")
     parser.add_argument('--device', default='auto', help='offline inference device')
+    parser.add_argument('--no-calibration', action='store_true',
+                        help="offline: score the uncalibrated softmax (without the checkpoint's "
+                        'temperatures; the node: calibration:=false)')
     parser.add_argument('--lock-step', action='store_true',
                         help='online: one set at a time, wait for each answer (exact accuracy)')
     parser.add_argument('--node', default='/convitac_node',
@@ -217,7 +220,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.checkpoint:
         from convitac_ros.inference import Predictor
 
-        predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device)
+        predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device,
+                                              calibrated=not args.no_calibration)
     elif args.mode == 'offline':
         raise ValueError('offline evaluation needs --checkpoint')
     labels = read_labels(args.labels) if args.labels else None
