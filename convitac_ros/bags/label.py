@@ -328,11 +328,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.bag, camera_topic=args.camera_topic, tactile_topics=args.tactile_topic,
             outcome_topic=args.outcome_topic, options=contact_options(args),
             progress=not args.quiet)
-        what = 'grasps labelled by ' + trace.outcome_topic if args.outcome_topic else (
-            'contact episodes')
+        what = ('grasps labelled by ' + trace.outcome_topic + ' (check them)'
+                if args.outcome_topic else 'contact episodes (fill in the labels)')
         write_labels(args.output, heads, rows,
-                     comment=f'{what} of {args.bag} found by convitac_label (contact threshold '
-                     f'{trace.threshold:.3f}); fill in the labels.\n'
+                     comment=f'{what} of {args.bag}, found by convitac_label with contact '
+                     f'threshold {trace.threshold:.3f}\n'
                      'times: seconds from the start of the bag (inclusive)')
     except (BagError, ValueError, OSError) as exc:
         print(f'convitac_label: error: {exc}', file=sys.stderr)
