@@ -31,13 +31,14 @@ setup(
     extras_require={'test': ['pytest', 'hypothesis']},
     entry_points={
         'console_scripts': [
-            'convitac_node = convitac_ros.ros.node:main',
+            'convitac_node = convitac_ros.ros.node:run',
             'convitac_make_bag = convitac_ros.bags.make_bag:main',
             'convitac_replay = convitac_ros.bags.replay:main',
             'convitac_evaluate = convitac_ros.evaluation.cli:main',
             'convitac_export = convitac_ros.export:main',
             'convitac_label = convitac_ros.bags.label:main',
             'convitac_make_dataset = convitac_ros.bags.make_dataset:main',
+            'convitac_topic = convitac_ros.ros.topic_tool:main',
         ],
     },
 )

@@ -24,7 +24,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 
 from convitac_ros.ros import direct_take
-from convitac_ros.ros.synchronizer import stamp_to_ns
+from convitac_ros.ros.stamps import stamp_to_ns
 from convitac_ros.ros.topics import image_qos, INPUT_TOPICS, NODE_NAME, OUTPUT_NAMESPACE
 
 KEEP_STAMPS = 100  # stamps waiting for their partners (a lost message never completes one)

@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from convitac_ros.ros.client import compressed_message, image_message, NodeClient
+from convitac_ros.ros.client import NodeClient
+from convitac_ros.ros.image_messages import compressed_message, image_message
 from convitac_ros.ros.topics import NODE_NAME
 
 

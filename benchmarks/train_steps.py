@@ -22,7 +22,6 @@ from benchmarks.report import device_sync, Report, Table
 KEEPS_UP = 0.10  # loading keeps up when the step waits for data less than this share
 
 
-
 def run_training(args: argparse.Namespace, device: torch.device) -> Report:
     """Part `training`: see the module docstring."""
     from convitac_ros.data.synthetic import make_synthetic

@@ -43,7 +43,7 @@ def temperatures_of(training: Mapping[str, Any] | None, heads: Mapping[str, Any]
         ValueError: A temperature that is not a number in `TEMPERATURE_RANGE`, or one for a
             head the model does not have.
     """
-    record = (training or {}).get(KEY) or {}
+    record = (training.get(KEY) if isinstance(training, Mapping) else None) or {}
     found = record.get('temperatures', {}) if isinstance(record, Mapping) else None
     if not isinstance(found, Mapping):
         raise ValueError(f'{where}: calibration.temperatures must map heads to numbers')

@@ -37,10 +37,12 @@ from convitac_ros.calibration import temperatures_of
 from convitac_ros.checkpoint import CheckpointError, load_checkpoint
 from convitac_ros.fileio import atomic_write_bytes
 from convitac_ros.model import ConViTac
+from convitac_ros.output_paths import check_output_file
 from convitac_ros.preprocess import normalize_frames
 from convitac_ros.runtime_onnx import INPUT_NAME, ONNX_FORMAT
 
 OPSET = 17  # LayerNormalization as one op; served by every onnxruntime and TensorRT 8.6+
+OPSETS = (17, 20)  # LayerNormalization needs 17; the TorchScript exporter stops at 20
 VERIFY_BATCH = 2
 
 
@@ -96,14 +98,16 @@ class ExportResult:
 
 
 def export_onnx(checkpoint: str | os.PathLike, output: str | os.PathLike, *,
-                fp16: bool = False, opset: int = OPSET, calibrated: bool = True) -> ExportResult:
+                fp16: bool = False, opset: int = OPSET, force: bool = False,
+                calibrated: bool = True) -> ExportResult:
     """Export a 'convitac' checkpoint to ONNX, check it and compare it with torch.
 
     Args:
         checkpoint: the `.safetensors` checkpoint.
         output: the `.onnx` file to write (atomically).
         fp16: fp16 weights and compute instead of fp32.
-        opset: ONNX opset.
+        opset: ONNX opset, within `OPSETS`.
+        force: replace an existing output file (never the checkpoint itself).
         calibrated: apply the checkpoint's temperatures in the graph (1 where it has none).
 
     Returns:
@@ -111,9 +115,15 @@ def export_onnx(checkpoint: str | os.PathLike, output: str | os.PathLike, *,
 
     Raises:
         CheckpointError: an unreadable or non-'convitac' checkpoint.
+        OutputPathError: an output that is the checkpoint, a folder, an existing file (without
+            `force`), or in a place that cannot be written (checked before any work).
+        ValueError: an opset out of range.
         onnx.checker.ValidationError: the exported graph is not valid ONNX.
     """
     checkpoint, output = Path(checkpoint), Path(output)
+    if not OPSETS[0] <= opset <= OPSETS[1]:
+        raise ValueError(f'--opset must be within {OPSETS[0]}..{OPSETS[1]}, got {opset}')
+    check_output_file(output, option='-o', inputs=[checkpoint], force=force)
     loaded = load_checkpoint(checkpoint, kind='convitac')
     try:
         temperatures = temperatures_of(loaded.training, loaded.heads, str(checkpoint))
@@ -125,7 +135,11 @@ def export_onnx(checkpoint: str | os.PathLike, output: str | os.PathLike, *,
                                       training=loaded.training, source=source, fp16=fp16,
                                       opset=opset,
                                       temperatures=temperatures if calibrated else None)
-    atomic_write_bytes(output, data)
+    try:
+        atomic_write_bytes(output, data, overwrite=force)
+    except FileExistsError:
+        raise ValueError(f'-o {output} appeared during the export; nothing was replaced'
+                         ) from None
     return ExportResult(path=output, size_bytes=len(data), precision='fp16' if fp16 else 'fp32',
                         max_abs_diff=max_abs_diff)
 
@@ -228,7 +242,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('-o', '--output', required=True, help='the .onnx file to write')
     parser.add_argument('--fp16', action='store_true',
                         help='fp16 weights and compute (for the CUDA/TensorRT providers)')
-    parser.add_argument('--opset', type=int, default=OPSET, help='ONNX opset')
+    parser.add_argument('--opset', type=int, default=OPSET,
+                        help=f'ONNX opset ({OPSETS[0]} to {OPSETS[1]})')
+    parser.add_argument('--force', action='store_true',
+                        help='replace an existing output file (never the checkpoint)')
     parser.add_argument('--no-calibration', action='store_true',
                         help="leave out the checkpoint's temperatures (uncalibrated softmax)")
     return parser
@@ -239,9 +256,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         result = export_onnx(args.checkpoint, args.output, fp16=args.fp16, opset=args.opset,
-                             calibrated=not args.no_calibration)
-    except (CheckpointError, FileNotFoundError, onnx.checker.ValidationError) as exc:
-        print(f'convitac_export: error: {exc}', file=sys.stderr)
+                             force=args.force, calibrated=not args.no_calibration)
+    except (CheckpointError, ValueError, OSError, onnx.checker.ValidationError) as exc:
+        text = ' '.join(str(exc).split())
+        print(f'convitac_export: error: {text[:500]}', file=sys.stderr)
         return 1
     print(f'wrote {result.path} ({result.size_bytes / 2**20:.1f} MiB, {result.precision}); '
           f'max |p_onnxruntime - p_torch| = {result.max_abs_diff:.2e}')

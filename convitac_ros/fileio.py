@@ -11,8 +11,15 @@ from pathlib import Path
 import tempfile
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically, with the usual file mode (0666 & ~umask)."""
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, overwrite: bool = True) -> None:
+    """Write ``data`` to ``path`` atomically, with the usual file mode (0666 & ~umask).
+
+    Args:
+        path: the file.
+        data: its new content.
+        overwrite: replace an existing file; False creates the file only if none exists at
+            the moment of the rename (a hard link, atomic), else FileExistsError.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp',
@@ -25,7 +32,11 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(temporary, 0o666 & ~umask)  # mkstemp creates 0600
-        os.replace(temporary, path)
+        if overwrite:
+            os.replace(temporary, path)
+        else:
+            os.link(temporary, path)
+            os.unlink(temporary)
     except BaseException:
         if os.path.exists(temporary):
             os.unlink(temporary)
@@ -37,6 +48,6 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         os.close(directory)
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+def atomic_write_text(path: str | os.PathLike, text: str, overwrite: bool = True) -> None:
     """Write UTF-8 ``text`` to ``path`` atomically (see :func:`atomic_write_bytes`)."""
-    atomic_write_bytes(path, text.encode('utf-8'))
+    atomic_write_bytes(path, text.encode('utf-8'), overwrite)

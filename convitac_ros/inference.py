@@ -6,7 +6,8 @@ transferred once with a non-blocking copy, normalised on the device (the same
 optional bf16/fp16 autocast (channels-last layout comes for free from the HWC staging buffer),
 and all heads' probabilities come back to the CPU in one copy. On CUDA, single predictions
 replay a captured CUDA graph by default; `torch.compile` is optional (off by default). An `.onnx`
-file (or `backend='onnxruntime'`) gives an `OnnxPredictor` instead, with the same interface.
+file runs on `OnnxPredictor` instead, with the same interface (`convitac_ros.predictor`
+opens either).
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ import numpy as np
 import torch
 
 from convitac_ros.calibration import temperatures_of
-from convitac_ros.checkpoint import CheckpointError, load_checkpoint
+from convitac_ros.checkpoint import CheckpointError, load_checkpoint, read_metadata
+from convitac_ros.contract import check_outputs, model_contract, OutputError
 from convitac_ros.model import ConViTac
 from convitac_ros.preprocess import (
     normalize_frames,
@@ -34,7 +36,7 @@ from convitac_ros.preprocess import (
     VisualFrames,
     warm_up,
 )
-from convitac_ros.runtime_onnx import OnnxPredictor, resolve_backend
+from convitac_ros.runtime_onnx import DeviceError, resolve_backend
 
 PRECISIONS = ('auto', 'fp32', 'bf16', 'fp16')
 _DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
@@ -53,12 +55,10 @@ class AttentionFrames:
     tactile: list[list[np.ndarray]]
 
 
-class DeviceError(ValueError):
-    """The requested inference device does not exist here (the text names it)."""
-
-
-class NonFiniteOutputError(ValueError):
-    """The model produced NaN or inf probabilities; nothing of the batch is returned."""
+# The one output check of both runtimes raises it (`convitac_ros.contract.check_outputs`).
+NonFiniteOutputError = OutputError
+__all__ = ['AttentionFrames', 'DeviceError', 'NonFiniteOutputError', 'Predictor',
+           'resolve_device', 'resolve_precision']
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -123,7 +123,8 @@ class Predictor:
             # paper config at batch 1 on an H100 (9.1 vs 21.8 ms, predictor-gpu.md).
             cuda_graph = self.device.type == 'cuda'
         self.config = model.config
-        self.heads = {name: list(classes) for name, classes in heads.items()}
+        self.contract = model_contract(heads, preprocess, model_name)
+        self.heads = self.contract.heads
         # Each head's logits are divided by its temperature before the softmax
         # (convitac_ros.calibration); 1 where none was fitted or calibration is off.
         self.temperatures = {name: float((temperatures or {}).get(name, 1.0))
@@ -152,37 +153,35 @@ class Predictor:
     def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device = 'auto',
                         precision: str = 'auto', compile: bool = False,  # noqa: A002
                         cuda_graph: bool | None = None, backend: str = 'auto',
-                        threads: int = 0, calibrated: bool = True
-                        ) -> Predictor | OnnxPredictor:
-        """Load a model file into a predictor of its backend.
+                        calibrated: bool = True) -> Predictor:
+        """Load a 'convitac' `.safetensors` checkpoint (see `convitac_ros.checkpoint`).
+
+        The declared contract is checked from the file's header before any tensor is read.
+        An `.onnx` export runs on onnxruntime: `convitac_ros.predictor.open_predictor` opens
+        either kind of file.
 
         Args:
-            path: a 'convitac' checkpoint (`.safetensors`, see `convitac_ros.checkpoint`) or an
-                `.onnx` export (`convitac_export`).
+            path: the checkpoint.
             device: 'auto', 'cpu', 'cuda' or 'cuda:N'.
-            precision: 'auto', 'fp32', 'bf16' or 'fp16' (onnxruntime: the exported one).
-            compile: torch.compile the model (torch backend).
-            cuda_graph: replay a CUDA graph for single predictions (torch backend); None: on
-                CUDA devices, off elsewhere.
-            backend: 'auto' (by the file's suffix), 'torch' or 'onnxruntime'.
-            threads: onnxruntime intra-op threads (0: its default); torch threads are global
-                (`torch.set_num_threads`).
+            precision: 'auto', 'fp32', 'bf16' or 'fp16'.
+            compile: torch.compile the model.
+            cuda_graph: replay a CUDA graph for single predictions; None: on CUDA devices.
+            backend: 'auto' or 'torch' ('onnxruntime' is refused, as is an `.onnx` file).
             calibrated: apply the temperatures the checkpoint carries (`convitac_ros.calibration`;
                 1 for checkpoints without them); False: the uncalibrated softmax.
-
-        Returns:
-            A `Predictor`, or an `OnnxPredictor` (same interface) for the onnxruntime backend.
         """
-        if resolve_backend(backend, path) == 'onnxruntime':
-            if compile or cuda_graph:
-                raise ValueError('compile and cuda_graph apply to the torch backend only')
-            return OnnxPredictor(path, device=str(device), precision=precision, threads=threads,
-                                 calibrated=calibrated)
+        if resolve_backend(backend, path) != 'torch':
+            raise ValueError(f'{Path(path).name} is an .onnx export: it runs on onnxruntime '
+                             '(convitac_ros.predictor.open_predictor opens either kind)')
+        metadata = read_metadata(path)
+        if metadata['kind'] == 'convitac':  # any other kind is refused by load_checkpoint
+            model_contract(metadata['heads'], metadata['preprocess'], str(path))
+            try:
+                temperatures = temperatures_of(metadata['training'], metadata['heads'],
+                                               str(path))
+            except ValueError as error:
+                raise CheckpointError(str(error)) from None
         loaded = load_checkpoint(path, kind='convitac')
-        try:
-            temperatures = temperatures_of(loaded.training, loaded.heads, str(path))
-        except ValueError as error:
-            raise CheckpointError(str(error)) from None
         return cls(loaded.model, loaded.heads, loaded.preprocess, device=device,
                    precision=precision, compile=compile, cuda_graph=cuda_graph,
                    model_name=Path(path).stem, temperatures=temperatures if calibrated else None)
@@ -323,19 +322,15 @@ class Predictor:
         """`(N, sum C)` CPU tensor -> one {head: `(C,)`} dict per sample.
 
         Raises:
-            NonFiniteOutputError: Any probability is NaN or inf (overflowing weights): such
-                a result must never be published or scored.
+            OutputError: NaN, inf, a value outside [0, 1] or a row not summing to 1
+                (`convitac_ros.contract.check_outputs`): such a result must never be published
+                or scored.
         """
         array = probabilities.numpy()
-        finite = np.isfinite(array)
-        if not finite.all():
-            heads = [name for name, start, end in self._head_columns
-                     if not finite[:, start:end].all()]
-            raise NonFiniteOutputError(
-                f'the model gave non-finite probabilities for head(s) {", ".join(heads)} in '
-                f'{int((~finite.all(axis=1)).sum())} of {len(array)} sample(s)')
-        return [{name: row[start:end].copy() for name, start, end in self._head_columns}
-                for row in array]
+        outputs = check_outputs([array[:, start:end] for _, start, end in self._head_columns],
+                                self.heads, len(array))
+        return [{name: output[row].copy() for name, output in zip(self.heads, outputs)}
+                for row in range(len(array))]
 
 
 def _upsample(maps: torch.Tensor, frames: Sequence[Any]) -> list[list[np.ndarray]]:

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from convitac_ros.calibration import temperatures_of
+from convitac_ros.contract import check_outputs, model_contract
 from convitac_ros.preprocess import (
     resize_frames,
     sample_frames,
@@ -38,6 +39,10 @@ JSON_KEYS = ('model_config', 'heads', 'preprocess', 'training', 'source', 'expor
 PROVIDERS = {'cpu': ('CPUExecutionProvider',),
              'cuda': ('TensorrtExecutionProvider', 'CUDAExecutionProvider',
                       'CPUExecutionProvider')}
+
+
+class DeviceError(ValueError):
+    """The requested inference device does not exist here (the text names it; both runtimes)."""
 
 
 class OnnxModelError(ValueError):
@@ -74,18 +79,18 @@ def resolve_providers(device: str, available: Sequence[str]) -> list[str]:
         Provider names, most preferred first, always ending with the CPU provider.
 
     Raises:
-        ValueError: an unknown device, or 'cuda' asked for where onnxruntime has no CUDA or
+        DeviceError: an unknown device, or 'cuda' asked for where onnxruntime has no CUDA or
             TensorRT provider.
     """
     kind = device.split(':')[0]
     if kind not in ('auto', 'cpu', 'cuda'):
-        raise ValueError(f'device must be auto, cpu, cuda or cuda:N, got {device!r}')
+        raise DeviceError(f'device must be auto, cpu, cuda or cuda:N, got {device!r}')
     preferred = PROVIDERS['cpu' if kind == 'cpu' else 'cuda']
     chosen = [name for name in preferred if name in available]
     if kind == 'cuda' and chosen == ['CPUExecutionProvider']:
-        raise ValueError(f'device {device!r}: this onnxruntime has no CUDA or TensorRT '
-                         f'execution provider (it has {list(available)}); install '
-                         f'onnxruntime-gpu or use device cpu')
+        raise DeviceError(f'device {device!r}: this onnxruntime has no CUDA or TensorRT '
+                          f'execution provider (it has {list(available)}); install '
+                          f'onnxruntime-gpu or use device cpu')
     return chosen
 
 
@@ -143,23 +148,27 @@ class OnnxPredictor:
         self.providers = self._session.get_providers()
         self.device = 'cpu' if self.providers[0] == 'CPUExecutionProvider' else (
             f'cuda:{device_id}')
-        self.precision = self.metadata['export']['precision']
+        self.contract = model_contract(self.metadata['heads'], self.metadata['preprocess'],
+                                       str(path))
+        self.precision = _exported_precision(self.metadata['export'], path)
         if precision not in ('auto', self.precision):
             raise ValueError(f'{path.name} was exported in {self.precision}; precision '
                              f'{precision!r} needs another export (convitac_export --fp16 for '
                              f'fp16) or precision auto')
-        self.heads = {name: list(classes) for name, classes in self.metadata['heads'].items()}
+        self.heads = self.contract.heads
         self.temperatures = _temperatures(self.metadata, self.heads, path, calibrated)
-        preprocess = self.metadata['preprocess']
-        self.visual_len = int(preprocess['visual_len'])
-        self.tactile_len = int(preprocess['tactile_len'])
-        self.num_tactile = int(preprocess['num_tactile'])
-        self.image_size = int(preprocess['image_size'])
+        self.visual_len = self.contract.visual_len
+        self.tactile_len = self.contract.tactile_len
+        self.num_tactile = self.contract.num_tactile
+        self.image_size = self.contract.image_size
         self.model_name = path.stem
-        self._frames_per_sample = self.visual_len + self.num_tactile * self.tactile_len
+        self._frames_per_sample = self.contract.frames_per_sample
         self._check_signature(path)
         self._staging: dict[int, np.ndarray] = {}
         self._lock = threading.Lock()
+        # interrupt() sets terminate on it: a graph that never ends (a Loop of 1e12 steps)
+        # returns with an error instead of holding configure and the node.
+        self._run_options = onnxruntime.RunOptions()
 
     def predict(self, visual_frames: VisualFrames, tactile_frames: TactileFrames
                 ) -> dict[str, np.ndarray]:
@@ -179,9 +188,19 @@ class OnnxPredictor:
             staging = self._staging_array(len(samples))
             resize_frames(frames, self.image_size,
                           out=staging.reshape(-1, *staging.shape[2:]))
-            outputs = self._session.run(list(self.heads), {INPUT_NAME: staging})
-        return [{name: np.asarray(output[row], dtype=np.float32)
-                 for name, output in zip(self.heads, outputs)} for row in range(len(samples))]
+            outputs = self._session.run(list(self.heads), {INPUT_NAME: staging},
+                                        self._run_options)
+        outputs = check_outputs(outputs, self.heads, len(samples))
+        return [{name: output[row] for name, output in zip(self.heads, outputs)}
+                for row in range(len(samples))]
+
+    def interrupt(self) -> None:
+        """End the run in progress (and refuse later ones) from another thread.
+
+        For a configure that ran out of time or a stop signal during a warm-up; the predictor
+        is not used afterwards.
+        """
+        self._run_options.terminate = True
 
     def predict_with_attention(self, visual_frames: VisualFrames, tactile_frames: TactileFrames
                                ) -> tuple[dict[str, np.ndarray], None]:
@@ -240,7 +259,8 @@ def _temperatures(metadata: dict[str, Any], heads: dict[str, list[str]], path: P
     """
     try:
         recorded = temperatures_of(metadata['training'], heads, str(path))
-        applied = metadata['export'].get('temperatures') or {}
+        export = metadata['export'] if isinstance(metadata['export'], dict) else {}
+        applied = export.get('temperatures') or {}
         applied = temperatures_of({'calibration': {'temperatures': applied}}, heads, str(path))
     except ValueError as error:
         raise OnnxModelError(str(error)) from None
@@ -251,6 +271,14 @@ def _temperatures(metadata: dict[str, Any], heads: dict[str, list[str]], path: P
                              f'{"calibrated" if calibrated else "uncalibrated"} output needs '
                              f'{wanted}; export again with {how}')
     return applied
+
+
+def _exported_precision(export: Any, path: Path) -> str:
+    precision = export.get('precision') if isinstance(export, dict) else None
+    if precision not in ('fp32', 'fp16'):
+        raise OnnxModelError(f'{path}: metadata export.precision must be fp32 or fp16, got '
+                             f'{str(precision)[:50]}')
+    return precision
 
 
 def _decode_metadata(raw: dict[str, str], path: Path) -> dict[str, Any]:

@@ -77,9 +77,9 @@ def main(argv: list[str] | None = None) -> int:
                        reverse=True)
         total = sum(size for size, _ in sizes)
         largest = ', '.join(f'{name} {size / 2**20:.0f}' for size, name in sizes[:args.top])
+        absent = f'; not installed here: {missing}' if missing else ''
         print(f'{path}: {total / 2**20:.0f} MiB in {len(sizes)} distributions '
-              f'(largest, MiB: {largest})' + (f'; not installed here: {missing}'
-                                                if missing else ''))
+              f'(largest, MiB: {largest}){absent}')
     return 0
 
 

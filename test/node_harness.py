@@ -11,8 +11,8 @@ import contextlib
 from pathlib import Path
 from typing import Any
 
-from convitac_ros.ros.client import image_message as image
 from convitac_ros.ros.client import NodeClient, NodeProcess, status_values, wait_until
+from convitac_ros.ros.image_messages import image_message as image
 from convitac_ros.ros.topics import NODE_NAME
 
 NODE = f'/{NODE_NAME}'

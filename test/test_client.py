@@ -8,8 +8,9 @@ import sys
 import numpy as np
 import pytest
 
-from convitac_ros.ros.client import compressed_message, image_message, NodeProcess, parse_result
+from convitac_ros.ros.client import NodeProcess, parse_result
 from convitac_ros.ros.image_conversion import compressed_to_rgb, image_to_rgb
+from convitac_ros.ros.image_messages import compressed_message, image_message
 
 SHOW = ('from convitac_ros.ros.client import loopback_dds; import os, sys; '
         'loopback_dds(int(sys.argv[1]) if len(sys.argv) > 1 else None); '

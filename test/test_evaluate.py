@@ -170,3 +170,16 @@ def test_an_output_dir_that_is_a_file_is_refused_before_any_work(
     assert 'exists and is not a folder' in captured.err
     assert captured.out == ''  # nothing was evaluated: no table
     assert taken.read_text() == 'keep me'
+
+
+def test_reports_written_without_output_dir_never_overwrite_each_other(
+        made_bag, tiny_checkpoint, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for _ in range(2):
+        assert evaluate.main([str(made_bag), '--checkpoint', str(tiny_checkpoint),
+                              '--device', 'cpu', '--quiet']) == 0
+    name = f'tag_test_offline_{tiny_checkpoint.parent.name}-{tiny_checkpoint.stem}'
+    first, second = tmp_path / 'evaluation' / name, tmp_path / 'evaluation' / f'{name}_2'
+    assert (first / 'report.json').is_file() and (second / 'report.json').is_file()
+    assert json.loads(first.joinpath('report.json').read_text())['heads'] == json.loads(
+        second.joinpath('report.json').read_text())['heads']

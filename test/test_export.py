@@ -17,6 +17,7 @@ from convitac_ros.checkpoint import read_metadata, save_checkpoint
 from convitac_ros.export import main
 from convitac_ros.inference import Predictor
 from convitac_ros.model import ConViTac, ModelConfig
+from convitac_ros.predictor import open_predictor
 from convitac_ros.runtime_onnx import OnnxModelError, OnnxPredictor, resolve_providers
 
 torch.set_num_threads(1)
@@ -94,7 +95,7 @@ def test_onnxruntime_predictor_equals_the_torch_predictor(name, tmp_path):
     checkpoint = write_checkpoint(tmp_path, name)
     output = tmp_path / f'{name}.onnx'
     assert main([str(checkpoint), '-o', str(output)]) == 0
-    runtime = Predictor.from_checkpoint(output, device='cpu', threads=1)
+    runtime = open_predictor(output, device='cpu', threads=1)
     reference = Predictor.from_checkpoint(checkpoint, device='cpu')
     assert isinstance(runtime, OnnxPredictor) and runtime.backend == 'onnxruntime'
     assert runtime.heads == reference.heads and runtime.providers == ['CPUExecutionProvider']
@@ -136,9 +137,11 @@ def test_onnxruntime_predictor_rejects_bad_frames_like_the_torch_one(tiny):
 def test_backend_device_and_precision_errors_are_clear(tiny, tmp_path):
     checkpoint, output = tiny
     with pytest.raises(ValueError, match='onnxruntime backend an .onnx file'):
-        Predictor.from_checkpoint(checkpoint, backend='onnxruntime')
+        open_predictor(checkpoint, backend='onnxruntime')
     with pytest.raises(ValueError, match='torch backend takes a .safetensors'):
-        Predictor.from_checkpoint(output, backend='torch')
+        open_predictor(output, backend='torch')
+    with pytest.raises(ValueError, match='runs on onnxruntime'):
+        Predictor.from_checkpoint(output)
     with pytest.raises(ValueError, match='exported in fp32'):
         OnnxPredictor(output, precision='bf16')
     with pytest.raises(ValueError, match='no CUDA or TensorRT execution provider'):

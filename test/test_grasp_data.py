@@ -169,7 +169,8 @@ def test_bad_grasp_input_is_one_line_exit_1_and_nothing_written(recordings, worl
     # One finger recorded, for a two-finger dataset.
     single = tmp_path / 'one_finger'
     write_recording(single, [world[0], world[1]], world.heads, CAMERA,
-                    [f'{NS}/tactile/image_raw'], label_heads=('grasp_success',), outcome_topic=OUTCOME, touch_from=1)
+                    [f'{NS}/tactile/image_raw'], label_heads=('grasp_success',),
+                    outcome_topic=OUTCOME, touch_from=1)
     assert make_dataset.main([str(single), '--outcome-topic', OUTCOME, '-o', str(out),
                               '--camera-topic', CAMERA]) == 1
     one_line_error(capsys, 'no image topic for', 'tactile_b/image_raw')

@@ -10,7 +10,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 # Explicit paths so that a local .venv, build/ or install/ folder is never linted.
-LINTED = ('convitac_ros', 'training', 'test', 'launch', 'setup.py', 'conftest.py')
+LINTED = ('convitac_ros', 'training', 'benchmarks', 'scripts', 'tools', 'test', 'launch',
+          'setup.py', 'conftest.py')
 # ament's own ignore list plus the checks that contradict Google-style docstrings
 # (summary on the first line, sections without dashed underlines).
 PEP257_IGNORE = [

@@ -278,3 +278,30 @@ def test_a_burst_at_ten_times_the_rate_stays_bounded(running):
     assert dropped > 0 or probe.result_count() - count >= 0.9 * pairs, (dropped, received)
     stamps = stream(probe, clock, frames(rng, 3), frames(rng, 3))
     results_by_stamp(probe, stamps[-1:])
+
+
+def test_the_debug_image_topic_exists_only_while_publish_debug_image_is_on(running):
+    from sensor_msgs.msg import Image
+
+    node, probe, clock = running
+    topic = '/convitac/debug_image'
+    assert probe.node.count_publishers(topic) == 0  # off by default: not advertised
+    pictures = []
+    subscription = probe.node.create_subscription(Image, topic, pictures.append, 10)
+    try:
+        assert probe.set_parameter('publish_debug_image', True) == (True, '')
+        wait_until(lambda: probe.node.count_publishers(topic) == 1, 10, 'debug topic advertised')
+        rng = np.random.default_rng(9)
+
+        def pictured() -> bool:
+            stream(probe, clock, frames(rng, 2), frames(rng, 2))
+            return bool(pictures)
+
+        wait_until(pictured, 20, 'a debug image')
+        assert pictures[-1].encoding == 'rgb8'
+        assert probe.set_parameter('publish_debug_image', False) == (True, '')
+        wait_until(lambda: probe.node.count_publishers(topic) == 0, 10, 'debug topic withdrawn')
+        stamps = stream(probe, clock, frames(rng, 3), frames(rng, 3))
+        results_by_stamp(probe, stamps[-1:])  # the node goes on answering
+    finally:
+        probe.node.destroy_subscription(subscription)

@@ -178,7 +178,7 @@ def test_non_finite_outputs_are_an_error_and_never_published(managed, tmp_path):
         return status.level == b'\x02' and 'non-finite' in status.message
 
     wait_until(erroring, 15, 'ERROR for non-finite outputs')
-    assert int(status_values(status)['dropped inference_error']) >= 1
+    assert int(status_values(status)['dropped output_error']) >= 1
     time.sleep(0.5)
     assert len(probe.labels['material']) == labels and probe.result_count() == results
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-import re
 
 import pytest
 
@@ -74,14 +73,3 @@ def test_demo_checkpoint_only_when_asked_for_and_an_empty_one_is_an_error(tmp_pa
     chosen = NodeParameters.from_values({'checkpoint': str(tmp_path / 'm.safetensors')})
     assert chosen.resolved_checkpoint() == Path(tmp_path / 'm.safetensors')
     assert not chosen.uses_demo
-
-
-def test_the_readme_parameter_table_lists_every_parameter_with_its_default():
-    readme = (Path(__file__).resolve().parents[1] / 'README.md').read_text()
-    rows = dict(re.findall(r'^\| `(\w+)` \| ([^|]+) \|', readme, flags=re.M))
-    assert set(SPECS) <= set(rows), sorted(set(SPECS) - set(rows))
-    for name, spec in SPECS.items():
-        default = spec.default
-        text = str(default).lower() if isinstance(default, bool) else (
-            f"'{default}'" if isinstance(default, str) else str(default))
-        assert rows[name].strip() == text, (name, rows[name], text)

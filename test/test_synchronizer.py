@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 import pytest
 
-from convitac_ros.ros.synchronizer import ApproximateTimeSynchronizer, stamp_to_ns
+from convitac_ros.ros.stamps import stamp_to_ns
+from convitac_ros.ros.synchronizer import ApproximateTimeSynchronizer
 
 
 def msg(stamp_ns: int, tag: str = '') -> SimpleNamespace:

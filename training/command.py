@@ -9,10 +9,13 @@ from typing import Any
 from convitac_ros.checkpoint import CheckpointError
 from convitac_ros.data.files import DataError
 from training.config import ConfigError
-from training.engine import RunStopped
+from training.engine import NonFiniteLossError, RunStopped
+from training.state import TrainingStateError
 
-# Mistakes a user can make (a config key or value, a data root, a file): one line, exit 2.
-USER_ERRORS = (ConfigError, DataError, CheckpointError, FileNotFoundError)
+# Mistakes a user can make (a config key or value, a data root, a file, a state to resume) and
+# a run that diverged: one line, exit 2.
+USER_ERRORS = (ConfigError, DataError, CheckpointError, FileNotFoundError, TrainingStateError,
+               NonFiniteLossError)
 
 
 def run_command(prog: str, main: Callable[[list[str] | None], Any],

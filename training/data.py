@@ -18,7 +18,6 @@ from convitac_ros.data.transforms import (
     FrameAugmentation,
 )
 from training.config import DataConfig
-from training.retrieval import frame_keys
 
 HOLDOUT = 'holdout'
 
@@ -144,6 +143,14 @@ def train_and_val(data: DataConfig, seed: int, **overrides: Any) -> tuple[Datase
 
 
 STAGE1_FRAMES = ('all', 'disk', 'labelled')
+
+
+def frame_keys(dataset: Dataset) -> list[tuple[str, str]] | None:
+    """(session, frame) of every sample when the dataset can tell (Touch and Go), else None."""
+    if isinstance(dataset, Subset):
+        keys = frame_keys(dataset.dataset)
+        return None if keys is None else [keys[i] for i in dataset.indices]
+    return dataset.frame_keys() if hasattr(dataset, 'frame_keys') else None
 
 
 def stage1_frames(data: DataConfig, train: Dataset, val: Dataset) -> Dataset:

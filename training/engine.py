@@ -30,7 +30,14 @@ from training.config import RuntimeConfig, StageConfig
 from training.data import KeyedDataset, ResumableSampler
 from training.distributed import DistContext
 from training.optim import build_optimizer, build_scheduler
-from training.state import capture_rng, load_state, restore_rng, save_state
+from training.state import (
+    capture_rng,
+    load_state,
+    non_finite_tensors,
+    restore_rng,
+    save_state,
+    TrainingStateError,
+)
 
 STATE_FILE = 'state.safetensors'
 METRICS_FILE = 'metrics.jsonl'
@@ -144,18 +151,37 @@ class Trainer:
         self.context.barrier()
 
     def load_state(self) -> None:
-        """Restores everything written by :meth:`save_state`."""
-        state = load_state(self.state_path)
-        if state['world_size'] != self.context.world_size:
-            raise ValueError(f'{self.state_path}: saved with world size {state["world_size"]}, '
-                             f'resumed with {self.context.world_size}')
-        self.model.load_state_dict(state['model'])
-        self.optimizer.load_state_dict(state['optimizer'])
-        self.scheduler.load_state_dict(state['scheduler'])
-        self.scaler.load_state_dict(state['scaler'])
-        rng = state['rng']
-        restore_rng(rng[str(self.context.rank)] if self.context.distributed else rng)
-        self.progress = Progress(**state['progress'])
+        """Restores everything written by :meth:`save_state`, checked before anything changes.
+
+        Raises:
+            TrainingStateError: An unreadable or corrupt state, another world size, or
+                non-finite model weights (one line naming the file).
+        """
+        path = self.state_path
+        state = load_state(path)
+        try:
+            if state['world_size'] != self.context.world_size:
+                raise TrainingStateError(
+                    f'{path}: saved with world size {state["world_size"]}, resumed with '
+                    f'{self.context.world_size}')
+            broken = non_finite_tensors(state['model'])
+            if broken:
+                raise TrainingStateError(
+                    f'{path}: the saved model holds non-finite weights ({len(broken)} '
+                    f'tensors, e.g. {broken[0]}); resuming would train and export them: start '
+                    'a new run (best.safetensors and last.safetensors are kept)')
+            self.model.load_state_dict(state['model'])
+            self.optimizer.load_state_dict(state['optimizer'])
+            self.scheduler.load_state_dict(state['scheduler'])
+            self.scaler.load_state_dict(state['scaler'])
+            rng = state['rng']
+            restore_rng(rng[str(self.context.rank)] if self.context.distributed else rng)
+            self.progress = Progress(**state['progress'])
+        except TrainingStateError:
+            raise
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as error:
+            raise TrainingStateError(f'{path}: corrupt training state ({type(error).__name__}: '
+                                     f'{" ".join(str(error).split())[:150]})') from None
         if self.context.is_main:
             self._truncate_metrics(self.progress.metrics_bytes)
 
@@ -317,6 +343,12 @@ class Trainer:
     def _validate_and_export(self, last: bool) -> None:
         progress, task = self.progress, self.task
         if self.context.is_main:
+            broken = non_finite_tensors(self.model.state_dict())
+            if broken:  # best and last keep the finite weights they hold
+                raise NonFiniteLossError(
+                    f'{task.name}: the model weights became non-finite ({len(broken)} tensors, '
+                    f'e.g. {broken[0]}) by step {progress.global_step}; best.safetensors and '
+                    'last.safetensors were not replaced')
             progress.last_val = task.validate(self.model)
             self.log('val', progress.last_val)
             value = progress.last_val[task.best_metric]

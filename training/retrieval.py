@@ -24,16 +24,9 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from convitac_ros.data.synthetic.retrieval import batch_ceiling, chance, read_instances
 from convitac_ros.data.synthetic.touch_world import INSTANCES_FILE
 from convitac_ros.model import nt_xent_loss
+from training.data import BatchCollator, frame_keys
 
 TOP_K = (1, 5)
-
-
-def frame_keys(dataset: Dataset) -> list[tuple[str, str]] | None:
-    """(session, frame) of every sample when the dataset can tell (Touch and Go), else None."""
-    if isinstance(dataset, Subset):
-        keys = frame_keys(dataset.dataset)
-        return None if keys is None else [keys[i] for i in dataset.indices]
-    return dataset.frame_keys() if hasattr(dataset, 'frame_keys') else None
 
 
 def hits_at(visual: torch.Tensor, tactile: torch.Tensor, k: int) -> torch.Tensor:
@@ -151,7 +144,6 @@ def checkpoint_retrieval(checkpoint: str | Path, data_root: str | Path, split: s
     from convitac_ros.checkpoint import load_checkpoint
     from convitac_ros.data import TouchAndGo
     from convitac_ros.model.contrastive import ContrastiveEncoder, TACTILE, VISUAL
-    from training.data import BatchCollator
 
     loaded = load_checkpoint(checkpoint)
     model = loaded.model

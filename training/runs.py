@@ -12,6 +12,7 @@ from typing import Any
 from torch.utils.data import Dataset
 
 from convitac_ros.model import ModelConfig
+from convitac_ros.output_paths import check_writable_folder, OutputPathError
 from training.config import (
     apply_overrides,
     ConfigError,
@@ -98,6 +99,10 @@ def prepare_run(args: argparse.Namespace) -> tuple[TrainConfig, Path, bool]:
     if (run_dir / CONFIG_FILE).exists():
         raise ConfigError(f'{run_dir} already holds a run; use --resume {run_dir} or another '
                           '--run-dir')
+    try:
+        check_writable_folder(run_dir, '--run-dir')
+    except OutputPathError as error:
+        raise ConfigError(str(error)) from None
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(config, run_dir / CONFIG_FILE)
     return config, run_dir, False

@@ -27,6 +27,10 @@ from convitac_ros.fileio import atomic_write_bytes
 STATE_FORMAT = 'convitac-train-state/1'
 
 
+class TrainingStateError(ValueError):
+    """A resume state that cannot be used (unreadable, corrupt, non-finite weights)."""
+
+
 def split_tensors(tree: Any, tensors: dict[str, torch.Tensor], path: str = '') -> Any:
     """Returns a JSON-ready copy of ``tree``; its tensors and arrays are moved to ``tensors``.
 
@@ -91,18 +95,30 @@ def load_state(path: Path) -> dict[str, Any]:
     """Reads a file written by :func:`save_state`.
 
     Raises:
-        ValueError: When the file is missing, unreadable or of another format; names the file.
+        TrainingStateError: When the file is missing, unreadable, corrupt or of another
+            format; one line naming the file.
     """
     try:
         with safe_open(str(path), framework='pt', device='cpu') as stream:
             metadata = stream.metadata() or {}
             tensors = {key: stream.get_tensor(key) for key in stream.keys()}
     except (OSError, SafetensorError) as error:
-        raise ValueError(f'{path}: cannot read training state: {error}') from error
+        raise TrainingStateError(f'{path}: cannot read training state: {error}') from None
     if metadata.get('format') != STATE_FORMAT:
-        raise ValueError(f'{path}: not a training state (format {metadata.get("format")!r}, '
-                         f'expected {STATE_FORMAT!r})')
-    return join_tensors(json.loads(metadata['state']), tensors)
+        raise TrainingStateError(f'{path}: not a training state (format '
+                                 f'{str(metadata.get("format"))[:50]!r}, expected '
+                                 f'{STATE_FORMAT!r})')
+    try:
+        return join_tensors(json.loads(metadata['state']), tensors)
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise TrainingStateError(f'{path}: corrupt training state '
+                                 f'({type(error).__name__}: {str(error)[:100]})') from None
+
+
+def non_finite_tensors(tensors: dict[str, torch.Tensor]) -> list[str]:
+    """Names of the floating-point tensors that hold a NaN or an inf."""
+    return [name for name, tensor in tensors.items()
+            if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
 
 
 def capture_rng() -> dict[str, Any]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+import shutil
 import sys
 from typing import Any
 
@@ -65,6 +66,7 @@ from training.pretrain import eval_loader, run_pretraining
 from training.runs import (
     add_run_arguments,
     build_model_config,
+    CONFIG_FILE,
     prepare_run,
     provenance,
     sequence_overrides,
@@ -289,16 +291,41 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.init_from and not args.init_from.is_file():
         parser.error(f'--init-from: no checkpoint at {args.init_from}')
     config, run_dir, resume = prepare_run(args)
-    init_from = remembered_init(run_dir) if resume else args.init_from
-    if init_from is not None and not resume and launched_as_main():
-        remember_init(run_dir, init_from)
-    summary = run_training(config, run_dir, resume, args.contrastive_checkpoint,
-                           args.dino_weights, init_from, args.visual_weights,
-                           args.tactile_weights)
+    fresh = not resume and launched_as_main()
+    before = {entry.name for entry in run_dir.iterdir()} - {CONFIG_FILE} if fresh else set()
+    try:
+        init_from = remembered_init(run_dir) if resume else args.init_from
+        if init_from is not None and fresh:
+            remember_init(run_dir, init_from)
+        summary = run_training(config, run_dir, resume, args.contrastive_checkpoint,
+                               args.dino_weights, init_from, args.visual_weights,
+                               args.tactile_weights)
+    except BaseException:
+        if fresh:
+            discard_unstarted(run_dir, before)
+        raise
     if launched_as_main():
         print(f'run: {run_dir}  best {summary["best_metric"]} = {summary["best"]}  '
               f'last val: {summary["val"]}')
     return summary
+
+
+def discard_unstarted(run_dir: Path, before: set[str]) -> None:
+    """Remove what a new run wrote into ``run_dir`` when it failed before saving any weights.
+
+    A failed ``--init-from`` (or any failure before the first state or checkpoint) must not
+    leave a ``config.yaml`` that blocks the retry; entries that were there before the run are
+    never touched, and a run that saved weights stays for ``--resume``.
+    """
+    if any(run_dir.rglob('*.safetensors')):
+        return
+    for entry in run_dir.iterdir():
+        if entry.name in before:
+            continue
+        if entry.is_dir():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
 
 
 # Errors in what the user gave (config, data on disk): one line and exit code 2. Anything else

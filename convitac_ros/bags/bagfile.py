@@ -84,11 +84,6 @@ def msgtype_of(msg: Any) -> str:
     return f'{cls.__module__.split(".")[0]}/msg/{cls.__name__}'
 
 
-def set_stamp(stamp: Any, time_ns: int) -> None:
-    """Write integer nanoseconds into a `builtin_interfaces/Time` in place."""
-    stamp.sec, stamp.nanosec = divmod(int(time_ns), 1_000_000_000)
-
-
 class BagWriter:
     """Write rclpy messages into a new rosbag2 bag; one connection per topic, made on first use.
 
@@ -116,7 +111,10 @@ class BagWriter:
         self.count = 0
 
     def __enter__(self) -> BagWriter:
-        self._writer.open()
+        try:
+            self._writer.open()  # creates the folder exclusively: one that appeared is refused
+        except Exception as exc:  # noqa: BLE001 - rosbags' WriterError and OSErrors alike
+            raise BagError(f'cannot create the bag {self.path}: {exc}') from None
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

@@ -38,6 +38,7 @@ from convitac_ros.bags.label import ContactOptions, DEFAULT_CONTACT, GRASP_HEAD,
 from convitac_ros.bags.labels import LabelRow, LabelsError, LabelsFile, read_labels
 from convitac_ros.bags.samples import label_at, no_label_error, session_name, SetStream
 from convitac_ros.data.feeling_of_success import CAMERA, SENSORS
+from convitac_ros.output_paths import check_new_folder, make_new_folder
 
 CONFIG_FILE = 'dataset.yaml'
 NUM_FINGERS = len(SENSORS)
@@ -116,13 +117,11 @@ def write_grasp_dataset(bags: Sequence[str | Path], files: Sequence[LabelsFile],
         LabelsError: A labels file covers no frame set of its bag.
         ValueError: Bad arguments or an existing output.
     """
-    output = Path(output)
-    if output.exists():
-        raise ValueError(f'{output} exists already; datasets are never overwritten')
+    output = check_new_folder(output, inputs=bags)
     check_grasp_labels(files)
     summary = GraspSummary(output)
+    make_new_folder(output)  # exclusively: a folder that appeared meanwhile is refused
     try:
-        output.mkdir(parents=True)
         test_objects: list[str] = []
         names = []
         for number, (bag, file) in enumerate(zip(bags, files)):
@@ -200,9 +199,7 @@ def make_grasp_dataset(bags: Sequence[str | Path], labels: Sequence[str | Path] 
     Raises:
         BagError, LabelsError, ValueError: As `write_grasp_dataset` and `outcome_labels`.
     """
-    output = Path(output)
-    if output.exists():
-        raise ValueError(f'{output} exists already; datasets are never overwritten')
+    output = check_new_folder(output, inputs=[*bags, *(labels or [])])
     if (labels is None) == (outcome_topic is None):
         raise ValueError('label the grasps with --labels (one file per bag) or with '
                          '--outcome-topic, one of the two')

@@ -20,6 +20,7 @@ the contact episode before it (up to the message), `success` when true.
 from __future__ import annotations
 
 import argparse
+import array
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,10 +31,11 @@ from tqdm import tqdm
 
 from convitac_ros.bags.bagfile import BagError, BagReader
 from convitac_ros.bags.labels import HEADS, LabelsError, write_labels
-from convitac_ros.bags.samples import SetStream, to_rgb
-from convitac_ros.bags.topics import topic_matches
-from convitac_ros.evaluation.cli import add_topic_arguments
+from convitac_ros.bags.samples import SetStream
+from convitac_ros.bags.topics import add_topic_arguments, topic_matches
+from convitac_ros.output_paths import check_output_file
 from convitac_ros.ros.contact import ContactDetector, thumbnail
+from convitac_ros.ros.image_limits import message_to_rgb
 from convitac_ros.ros.parameters import SPECS
 
 NODE_THRESHOLD = float(SPECS['contact_threshold'].default)
@@ -129,7 +131,8 @@ def contact_trace(bag: str | Path, *, camera_topic: str | None = None,
         ValueError: Fewer sets than `rest_frames` for an automatic threshold.
     """
     detector = ContactDetector()
-    scores, times = [], []
+    # A set costs its score and its time (16 bytes): a recording of any length fits.
+    scores, times = array.array('d'), array.array('d')
     outcome = None
     if outcome_topic is not None:
         with BagReader(bag) as reader:
@@ -139,13 +142,13 @@ def contact_trace(bag: str | Path, *, camera_topic: str | None = None,
             tqdm(total=stream.camera_messages, unit='set', desc='contact',
                  disable=not progress) as bar:
         for frame_set, _ in stream:
-            thumbnails = [thumbnail(to_rgb(msg)) for msg in frame_set.msgs[1:]]
+            thumbnails = [thumbnail(message_to_rgb(msg)) for msg in frame_set.msgs[1:]]
             scores.append(detector.update_thumbnails(thumbnails, 0.0).score)
             times.append((frame_set.stamp_ns - stream.start_ns) / 1e9)
             bar.update(1)
         outcomes = [((r.time_ns - stream.start_ns) / 1e9, bool(r.decode().data))
                     for r in stream.others]
-    scores_array, times_array = np.asarray(scores, np.float64), np.asarray(times, np.float64)
+    scores_array, times_array = np.frombuffer(scores), np.frombuffer(times)
     threshold = options.threshold
     if threshold is None:
         if len(scores) < max(options.rest_frames, 2):
@@ -321,9 +324,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         heads = [h.strip() for h in (args.heads or default).split(',') if h.strip()]
         if args.outcome_topic and GRASP_HEAD not in heads:
             raise LabelsError(f'--outcome-topic fills the {GRASP_HEAD} column: add it to --heads')
-        if Path(args.output).exists():
-            raise LabelsError(f'{args.output} exists already; labels files are never '
-                              'overwritten')
+        check_output_file(args.output, inputs=[args.bag])
         trace, episodes, rows = label_bag(
             args.bag, camera_topic=args.camera_topic, tactile_topics=args.tactile_topic,
             outcome_topic=args.outcome_topic, options=contact_options(args),

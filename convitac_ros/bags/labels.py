@@ -13,6 +13,9 @@ A labels file is a small CSV, one row per contact episode (or any interval)::
   class name (`grasp_success`: `success`/`failure`, or 1/0); an empty cell leaves that head
   unlabelled for the row.
 - Lines starting with `#` and blank lines are ignored; rows must not overlap.
+- UTF-8, with or without a byte-order mark (Excel's "CSV UTF-8"); a cell may be quoted but
+  may not hold a line break; times are at most `MAX_SECONDS`; a cell holds at most
+  `MAX_CELL_CHARS` characters. Every problem is one line naming the file and the line.
 
 Every synchronized frame set whose stamp lies inside a row's interval is labelled with that
 row: it is an evaluation point for `convitac_evaluate --labels` and a sample for
@@ -21,24 +24,30 @@ row: it is an evaluation point for `convitac_evaluate --labels` and a sample for
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import bisect
+from collections.abc import Iterator, Sequence
 import csv
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+import io
 import math
 from pathlib import Path
+
+from convitac_ros.fileio import atomic_write_text
 
 HEADS = ('material', 'hardness', 'roughness', 'grasp_success')
 TIME_COLUMNS = ('start', 'end')
 # Accepted grasp_success cells (case-insensitive) and the class each means.
 GRASP_VALUES = {'success': 'success', 'failure': 'failure', '1': 'success', '0': 'failure'}
 NANOSECONDS = 1_000_000_000
+MAX_SECONDS = 1e9  # about 31 years from the bag's start: nanoseconds still fit an int64
+MAX_CELL_CHARS = 200
 
 
 class LabelsError(ValueError):
     """A labels file that cannot be read, or that does not fit a bag or a model."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LabelRow:
     """One labelled interval.
 
@@ -72,6 +81,12 @@ class LabelsFile:
     path: Path
     heads: tuple[str, ...]
     rows: tuple[LabelRow, ...]
+    # Row starts in ns, in order (rows do not overlap): the row of a time is a bisection.
+    _starts_ns: list[int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, '_starts_ns',
+                           [round(row.start_s * NANOSECONDS) for row in self.rows])
 
     def classes(self) -> dict[str, list[str]]:
         """Head -> the class names the file uses, in order of first use."""
@@ -82,12 +97,17 @@ class LabelsFile:
                     out[head].append(name)
         return out
 
+    def row_at(self, offset_ns: int) -> LabelRow | None:
+        """The row covering a time (ns from the bag's start), or None; O(log rows)."""
+        index = bisect.bisect_right(self._starts_ns, offset_ns) - 1
+        if index >= 0 and self.rows[index].covers(offset_ns):
+            return self.rows[index]
+        return None
+
     def label_of(self, offset_ns: int) -> dict[str, str] | None:
         """The labels of the row covering a time (ns from the bag's start), or None."""
-        for row in self.rows:
-            if row.covers(offset_ns):
-                return row.labels
-        return None
+        row = self.row_at(offset_ns)
+        return None if row is None else row.labels
 
     def check_classes(self, heads: dict[str, Sequence[str]], owner: str) -> None:
         """Raise when the file uses a head or class that `heads` (a model's) does not have.
@@ -114,8 +134,9 @@ def _seconds(text: str, column: str, where: str) -> float:
         value = float(text)
     except ValueError:
         raise LabelsError(f'{where}: {column} {text!r} is not a number of seconds') from None
-    if not math.isfinite(value) or value < 0:
-        raise LabelsError(f'{where}: {column} {text!r} must be a finite, non-negative time')
+    if not (math.isfinite(value) and 0 <= value <= MAX_SECONDS):
+        raise LabelsError(f'{where}: {column} {text[:50]!r} must be a time from 0 to '
+                          f'{MAX_SECONDS:g} s')
     return value
 
 
@@ -130,44 +151,71 @@ def _class_name(head: str, cell: str, where: str) -> str:
 
 
 def read_labels(path: str | Path) -> LabelsFile:
-    """Parse and check a labels file (format in the module docstring).
+    """Parse and check a labels file (format in the module docstring), line by line.
 
     Raises:
         LabelsError: One line naming the file, the line and what is wrong.
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding='utf-8')
+        with path.open(encoding='utf-8-sig', newline='') as handle:
+            return _parse(path, handle)
     except (OSError, UnicodeDecodeError) as exc:
         raise LabelsError(f'cannot read labels file {path}: {exc}') from exc
-    lines = [(number, line) for number, line in enumerate(text.splitlines(), start=1)
-             if line.strip() and not line.lstrip().startswith('#')]
-    if not lines:
+
+
+def _cells(path: Path, handle: io.TextIOBase) -> Iterator[tuple[int, list[str]]]:
+    """(line number, stripped cells) of each line that is not blank or a comment."""
+    for number, line in enumerate(handle, start=1):
+        line = line.rstrip('\r\n')
+        if not line.strip() or line.lstrip().startswith('#'):
+            continue
+        where = f'{path}:{number}'
+        if len(line) > MAX_CELL_CHARS * 8:
+            raise LabelsError(f'{where}: line of {len(line)} characters; a labels line holds '
+                              f'times and class names (at most {MAX_CELL_CHARS} each)')
+        if '"' not in line:  # the common case, ten times faster than the csv module
+            yield number, [cell.strip() for cell in line.split(',')]
+            continue
+        try:
+            (cells,) = csv.reader([line], skipinitialspace=True, strict=True)
+        except csv.Error as exc:
+            raise LabelsError(f'{where}: {exc} (a quoted cell must close on its line: cells '
+                              'may not hold line breaks)') from None
+        yield number, [cell.strip() for cell in cells]
+
+
+def _parse(path: Path, handle: io.TextIOBase) -> LabelsFile:
+    lines = _cells(path, handle)
+    first = next(lines, None)
+    if first is None:
         raise LabelsError(f'{path}: empty labels file (expected a header line '
                           f'"start,end,<heads>")')
-    parsed = list(csv.reader([line for _, line in lines], skipinitialspace=True))
-    header = [cell.strip() for cell in parsed[0]]
-    where = f'{path}:{lines[0][0]}'
+    number, header = first
+    where = f'{path}:{number}'
     if header[:2] != list(TIME_COLUMNS) or len(header) < 3:
         raise LabelsError(f'{where}: the header must be "start,end," then heads of '
-                          f'{", ".join(HEADS)}; got {",".join(header)!r}')
+                          f'{", ".join(HEADS)}; got {",".join(header)[:100]!r}')
     heads = header[2:]
     unknown = [h for h in heads if h not in HEADS]
     if unknown or len(set(heads)) != len(heads):
-        raise LabelsError(f'{where}: unknown or repeated head column(s) {unknown or heads}; '
-                          f'known heads: {", ".join(HEADS)}')
+        raise LabelsError(f'{where}: unknown or repeated head column(s) '
+                          f'{(unknown or heads)[:10]}; known heads: {", ".join(HEADS)}')
     rows = []
-    for (number, _), cells in zip(lines[1:], parsed[1:]):
+    for number, cells in lines:
         where = f'{path}:{number}'
-        cells = [cell.strip() for cell in cells]
         cells += [''] * (len(header) - len(cells))  # trailing empty cells may be left out
         if len(cells) != len(header):
             raise LabelsError(f'{where}: {len(cells)} columns, the header has {len(header)}')
         start, end = (_seconds(cells[i], TIME_COLUMNS[i], where) for i in (0, 1))
         if end < start:
             raise LabelsError(f'{where}: end {end} is before start {start}')
-        labels = {head: _class_name(head, cell, where)
-                  for head, cell in zip(heads, cells[2:]) if cell}
+        labels = {head: cell for head, cell in zip(heads, cells[2:]) if cell}
+        for head, name in labels.items():
+            if len(name) > MAX_CELL_CHARS or not name.isprintable():
+                raise LabelsError(f'{where}: {head} {name[:50]!r}... is not a class name (at '
+                                  f'most {MAX_CELL_CHARS} printable characters)')
+        labels = {head: _class_name(head, name, where) for head, name in labels.items()}
         rows.append(LabelRow(number, start, end, labels))
     if not rows:
         raise LabelsError(f'{path}: no label rows after the header')
@@ -198,12 +246,17 @@ def write_labels(path: str | Path, heads: Sequence[str],
     unknown = [h for h in heads if h not in HEADS]
     if unknown:
         raise LabelsError(f'unknown head(s) {unknown}; known heads: {", ".join(HEADS)}')
-    lines = [f'# {line}' if line else '#' for line in comment.splitlines()]
-    lines.append(','.join([*TIME_COLUMNS, *heads]))
+    text = io.StringIO()
+    text.writelines(f'# {line}\n' if line else '#\n' for line in comment.splitlines())
+    writer = csv.writer(text, lineterminator='\n')  # quotes a class name holding a comma
+    writer.writerow([*TIME_COLUMNS, *heads])
     for start, end, labels in rows:
         # Milliseconds, rounded outwards so that the interval still covers its first and last
         # frame.
         start_ms, end_ms = math.floor(start * 1000), math.ceil(end * 1000)
-        lines.append(','.join([f'{start_ms / 1000:.3f}', f'{end_ms / 1000:.3f}',
-                               *(labels.get(head, '') for head in heads)]))
-    path.write_text('\n'.join(lines) + '\n', encoding='utf-8')
+        writer.writerow([f'{start_ms / 1000:.3f}', f'{end_ms / 1000:.3f}',
+                         *(labels.get(head, '') for head in heads)])
+    try:
+        atomic_write_text(path, text.getvalue(), overwrite=False)
+    except FileExistsError:
+        raise LabelsError(f'{path} exists already; labels files are never overwritten') from None

@@ -22,9 +22,7 @@ from pathlib import Path
 import sys
 from typing import Any
 
-import cv2
 import numpy as np
-from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 from tqdm import tqdm
 
@@ -33,9 +31,10 @@ from convitac_ros.bags.bagfile import (
     BagWriter,
     COMPRESSED_SUFFIX,
     GROUND_TRUTH_PREFIX,
-    set_stamp,
     STORAGE_PLUGINS,
 )
+from convitac_ros.output_paths import check_new_folder
+from convitac_ros.ros.image_messages import encode_frame
 from convitac_ros.ros.topics import CAMERA_TOPIC, TACTILE_TOPICS
 
 ENCODINGS = ('rgb8', 'bgr8', 'mono8')
@@ -95,45 +94,6 @@ class BagLayout:
             raise ValueError(f'at most {len(TACTILE_TOPICS)} tactile sensors, got {num_tactile}')
         suffix = '' if self.compression == 'none' else COMPRESSED_SUFFIX
         return [t + suffix for t in (CAMERA_TOPIC, *TACTILE_TOPICS[:num_tactile])]
-
-
-def encode_frame(rgb: np.ndarray, encoding: str, compression: str, stamp_ns: int,
-                 frame_id: str) -> Image | CompressedImage:
-    """Turn a uint8 RGB frame into the message a driver with this configuration publishes.
-
-    Args:
-        rgb: uint8 (H, W, 3) RGB frame.
-        encoding: `rgb8`, `bgr8` or `mono8` (the driver's pixel format).
-        compression: `none`, `jpeg` or `png`.
-        stamp_ns: `header.stamp` in nanoseconds.
-        frame_id: `header.frame_id`.
-    """
-    rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
-    if rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise ValueError(f'expected an (H, W, 3) RGB frame, got shape {rgb.shape}')
-    if encoding == 'mono8':
-        pixels = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-    elif encoding == 'bgr8':
-        pixels = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
-    else:
-        pixels = rgb
-    if compression == 'none':
-        msg = Image(height=rgb.shape[0], width=rgb.shape[1], encoding=encoding,
-                    is_bigendian=0, step=rgb.shape[1] * (1 if pixels.ndim == 2 else 3))
-        msg.data = pixels.tobytes()
-    else:
-        # OpenCV encodes BGR (or grey); image_transport writes `<encoding>; <codec> compressed
-        # <encoded order>` into `format`.
-        bgr = pixels if encoding != 'rgb8' else cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
-        ok, buffer = cv2.imencode('.jpg' if compression == 'jpeg' else '.png', bgr)
-        if not ok:
-            raise ValueError(f'OpenCV could not {compression}-encode a {rgb.shape} frame')
-        inner = 'mono8' if encoding == 'mono8' else 'bgr8'
-        msg = CompressedImage(format=f'{encoding}; {compression} compressed {inner}')
-        msg.data = buffer.tobytes()
-    set_stamp(msg.header.stamp, stamp_ns)
-    msg.header.frame_id = frame_id
-    return msg
 
 
 def _aligned(frames: Sequence[np.ndarray], ticks: int, name: str) -> list[np.ndarray]:
@@ -270,6 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from convitac_ros.data import build_dataset
 
     try:
+        check_new_folder(args.output, inputs=[args.root])
         dataset = build_dataset(args.dataset, args.root, args.split,
                                 **_parse_kwargs(args.dataset_arg))
         count = len(dataset) if args.max_samples is None else min(args.max_samples, len(dataset))

@@ -46,8 +46,11 @@ from convitac_ros.bags.grasp_dataset import is_grasp_labels, make_grasp_dataset
 from convitac_ros.bags.label import add_contact_arguments, contact_options
 from convitac_ros.bags.labels import LabelsError, LabelsFile, read_labels
 from convitac_ros.bags.samples import label_at, no_label_error, session_name, SetStream
+from convitac_ros.bags.topics import add_topic_arguments, one_tactile_topic
 from convitac_ros.data.sample import HARDNESS_CLASSES, ROUGHNESS_CLASSES
-from convitac_ros.evaluation.cli import add_topic_arguments, one_tactile_topic
+from convitac_ros.data.touch_and_go import parse_reference_line
+from convitac_ros.fileio import atomic_write_text
+from convitac_ros.output_paths import check_new_folder, make_new_folder
 
 UNSUPPORTED_HEADS = ('grasp_success',)
 CONFIG_FILE = 'dataset.yaml'
@@ -82,9 +85,19 @@ def material_classes(labels: Sequence[LabelsFile], classes_from: dict[str, list[
     used: list[str] = []
     for file in labels:
         used += [name for name in file.classes().get('material', []) if name not in used]
+    for file in labels:
+        for row in file.rows:
+            name = row.labels.get('material')
+            if name is not None and parse_reference_line(f'{name}: 0') != (name, 0):
+                raise LabelsError(f'{file.path}:{row.line}: material {name!r} cannot be kept in '
+                                  'category_reference.txt (no quotes at its ends); rename it')
     if classes_from is None or 'material' not in classes_from:
         return used
     known = list(classes_from['material'])
+    unusable = [name for name in known if parse_reference_line(f'{name}: 0') != (name, 0)]
+    if unusable:
+        raise LabelsError(f'the checkpoint material class {unusable[0]!r} cannot be kept in '
+                          'category_reference.txt (no quotes at its ends)')
     for file in labels:
         for row in file.rows:
             name = row.labels.get('material')
@@ -176,9 +189,7 @@ def make_dataset(bags: Sequence[str | Path], labels: Sequence[str | Path], outpu
         LabelsError: A labels file is bad, does not fit the layout or covers no frame.
         ValueError: Bad arguments or an existing output.
     """
-    output = Path(output)
-    if output.exists():
-        raise ValueError(f'{output} exists already; datasets are never overwritten')
+    output = check_new_folder(output, inputs=[*bags, *labels])
     if len(bags) != len(labels) or not bags:
         raise ValueError(f'give one labels file per bag: {len(bags)} bag(s), '
                          f'{len(labels)} labels file(s)')
@@ -189,10 +200,11 @@ def make_dataset(bags: Sequence[str | Path], labels: Sequence[str | Path], outpu
     task = check_heads(files)
     summary = DatasetSummary(output, materials=material_classes(files, classes_from),
                              soft_materials=soft_materials(files), task=task)
+    make_new_folder(output)  # exclusively: a folder that appeared meanwhile is refused
     try:
         _write(bags, files, summary, camera_topic, tactile_topic, val_recordings, progress)
     except BaseException:
-        shutil.rmtree(output, ignore_errors=True)
+        shutil.rmtree(output, ignore_errors=True)  # made above by this call, and only it
         raise
     return summary
 
@@ -202,7 +214,6 @@ def _write(bags: Sequence[str | Path], files: Sequence[LabelsFile], summary: Dat
            progress: bool) -> None:
     """Writes the recordings set by set (a recording is never held in memory as a whole)."""
     root = summary.root
-    root.mkdir(parents=True)
     lists: dict[str, list[str]] = {name: [] for name in
                                    ('label', 'train', 'test', 'train_rough', 'test_rough')}
     index_of = {name: i for i, name in enumerate(summary.materials)}
@@ -238,13 +249,14 @@ def _write(bags: Sequence[str | Path], files: Sequence[LabelsFile], summary: Dat
         summary.sessions[session] = (split, count, labelled)
     for name, lines in lists.items():
         if lines:
-            (root / f'{name}.txt').write_text('\n'.join(lines))
-    (root / 'category_reference.txt').write_text(
-        ''.join(f'{name}: {i}\n' for i, name in enumerate(summary.materials)))
+            atomic_write_text(root / f'{name}.txt', '\n'.join(lines))
+    atomic_write_text(root / 'category_reference.txt',
+                      ''.join(f'{name}: {i}\n' for i, name in enumerate(summary.materials)))
     data = {'dataset': 'touch_and_go', 'root': str(root.resolve()), 'train_split': 'train',
             'val_split': 'test' if val_recordings else 'holdout', 'test_split': 'test',
             'options': {'task': summary.task, 'soft_materials': summary.soft_materials}}
-    (root / CONFIG_FILE).write_text(
+    atomic_write_text(
+        root / CONFIG_FILE,
         '# Written by convitac_make_dataset: the data section for training/train.py --config\n'
         + yaml.safe_dump({'name': root.name, 'data': data}, sort_keys=False))
 

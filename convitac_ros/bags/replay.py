@@ -32,7 +32,6 @@ from convitac_ros.bags.bagfile import (
     BagReader,
     BagRecord,
     message_class,
-    set_stamp,
 )
 from convitac_ros.bags.topics import (
     convert_record,
@@ -44,6 +43,7 @@ from convitac_ros.bags.topics import (
     truth_head,
 )
 from convitac_ros.ros.dds_profile import use_fastdds_profile
+from convitac_ros.ros.stamps import write_time
 
 NANOSECONDS = 1_000_000_000
 
@@ -157,7 +157,7 @@ class BagPlayer:
         """Publish one stored message now (and `/clock` first when enabled)."""
         if self._clock is not None:
             clock = Clock()
-            set_stamp(clock.clock, record.time_ns)
+            write_time(clock.clock, record.time_ns)
             self._clock.publish(clock)
         target = self.remap.get(record.topic)
         raw = record.raw if target is None else convert_record(record, is_compressed(target))

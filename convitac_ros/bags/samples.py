@@ -20,31 +20,18 @@ from pathlib import Path
 import re
 from typing import Any
 
-import numpy as np
-from sensor_msgs.msg import CompressedImage
-
 from convitac_ros.bags.bagfile import BagReader, BagRecord
 from convitac_ros.bags.labels import LabelRow, LabelsError, LabelsFile
 from convitac_ros.bags.topics import resolve_image_topics, resolve_truth_topics
-from convitac_ros.ros.image_conversion import compressed_to_rgb, image_to_rgb
-from convitac_ros.ros.image_limits import check_image_size, DEFAULT_MAX_PIXELS
+from convitac_ros.ros.image_limits import message_to_rgb
 from convitac_ros.ros.parameters import SPECS
 from convitac_ros.ros.pipeline import FrameSet, SlidingWindow
-from convitac_ros.ros.synchronizer import ApproximateTimeSynchronizer, stamp_to_ns
+from convitac_ros.ros.stamps import stamp_to_ns
+from convitac_ros.ros.synchronizer import ApproximateTimeSynchronizer
 
 # The node's defaults, so that offline pairing matches an unconfigured node.
 DEFAULT_SLOP_S = SPECS['sync_slop'].default
 DEFAULT_QUEUE_SIZE = SPECS['sync_queue_size'].default
-
-
-def to_rgb(msg: Any) -> np.ndarray:
-    """Convert a sensor_msgs Image or CompressedImage into uint8 (H, W, 3) RGB (node rules).
-
-    Images that would decode to more than the node's default ``max_image_pixels`` are refused
-    (ImageTooLargeError) before decoding.
-    """
-    check_image_size(msg, DEFAULT_MAX_PIXELS)
-    return compressed_to_rgb(msg) if isinstance(msg, CompressedImage) else image_to_rgb(msg)
 
 
 @dataclass
@@ -133,7 +120,7 @@ class SetStream:
 
         def emit(*pairs: tuple[BagRecord, Any]) -> None:
             msgs = tuple(p[1] for p in pairs)
-            ready.append((FrameSet(msgs, stamp_to_ns(msgs[0]) or 0, 0, to_rgb),
+            ready.append((FrameSet(msgs, stamp_to_ns(msgs[0]) or 0, 0, message_to_rgb),
                           [p[0] for p in pairs]))
 
         sync = ApproximateTimeSynchronizer(len(self.topics), self.queue_size, self.slop, emit)
@@ -325,8 +312,8 @@ def session_name(index: int, bag: Path) -> str:
 
 
 def label_at(labels: LabelsFile, offset_ns: int) -> LabelRow | None:
-    """The first labels-file row whose interval covers ``offset_ns`` from the bag's start."""
-    return next((row for row in labels.rows if row.covers(offset_ns)), None)
+    """The labels-file row whose interval covers ``offset_ns`` from the bag's start (or None)."""
+    return labels.row_at(offset_ns)
 
 
 def no_label_error(labels: LabelsFile, last_offset_ns: int | None) -> LabelsError:

@@ -20,6 +20,7 @@ absolute or relative (`ground_truth/material`, `/ground_truth/material`,
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Sequence
 
 from rclpy.serialization import serialize_message
@@ -180,11 +181,11 @@ def convert_record(record: BagRecord, compressed: bool) -> bytes:
     """
     if (record.msgtype == IMAGE_TYPES[1]) == compressed:
         return record.raw
-    from convitac_ros.bags.make_bag import encode_frame
-    from convitac_ros.bags.samples import to_rgb
+    from convitac_ros.ros.image_limits import message_to_rgb
+    from convitac_ros.ros.image_messages import encode_frame
 
     msg = record.decode()
-    out = encode_frame(to_rgb(msg), 'rgb8', 'png' if compressed else 'none', 0,
+    out = encode_frame(message_to_rgb(msg), 'rgb8', 'png' if compressed else 'none', 0,
                        msg.header.frame_id)
     out.header = msg.header
     return serialize_message(out)
@@ -193,3 +194,24 @@ def convert_record(record: BagRecord, compressed: bool) -> bytes:
 def message_type_of(topic: str) -> type:
     """The rclpy message class of an image topic by its name (`/compressed` or raw)."""
     return CompressedImage if is_compressed(topic) else Image
+
+
+def add_topic_arguments(parser: argparse.ArgumentParser) -> None:
+    """The topic-mapping options every tool that reads a team's bags takes."""
+    parser.add_argument('--camera-topic', default=None, metavar='TOPIC',
+                        help='camera topic in the bag (default camera/image_raw: matches it '
+                        'under any namespace, absolute or relative, raw or /compressed)')
+    parser.add_argument('--tactile-topic', action='append', default=None, metavar='TOPIC',
+                        help='tactile topic in the bag, repeat for a second sensor (default '
+                        'tactile/image_raw and tactile_b/image_raw, matched the same way)')
+
+
+def one_tactile_topic(args: argparse.Namespace, why: str) -> str | None:
+    """The one ``--tactile-topic`` of a tool that reads a single sensor (None: the default).
+
+    Raises:
+        ValueError: More than one was given (``why`` says why one).
+    """
+    if args.tactile_topic and len(args.tactile_topic) > 1:
+        raise ValueError(f'{why}; give one --tactile-topic')
+    return args.tactile_topic[0] if args.tactile_topic else None

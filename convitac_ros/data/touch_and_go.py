@@ -27,12 +27,30 @@ SPLITS = ('train', 'test')
 TASKS = ('material', 'roughness', 'frames')
 FRAME_SOURCES = ('listed', 'disk')
 _INCONCLUSIVE = -1
-_REFERENCE_LINE = re.compile(r'^(?P<left>.+?)\s*[:=,]\s*(?P<right>.+?)\s*,?$')
+# `name: index` (what convitac_make_dataset writes; the name may hold separators itself, so the
+# index is the number after the LAST one), else `index: name` (the official file).
+_NAME_INDEX = re.compile(r'^(?P<name>.+)[:=,]\s*(?P<index>-?\d+)\s*,?$')
+_INDEX_NAME = re.compile(r'^(?P<index>-?\d+)\s*[:=,]\s*(?P<name>.+?)\s*,?$')
 
 
 def normalise_name(name: str) -> str:
     """Lower-case a name and keep letters and digits: 'Synthetic_Fabric' -> 'syntheticfabric'."""
     return ''.join(ch for ch in name.lower() if ch.isalnum())
+
+
+def parse_reference_line(line: str) -> tuple[str, int] | None:
+    """One ``category_reference.txt`` line as (name, index), or None when it holds no pair.
+
+    ``Wood: 0`` and ``0: Wood`` both give ('Wood', 0); a name that itself holds a separator
+    and a number (``0: Wood: 0``) keeps them, the index being the number after the last one.
+    Quotes around the name are dropped.
+    """
+    line = line.strip()
+    match = _NAME_INDEX.match(line) or _INDEX_NAME.match(line)
+    if match is None:
+        return None
+    name = match.group('name').strip().strip('\'"').strip()
+    return (name, int(match.group('index'))) if name else None
 
 
 def parse_category_reference(path: Path) -> list[str]:
@@ -48,19 +66,12 @@ def parse_category_reference(path: Path) -> list[str]:
     """
     by_index: dict[int, str] = {}
     for number, line in enumerate(path.read_text(encoding='utf-8').splitlines(), start=1):
-        line = line.strip()
-        match = _REFERENCE_LINE.match(line)
-        if not line:
+        if not line.strip():
             continue
-        if match is None:
-            raise ValueError(f'{path}:{number}: cannot parse class line {line!r}')
-        left, right = (part.strip().strip('\'"').strip() for part in match.group('left', 'right'))
-        if re.fullmatch(r'-?\d+', right):
-            name, index = left, int(right)
-        elif re.fullmatch(r'-?\d+', left):
-            name, index = right, int(left)
-        else:
-            raise ValueError(f'{path}:{number}: no class index in {line!r}')
+        parsed = parse_reference_line(line)
+        if parsed is None:
+            raise ValueError(f'{path}:{number}: no class name and index in {line.strip()!r}')
+        name, index = parsed
         if index >= 0:
             by_index[index] = name
     if sorted(by_index) != list(range(len(by_index))) or not by_index:

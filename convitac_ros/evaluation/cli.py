@@ -42,8 +42,13 @@ from convitac_ros.bags.samples import (
     SetStream,
     StreamFacts,
 )
-from convitac_ros.bags.topics import TRANSPORTS
-from convitac_ros.evaluation.metrics import EvaluationRecorder, format_table, save_report
+from convitac_ros.bags.topics import add_topic_arguments, TRANSPORTS
+from convitac_ros.evaluation.metrics import (
+    EvaluationRecorder,
+    format_table,
+    REPORT_FILE,
+    save_report,
+)
 from convitac_ros.ros.pipeline import window_inputs
 
 
@@ -133,27 +138,6 @@ def bag_facts(bag: str | os.PathLike, image_topics: list[str], sets: int, unpair
             'label_rows_without_frames': facts.label_rows_unused}
 
 
-def add_topic_arguments(parser: argparse.ArgumentParser) -> None:
-    """The topic-mapping options every tool that reads a team's bags takes."""
-    parser.add_argument('--camera-topic', default=None, metavar='TOPIC',
-                        help='camera topic in the bag (default camera/image_raw: matches it '
-                        'under any namespace, absolute or relative, raw or /compressed)')
-    parser.add_argument('--tactile-topic', action='append', default=None, metavar='TOPIC',
-                        help='tactile topic in the bag, repeat for a second sensor (default '
-                        'tactile/image_raw and tactile_b/image_raw, matched the same way)')
-
-
-def one_tactile_topic(args: argparse.Namespace, why: str) -> str | None:
-    """The one ``--tactile-topic`` of a tool that reads a single sensor (None: the default).
-
-    Raises:
-        ValueError: More than one was given (``why`` says why one).
-    """
-    if args.tactile_topic and len(args.tactile_topic) > 1:
-        raise ValueError(f'{why}; give one --tactile-topic')
-    return args.tactile_topic[0] if args.tactile_topic else None
-
-
 def build_parser() -> argparse.ArgumentParser:
     """Command-line interface of `convitac_evaluate`."""
     parser = argparse.ArgumentParser(
@@ -188,40 +172,66 @@ def build_parser() -> argparse.ArgumentParser:
                         help="pairing slop in seconds (the node's sync_slop)")
     parser.add_argument('--queue-size', type=int, default=DEFAULT_QUEUE_SIZE,
                         help="pairing queue size (the node's sync_queue_size)")
-    parser.add_argument('--output-dir', default='evaluation',
-                        help='folder for report.json and the confusion matrices')
+    parser.add_argument('--output-dir', default=None,
+                        help='folder for report.json and the figures (default: a new folder '
+                        'evaluation/<bag>_<mode>[_<checkpoint>][_N] that no earlier report '
+                        'uses)')
     parser.add_argument('--print-predictions', action='store_true',
                         help='online: print every answer as it arrives')
     parser.add_argument('--quiet', action='store_true', help='no progress bars')
+    parser.add_argument('--force', action='store_true',
+                        help='replace a report already in --output-dir')
     return parser
 
 
-def check_output_dir(output_dir: str | os.PathLike) -> None:
+def check_output_dir(output_dir: str | os.PathLike, force: bool = False) -> None:
     """Refuse, before any work, an output folder that could not receive the report.
 
     Raises:
-        ValueError: The path is an existing file, or its nearest existing ancestor is not a
-            writable folder.
+        ValueError: The path is an existing file, holds a report already (without `force`),
+            or its nearest existing ancestor is not a writable folder.
     """
     out = Path(output_dir)
     if out.exists() and not out.is_dir():
         raise ValueError(f'--output-dir {out} exists and is not a folder')
+    if (out / REPORT_FILE).exists() and not force:
+        raise ValueError(f'--output-dir {out} holds a report already; give another folder, '
+                         'or --force to replace it')
     existing = next(p for p in (out, *out.parents) if p.exists())
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
         raise ValueError(f'--output-dir {out}: cannot write into {existing}')
 
 
+def default_output_dir(bag: str | os.PathLike, mode: str, checkpoint: str | None,
+                       parent: str | os.PathLike = 'evaluation') -> Path:
+    """A report folder of its own: ``<parent>/<bag>_<mode>[_<checkpoint>]``, then ``_2``, ...
+
+    So that the before, after and online reports of a walkthrough never overwrite each other.
+    """
+    name = f'{Path(bag).name or "bag"}_{mode}'
+    if checkpoint:
+        name += f'_{Path(checkpoint).parent.name}-{Path(checkpoint).stem}' \
+            if Path(checkpoint).parent.name not in ('', '.') else f'_{Path(checkpoint).stem}'
+    folder, number = Path(parent) / name, 1
+    while folder.exists():
+        number += 1
+        folder = Path(parent) / f'{name}_{number}'
+    return folder
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Evaluate as the parsed arguments say; return the report (also printed and saved)."""
-    check_output_dir(args.output_dir)
+    if args.output_dir is None:
+        args.output_dir = default_output_dir(args.bag, args.mode, args.checkpoint)
+    check_output_dir(args.output_dir, getattr(args, 'force', False))
     with BagReader(args.bag) as bag:  # a missing or corrupt bag is reported before anything else
         bag.info()
     predictor = None
     if args.checkpoint:
-        from convitac_ros.inference import Predictor
+        from convitac_ros.predictor import open_predictor
 
-        predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device,
-                                              calibrated=not args.no_calibration)
+        predictor = open_predictor(args.checkpoint, device=args.device,
+                                   calibrated=not args.no_calibration)
     elif args.mode == 'offline':
         raise ValueError('offline evaluation needs --checkpoint')
     labels = read_labels(args.labels) if args.labels else None

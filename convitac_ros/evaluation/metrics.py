@@ -24,8 +24,10 @@ from typing import Any
 import numpy as np
 
 from convitac_ros.data.sample import MISSING_LABEL
+from convitac_ros.fileio import atomic_write_text
 
 PERCENTILES = (50, 90, 95, 99)
+REPORT_FILE = 'report.json'  # beside one confusion_<head>.png per head
 ECE_BINS = 15
 
 
@@ -355,8 +357,8 @@ def save_report(report: dict[str, Any], output_dir: str | Path) -> list[Path]:
     """
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = [out / 'report.json']
-    paths[0].write_text(json.dumps(report, indent=2) + '\n')
+    paths = [out / REPORT_FILE]
+    atomic_write_text(paths[0], json.dumps(report, indent=2) + '\n')
     for head, scores in report['heads'].items():
         paths.append(plot_confusion(scores['confusion'], scores['classes'],
                                     f'{head}: {scores["accuracy"] * 100:.1f}% '

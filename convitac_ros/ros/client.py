@@ -10,7 +10,9 @@ Used by the demo, the online evaluator, the benchmarks and the tests alike:
   publishers for the node's inputs, the node's answers (taken by a thread waiting on the result
   subscription alone, so that their arrival time is not delayed by an executor), its
   /diagnostics, its lifecycle and parameter services.
-- :func:`image_message`, :func:`compressed_message`: the one image-message builder.
+
+Image messages are built by :mod:`convitac_ros.ros.image_messages`, stamps converted by
+:mod:`convitac_ros.ros.stamps`.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from convitac_ros.ros.stamps import time_to_ns
 from convitac_ros.ros.topics import (
     COMPRESSED_SUFFIX,
     image_qos,
@@ -183,41 +186,6 @@ class NodeProcess:
         return self.popen.returncode
 
 
-def set_stamp(msg: Any, stamp_ns: int) -> Any:
-    """Set a message's header stamp from nanoseconds; return the message."""
-    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(int(stamp_ns), 1_000_000_000)
-    return msg
-
-
-def image_message(pixels: np.ndarray, stamp_ns: int = 0, encoding: str = 'rgb8',
-                  frame_id: str = 'camera') -> Any:
-    """A sensor_msgs/Image of a uint8/uint16 array, (H, W, C) or (H, W), rows unpadded."""
-    from sensor_msgs.msg import Image
-
-    channels = pixels.shape[2] if pixels.ndim == 3 else 1
-    msg = Image(height=pixels.shape[0], width=pixels.shape[1], encoding=encoding,
-                is_bigendian=0, step=pixels.shape[1] * channels * pixels.itemsize,
-                data=np.ascontiguousarray(pixels).tobytes())
-    msg.header.frame_id = frame_id
-    return set_stamp(msg, stamp_ns)
-
-
-def compressed_message(rgb: np.ndarray, stamp_ns: int = 0, fmt: str = 'jpeg',
-                       quality: int = 90, frame_id: str = 'camera') -> Any:
-    """A sensor_msgs/CompressedImage (JPEG or PNG) of a uint8 RGB (H, W, 3) array."""
-    import cv2
-    from sensor_msgs.msg import CompressedImage
-
-    extension, options = ('.png', []) if fmt == 'png' else (
-        '.jpg', [cv2.IMWRITE_JPEG_QUALITY, quality])
-    ok, data = cv2.imencode(extension, np.ascontiguousarray(rgb[:, :, ::-1]), options)
-    if not ok:
-        raise RuntimeError(f'{fmt} encoding failed')
-    msg = CompressedImage(format=fmt, data=data.tobytes())
-    msg.header.frame_id = frame_id
-    return set_stamp(msg, stamp_ns)
-
-
 @dataclass
 class Answer:
     """One result of the node.
@@ -261,7 +229,7 @@ def parse_result(text: str, received: float) -> Answer:
     if 'stamp_ns' in data:
         stamp = int(data['stamp_ns'])
     else:
-        stamp = int(data['stamp']['sec']) * 1_000_000_000 + int(data['stamp']['nanosec'])
+        stamp = time_to_ns(data['stamp'])
     labels = {head: value['label'] if isinstance(value, dict) else str(value)
               for head, value in data.get('heads', {}).items()}
     return Answer(stamp, labels, received, data)

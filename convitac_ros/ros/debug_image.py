@@ -1,4 +1,4 @@
-"""The ``~/debug_image`` picture: camera and tactile frames side by side, predictions drawn.
+"""The ``convitac/debug_image`` picture: camera and tactile frames side by side, predictions drawn.
 
 Pure NumPy/OpenCV (no rclpy), so it is tested on plain arrays.
 """

@@ -59,6 +59,7 @@ class Health:
     last_refused_image: str | None = None  # too large, or a size that cannot be read
     recent_conversion_error: str | None = None  # a window was dropped for it recently
     configure_error: str | None = None
+    activate_error: str | None = None
     hardware_id: str = ''  # e.g. gripper-pc/cuda:0; empty: the device
     demo: bool = False  # the demo checkpoint was asked for (checkpoint: demo)
 
@@ -78,6 +79,9 @@ def _problems(health: Health) -> tuple[int, list[str]]:
     if health.configure_error:
         level = ERROR
         problems.append(f'configure failed: {one_line(health.configure_error)}')
+    if health.activate_error:
+        level = ERROR
+        problems.append(f'activate failed: {one_line(health.activate_error)}')
     if health.recent_inference_error:
         level = ERROR
         problems.append(f'inference failed: {one_line(health.recent_inference_error)}')

@@ -15,7 +15,11 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-from convitac_ros.ros.image_conversion import ImageConversionError
+from convitac_ros.ros.image_conversion import (
+    compressed_to_rgb,
+    image_to_rgb,
+    ImageConversionError,
+)
 
 DEFAULT_MAX_PIXELS = 4096 * 4096
 _HEAD_BYTES = 65536
@@ -113,3 +117,13 @@ def _head(data: Any) -> bytes:
         return bytes(list(data[:_HEAD_BYTES]))
     except (TypeError, ValueError) as exc:
         raise ImageConversionError(f'image data is not a byte buffer: {exc}') from None
+
+
+def message_to_rgb(msg: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> Any:
+    """Converts a sensor_msgs Image or CompressedImage into uint8 (H, W, 3) RGB (node rules).
+
+    Images that would decode to more than ``max_pixels`` (the node's default
+    ``max_image_pixels``) are refused with :class:`ImageTooLargeError` before decoding.
+    """
+    check_image_size(msg, max_pixels)
+    return compressed_to_rgb(msg) if hasattr(msg, 'format') else image_to_rgb(msg)

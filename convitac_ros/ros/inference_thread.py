@@ -1,9 +1,13 @@
 """The node's inference thread: windows from the queue -> RGB -> Predictor -> outputs.
 
 Kept off the executor thread so that subscription callbacks never wait for the model. Every
-failure is counted and logged (throttled), never raised: a bad image drops its window
-(``dropped conversion_error``), a failing model drops the batch (``dropped inference_error``)
-and turns /diagnostics to ERROR for a while.
+failure is counted and logged (throttled), never raised, and the next window is processed: a
+bad image drops its window (``dropped conversion_error``); a failing model
+(``dropped inference_error``), an output that is not finite probabilities shaped as declared
+(``dropped output_error``, nothing published) or a failing publisher
+(``dropped publish_error``) drop the batch, count ``<stage> errors`` and turn /diagnostics to
+ERROR for a while with the message. Anything else that escapes a batch is counted as
+``worker errors``: the thread cannot die while the node looks active.
 """
 
 from __future__ import annotations
@@ -13,13 +17,13 @@ import threading
 import time
 from typing import Any
 
-from builtin_interfaces.msg import Time
 import numpy as np
-from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
+from convitac_ros.contract import OutputError
 from convitac_ros.ros.debug_image import render_debug_image
 from convitac_ros.ros.image_conversion import ImageConversionError
+from convitac_ros.ros.image_messages import image_message
 from convitac_ros.ros.node_guards import one_line
 from convitac_ros.ros.pipeline import (
     Counters,
@@ -29,6 +33,7 @@ from convitac_ros.ros.pipeline import (
     LatencyWindow,
     window_inputs,
 )
+from convitac_ros.ros.stamps import ns_to_time, time_to_ns
 
 LOG_THROTTLE_S = 5.0
 
@@ -44,10 +49,9 @@ def header_of(frame_set: FrameSet) -> Header:
     """
     header = frame_set.msgs[0].header
     stamp = frame_set.stamp_ns
-    if header.stamp.sec * 1_000_000_000 + header.stamp.nanosec == stamp:
+    if time_to_ns(header.stamp) == stamp:
         return header
-    return Header(stamp=Time(sec=stamp // 1_000_000_000, nanosec=stamp % 1_000_000_000),
-                  frame_id=header.frame_id)
+    return Header(stamp=ns_to_time(stamp), frame_id=header.frame_id)
 
 
 class InferenceThread(threading.Thread):
@@ -82,6 +86,7 @@ class InferenceThread(threading.Thread):
         self.last_conversion_error: str | None = None
         self._last_conversion_error_s: float | None = None
         self._last_error: tuple[float, str] | None = None
+        self._logged_s: dict[str, float] = {}
         self._sequence = 0
 
     def recent_error(self, within_s: float) -> str | None:
@@ -112,7 +117,10 @@ class InferenceThread(threading.Thread):
                     if more is None:
                         break
                     batch.append(more)
-            self._process(batch)
+            try:
+                self._process(batch)
+            except Exception as exc:  # noqa: BLE001 - the worker must outlive any window
+                self._fail('worker', Drop.INFERENCE_ERROR, len(batch), exc)
 
     def _sample(self, window: Window
                 ) -> tuple[list[np.ndarray], list[list[np.ndarray]]] | None:
@@ -132,11 +140,16 @@ class InferenceThread(threading.Thread):
             self._logger.warning(f'dropped a window: {self.last_conversion_error}',
                                  throttle_duration_sec=LOG_THROTTLE_S)
             return None
+        except Exception as exc:  # noqa: BLE001 - a fault of the code, not of the image
+            self._fail('conversion', Drop.CONVERSION_ERROR, 1, exc)
+            return None
 
     def _process(self, batch: list[Window]) -> None:
         # The picture (and the attention it needs) is only made for someone who looks at it.
-        debug = (self._params().publish_debug_image
-                 and self._outputs.debug_image.get_subscription_count() > 0)
+        # The publisher exists only while publish_debug_image is on; it is taken once here so
+        # that a parameter change during the batch cannot withdraw it under the publish.
+        debug_publisher = self._outputs.debug_image
+        debug = debug_publisher is not None and debug_publisher.get_subscription_count() > 0
         pairs = [(w, s) for w in batch if (s := self._sample(w)) is not None]
         if not pairs:
             return
@@ -149,17 +162,33 @@ class InferenceThread(threading.Thread):
                 results = [self._predictor.predict(*pairs[0][1])]
             else:
                 results = self._predictor.predict_batch([s for _, s in pairs])
-        except Exception as exc:  # noqa: BLE001 - counted, logged and reported as ERROR
-            self._counters.add('inference errors')
-            self._counters.drop(Drop.INFERENCE_ERROR, len(pairs))
-            reason = one_line(f'{type(exc).__name__}: {exc}')
-            self._last_error = (time.monotonic(), reason)
-            self._logger.error(f'inference failed: {reason}', throttle_duration_sec=LOG_THROTTLE_S)
+        except OutputError as exc:
+            self._fail('output', Drop.OUTPUT_ERROR, len(pairs), exc)
             return
-        for (window, sample), probabilities in zip(pairs, results):
-            self._publish(window, probabilities, sample)
-            if debug:
-                self._publish_debug(window, sample, probabilities, attention)
+        except Exception as exc:  # noqa: BLE001 - counted, logged and reported as ERROR
+            self._fail('inference', Drop.INFERENCE_ERROR, len(pairs), exc)
+            return
+        for index, ((window, sample), probabilities) in enumerate(zip(pairs, results)):
+            try:
+                self._publish(window, probabilities, sample)
+                if debug:
+                    self._publish_debug(debug_publisher, window, sample, probabilities,
+                                        attention)
+            except Exception as exc:  # noqa: BLE001 - the rest of the batch is not published
+                self._fail('publish', Drop.PUBLISH_ERROR, len(pairs) - index, exc)
+                return
+
+    def _fail(self, stage: str, reason: Drop, windows: int, exc: Exception) -> None:
+        """Count a failed stage (``<stage> errors``) and its dropped windows; log and report."""
+        self._counters.add(f'{stage} errors')
+        self._counters.drop(reason, windows)
+        message = one_line(f'{stage}: {type(exc).__name__}: {exc}')
+        now = time.monotonic()
+        self._last_error = (now, message)
+        # Throttled per stage: a stream of one failure must not hide the first of another.
+        if now - self._logged_s.get(stage, -LOG_THROTTLE_S) >= LOG_THROTTLE_S:
+            self._logged_s[stage] = now
+            self._logger.error(f'dropped {windows} window(s): {message}')
 
     def _publish(self, window: Window, probabilities: dict[str, np.ndarray],
                  sample: tuple[list[np.ndarray], list[list[np.ndarray]]]) -> None:
@@ -179,8 +208,8 @@ class InferenceThread(threading.Thread):
         self.age.add((self._now_ns() - newest.stamp_ns) / 1e6)
         self._counters.add('inferences')
 
-    def _publish_debug(self, window: Window, sample: tuple, probabilities: dict,
-                       attention: Any) -> None:
+    def _publish_debug(self, publisher: Any, window: Window, sample: tuple,
+                       probabilities: dict, attention: Any) -> None:
         tactile = sample[1]
         # The picture shows the newest set at its own size (converted once more, for it alone);
         # the attention maps are at the model's size and are scaled onto it.
@@ -191,7 +220,6 @@ class InferenceThread(threading.Thread):
             maps = [attention.visual[-1] if attention.visual else None,
                     *(tactile_maps or [None] * len(tactile))]
         picture = render_debug_image(frames, self._predictor.heads, probabilities, maps)
-        height, width = picture.shape[:2]
-        self._outputs.debug_image.publish(Image(
-            header=header_of(window[-1]), height=height, width=width, encoding='rgb8',
-            is_bigendian=0, step=width * 3, data=picture.tobytes()))
+        msg = image_message(picture, encoding='rgb8')
+        msg.header = header_of(window[-1])
+        publisher.publish(msg)

@@ -42,6 +42,7 @@ class InputSettings:
         encoding: Encoding the raw data is read as; empty: the message's own.
         crop: ``(x, y, width, height)`` in received pixels; 0 width/height reaches the edge.
         rotation: ``0``, ``90``, ``180``, ``270`` (clockwise) or ``transpose``.
+        stamped: False when the driver is known to publish zero stamps (not warned about).
     """
 
     name: str
@@ -50,6 +51,7 @@ class InputSettings:
     encoding: str = ''
     crop: tuple[int, int, int, int] = (0, 0, 0, 0)
     rotation: str = '0'
+    stamped: bool = True
 
     @classmethod
     def from_parameters(cls, name: str, values: Mapping[str, Any],
@@ -68,7 +70,7 @@ class InputSettings:
         return cls(name=name, topic=value('topic'),
                    transport=value('transport') or default_transport,
                    encoding=value('encoding'), crop=tuple(int(v) for v in value('crop')),
-                   rotation=value('rotation'))
+                   rotation=value('rotation'), stamped=bool(value('stamped')))
 
     @property
     def compressed(self) -> bool:

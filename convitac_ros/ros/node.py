@@ -20,8 +20,10 @@ publishes. The executor thread serves the lifecycle and parameter services and /
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
+import threading
 import time
 from typing import Any
 
@@ -34,6 +36,7 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import CompressedImage, Image
 from std_srvs.srv import Trigger
 
+from convitac_ros.predictor import DeviceError, open_predictor
 from convitac_ros.ros import direct_take
 from convitac_ros.ros.contact import ContactDetector
 from convitac_ros.ros.diagnostics import Health, health_status, InputHealth
@@ -54,9 +57,9 @@ from convitac_ros.ros.node_guards import (
 from convitac_ros.ros.outputs import OutputPublishers
 from convitac_ros.ros.parameters import INPUT_SPECS, INPUTS, NodeParameters, SPECS, validate
 from convitac_ros.ros.pipeline import Counters, Drop, DropOldestQueue, FrameSet, SlidingWindow
-from convitac_ros.ros.synchronizer import ApproximateTimeSynchronizer, stamp_to_ns
+from convitac_ros.ros.stamps import stamp_to_ns
+from convitac_ros.ros.synchronizer import ApproximateTimeSynchronizer
 from convitac_ros.ros.topics import image_qos, NODE_NAME
-from convitac_ros.runtime_onnx import resolve_backend
 
 # A zero stamp or an inference failure keeps its WARN / ERROR this long (s) after the event.
 RECENT_S = 5.0
@@ -68,9 +71,10 @@ SIGNAL_POLL_S = 0.1
 class InputState:
     """Per-input bookkeeping, touched only by the executor thread (read by diagnostics)."""
 
-    def __init__(self, topic: str) -> None:
-        """Start with nothing received on ``topic``."""
+    def __init__(self, topic: str, stamped: bool = True) -> None:
+        """Start with nothing received on ``topic`` (``stamped``: zero stamps are news)."""
         self.topic = topic
+        self.stamped = stamped
         self.received = 0
         self.zero_stamps = 0
         self.backwards = 0
@@ -120,6 +124,7 @@ class ConvitacNode(LifecycleNode):
         self.outputs: OutputPublishers | None = None
         self.inputs: list[InputState] = []
         self._configure_error: str | None = None
+        self._activate_error: str | None = None
         self._last_refused_image: str | None = None
         self._checkpoint: Any = None  # the file of the last configure
         self._image_subscriptions: list[Any] = []
@@ -148,6 +153,8 @@ class ConvitacNode(LifecycleNode):
         self.params = self.params.with_changes(changes)
         if {'queue_depth', 'process_every_pair', 'backlog_limit'} & changes.keys():
             self.counters.drop(Drop.QUEUE_FULL, self._queue.set_capacity(self._capacity()))
+        if 'publish_debug_image' in changes and self.outputs is not None:
+            self.outputs.set_debug_image(self.params.publish_debug_image, self._state == 'active')
         if 'diagnostics_period' in changes:
             self.destroy_timer(self._diagnostics_timer)
             self._diagnostics_timer = self.create_timer(
@@ -191,7 +198,8 @@ class ConvitacNode(LifecycleNode):
             return TransitionCallbackReturn.FAILURE
         self.predictor = predictor
         self._configure_error = None
-        self.outputs = OutputPublishers(self, predictor.heads)
+        self.outputs = OutputPublishers(self, predictor.heads,
+                                        self.params.publish_debug_image)
         self._state = 'inactive'
         self.get_logger().info(
             f'loaded {predictor.model_name} from {path} on {predictor.device} with '
@@ -205,29 +213,48 @@ class ConvitacNode(LifecycleNode):
         return super().on_configure(state)
 
     def _load_predictor(self, path: Any) -> Any:
+        """Load and warm up the model on a worker thread while this thread waits for it.
+
+        The waiting thread (the main thread) stays free for SIGINT / SIGTERM, which end the
+        node within a poll period even while a model warms up, and ``configure_timeout``
+        bounds the whole: a file whose graph never finishes (an onnxruntime Loop of 1e12
+        steps) fails configure instead of holding the node. The run in progress is
+        interrupted (onnxruntime) or left to end on the daemon thread (torch).
+        """
         params = self.params
-        if resolve_backend(params.backend, path) == 'onnxruntime':
-            # No torch on this path: a robot can run the node from requirements-runtime.txt.
-            from convitac_ros.runtime_onnx import OnnxPredictor
+        found: dict[str, Any] = {}
 
-            predictor = OnnxPredictor(path, device=params.device, precision=params.precision,
-                                      threads=params.torch_threads, calibrated=params.calibration)
-        else:
-            import torch  # imported only when needed: the node starts fast without a model
+        def load() -> None:
+            try:
+                found['predictor'] = open_predictor(
+                    path, backend=params.backend, device=params.device,
+                    precision=params.precision, threads=params.torch_threads,
+                    compile=params.torch_compile, cuda_graph=None if params.cuda_graph else False,
+                    max_batch=params.max_batch, calibrated=params.calibration)
+                if params.warmup_iterations:
+                    self.get_logger().info(f'warming up ({params.warmup_iterations} iterations)')
+                    found['predictor'].warmup(params.warmup_iterations,
+                                              batch_size=params.max_batch)
+            except Exception as exc:  # noqa: BLE001 - re-raised on the configuring thread
+                found['error'] = exc
 
-            from convitac_ros.inference import Predictor, resolve_device
-
-            resolve_device(params.device)  # a missing device is blamed before the checkpoint
-            if params.torch_threads:
-                torch.set_num_threads(params.torch_threads)
-            predictor = Predictor.from_checkpoint(
-                path, device=params.device, precision=params.precision,
-                compile=params.torch_compile, cuda_graph=None if params.cuda_graph else False,
-                backend='torch', calibrated=params.calibration)
-        if params.warmup_iterations:
-            self.get_logger().info(f'warming up ({params.warmup_iterations} iterations)')
-            predictor.warmup(params.warmup_iterations, batch_size=params.max_batch)
-        return predictor
+        worker = threading.Thread(target=load, name='convitac_configure', daemon=True)
+        deadline = time.monotonic() + params.configure_timeout
+        worker.start()
+        try:
+            while worker.is_alive():
+                worker.join(SIGNAL_POLL_S)
+                if worker.is_alive() and time.monotonic() > deadline:
+                    raise TimeoutError(
+                        f'loading and warming up took longer than configure_timeout '
+                        f'({params.configure_timeout:g} s); the model is too slow here or its '
+                        'graph does not end')
+        except BaseException:
+            _interrupt(found.get('predictor'))
+            raise
+        if 'error' in found:
+            raise found['error']
+        return found['predictor']
 
     def _declare_heads(self, heads: dict[str, list[str]]) -> None:
         for head, classes in heads.items():
@@ -243,16 +270,28 @@ class ConvitacNode(LifecycleNode):
                             'probabilities (from the checkpoint).', read_only=True))
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Start the inputs (see `_activate`); a failure is logged and reported as ERROR."""
+        try:
+            self._activate()
+        except Exception as exc:  # noqa: BLE001 - any failure is a clear activate failure
+            self._stop_inputs()
+            self._activate_error = one_line(f'{type(exc).__name__}: {exc}')
+            self.get_logger().error(f'activate failed: {self._activate_error}')
+            return TransitionCallbackReturn.FAILURE
+        self._activate_error = None
+        return super().on_activate(state)
+
+    def _activate(self) -> None:
         """Create the synchronizer, the window, the subscriptions and the inference thread."""
         params, predictor = self.params, self.predictor
         num_inputs = 1 + predictor.num_tactile
         settings = self._input_settings(num_inputs)
-        try:
-            converters = [make_converter(s) for s in settings]
-        except ValueError as exc:
-            self.get_logger().error(f'activate failed: {exc}')
-            return TransitionCallbackReturn.FAILURE
-        self.inputs = [InputState(s.topic) for s in settings]
+        reasons = [r for r in (validate(name, self.get_parameter(name).value)
+                               for name in INPUT_SPECS) if r]
+        if reasons:
+            raise ValueError('; '.join(reasons))
+        converters = [make_converter(s) for s in settings]
+        self.inputs = [InputState(s.topic, s.stamped) for s in settings]
         self._sync = ApproximateTimeSynchronizer(
             num_inputs, params.sync_queue_size, params.sync_slop, self._on_synchronized,
             purge_older=params.sync_purge_older)
@@ -285,7 +324,6 @@ class ConvitacNode(LifecycleNode):
                                    self._image_subscriptions)
             + (' (input thread)' if direct else ' (executor callbacks)') + '; '
             + '; '.join(s.describe() for s in settings))
-        return super().on_activate(state)
 
     def _input_settings(self, count: int) -> list[InputSettings]:
         values = {name: self.get_parameter(name).value for name in INPUT_SPECS}
@@ -448,7 +486,8 @@ class ConvitacNode(LifecycleNode):
             queue_length=len(self._queue),
             silent_timeout_s=self.params.silent_input_timeout,
             latency_budget_ms=self.params.latency_budget_ms,
-            configure_error=self._configure_error, hardware_id=self._hardware_id(),
+            configure_error=self._configure_error, activate_error=self._activate_error,
+            hardware_id=self._hardware_id(),
             demo=self.params.uses_demo, last_refused_image=self._last_refused_image)
         subscriptions = self._image_subscriptions
         for i, item in enumerate(self.inputs):
@@ -461,7 +500,7 @@ class ConvitacNode(LifecycleNode):
                 received=item.received,
                 silent_s=None if item.last_receive_s is None else now - item.last_receive_s,
                 zero_stamps=item.zero_stamps,
-                recent_zero_stamps=(item.last_zero_stamp_s is not None
+                recent_zero_stamps=(item.stamped and item.last_zero_stamp_s is not None
                                     and now - item.last_zero_stamp_s < RECENT_S),
                 backwards=item.backwards, lost=item.lost,
                 recent_lost=item.last_lost_s is not None and now - item.last_lost_s < RECENT_S,
@@ -478,12 +517,29 @@ class ConvitacNode(LifecycleNode):
 
 
 def configure_reason(error: Exception, path: Any) -> str:
-    """What a configure failure blames: the device, or the checkpoint file."""
-    from convitac_ros.inference import DeviceError  # torch is imported only for a model
-
-    if isinstance(error, DeviceError):
+    """What a configure failure blames: the device, the time limit, or the checkpoint file."""
+    if isinstance(error, (DeviceError, TimeoutError)):
         return str(error)
     return f'cannot use checkpoint {path}: {error}'
+
+
+def _interrupt(predictor: Any) -> None:
+    """Stop a predictor's run in progress where its runtime can (onnxruntime)."""
+    interrupt = getattr(predictor, 'interrupt', None)
+    if interrupt is not None:
+        interrupt()
+
+
+def _end_process(code: int) -> None:
+    """Leave now, skipping the interpreter's finalisation.
+
+    Everything is already shut down in order; the finalisation that remains (torch, the DDS
+    libraries and their threads) took 2.2 s after a SIGINT on an idle node here, against 0.1 s
+    for the whole orderly shutdown.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def main(args: list[str] | None = None) -> int:
@@ -525,5 +581,10 @@ def main(args: list[str] | None = None) -> int:
     return code
 
 
+def run() -> None:
+    """The ``convitac_node`` executable: :func:`main`, then exit at once with its code."""
+    _end_process(main())
+
+
 if __name__ == '__main__':
-    sys.exit(main())
+    run()

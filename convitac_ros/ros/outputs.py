@@ -32,6 +32,7 @@ from std_msgs.msg import (
     String,
 )
 
+from convitac_ros.ros.stamps import time_to_ns
 from convitac_ros.ros.topics import OUTPUT_NAMESPACE
 
 try:
@@ -59,7 +60,7 @@ def result_json(header: Header, probabilities: dict[str, np.ndarray],
     stamp = header.stamp
     payload = {
         'stamp': {'sec': stamp.sec, 'nanosec': stamp.nanosec},
-        'stamp_ns': stamp.sec * 1_000_000_000 + stamp.nanosec,
+        'stamp_ns': time_to_ns(stamp),
         'frame_id': header.frame_id,
         'heads': {
             head: {'label': classes[int(np.argmax(probabilities[head]))],
@@ -74,15 +75,20 @@ def result_json(header: Header, probabilities: dict[str, np.ndarray],
 class OutputPublishers:
     """Lifecycle publishers for every output of a checkpoint's heads."""
 
-    def __init__(self, node: Any, heads: dict[str, list[str]]) -> None:
-        """Create the publishers on a LifecycleNode (they publish only while active)."""
+    def __init__(self, node: Any, heads: dict[str, list[str]], debug_image: bool = False
+                 ) -> None:
+        """Create the publishers on a LifecycleNode (they publish only while active).
+
+        ``convitac/debug_image`` is advertised only while ``debug_image`` is on (see
+        :meth:`set_debug_image`).
+        """
         self._node = node
         self._heads = heads
         self._publishers = []
         create = self._create
         self.result = create(String, 'result')
         self.contact = create(Bool, 'contact')
-        self.debug_image = create(Image, 'debug_image')
+        self.debug_image = create(Image, 'debug_image') if debug_image else None
         self.labels = {h: create(String, f'{h}/label') for h in heads}
         self.probabilities = {h: create(Float32MultiArray, f'{h}/probabilities') for h in heads}
         self.classifications = (
@@ -94,6 +100,23 @@ class OutputPublishers:
             classes = heads['grasp_success']
             self._success_index = (classes.index(SUCCESS_CLASS) if SUCCESS_CLASS in classes
                                    else len(classes) - 1)
+
+    def set_debug_image(self, enabled: bool, active: bool) -> None:
+        """Advertise ``convitac/debug_image`` (enabled) or withdraw it, at once.
+
+        Args:
+            enabled: Whether the topic should exist.
+            active: Whether the node is active (a publisher made now must be enabled too).
+        """
+        if enabled and self.debug_image is None:
+            publisher = self._create(Image, 'debug_image')
+            if active:
+                publisher.on_activate(None)
+            self.debug_image = publisher
+        elif not enabled and self.debug_image is not None:
+            publisher, self.debug_image = self.debug_image, None
+            self._publishers.remove(publisher)
+            self._node.destroy_lifecycle_publisher(publisher)
 
     def _create(self, msg_type: Any, topic: str) -> Any:
         publisher = self._node.create_lifecycle_publisher(

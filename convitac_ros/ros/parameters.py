@@ -16,6 +16,7 @@ from typing import Any
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
 from convitac_ros.ros.image_limits import DEFAULT_MAX_PIXELS
+from convitac_ros.ros.node_guards import rcl_reason
 from convitac_ros.ros.topics import INPUT_TOPICS
 from convitac_ros.share import share_file
 
@@ -81,6 +82,9 @@ SPECS: dict[str, Spec] = {
         'fastest for small models.', 0, 256),
     'warmup_iterations': Spec(
         3, 'Dummy predictions at configure so that the first message is not slow.', 0, 100),
+    'configure_timeout': Spec(
+        300.0, 'Seconds configure may take (loading, warm-up, a TensorRT engine build); a '
+        'model that takes longer fails configure.', 1.0, 86400.0),
     'image_transport': Spec(
         'raw', 'raw: sensor_msgs/Image on <topic>; compressed: sensor_msgs/CompressedImage on '
         '<topic>/compressed.', choices=('raw', 'compressed')),
@@ -120,7 +124,7 @@ SPECS: dict[str, Spec] = {
         'the receive time, or drop them. Both are counted and reported.',
         choices=('receive_time', 'drop')),
     'publish_debug_image': Spec(
-        False, 'Publish ~/debug_image (camera and tactile side by side with predictions).',
+        False, 'Publish convitac/debug_image (camera and tactile side by side with predictions).',
         live=True),
     'diagnostics_period': Spec(
         1.0, 'Period of /diagnostics in seconds.', 0.1, 60.0, live=True),
@@ -164,6 +168,10 @@ for _input, _topic in zip(INPUTS, INPUT_TOPICS):
         f'inputs.{_input}.crop': Spec(
             list(NO_CROP), 'Crop [x, y, width, height] in pixels of the received frame, before '
             'the rotation; a width or height of 0 reaches the edge; [0, 0, 0, 0]: none.'),
+        f'inputs.{_input}.stamped': Spec(
+            True, 'The driver stamps its images. false: zero stamps are expected (e.g. '
+            "GelSight's ROS 2 example driver); they are still counted and handled by "
+            'zero_stamp_policy, but /diagnostics does not warn about them.'),
         f'inputs.{_input}.rotation': Spec(
             '0', 'Rotation clockwise in degrees after the crop, or transpose (rows become '
             'columns, e.g. a 240x320 portrait DIGIT frame back to 320x240).',
@@ -185,6 +193,7 @@ class NodeParameters:
     calibration: bool
     torch_threads: int
     warmup_iterations: int
+    configure_timeout: float
     image_transport: str
     max_image_pixels: int
     qos_reliability: str
@@ -275,6 +284,25 @@ def validate(name: str, value: Any) -> str | None:
     if name == 'checkpoint' and value not in ('', DEMO) and not value.endswith(
             ('.safetensors', '.onnx')):
         return f"checkpoint must be a .safetensors or .onnx file, or 'demo'; got {value!r}"
+    if name.endswith('.topic'):
+        return topic_name_reason(name, value)
+    return None
+
+
+def topic_name_reason(name: str, value: str) -> str | None:
+    """Why ``value`` is not a usable ROS topic name for parameter ``name``, or None.
+
+    Relative, private (``~/``) and absolute names are accepted as rcl accepts them; ``{node}``
+    and ``{ns}`` are the only substitutions. Checked when the parameter is set, at start and
+    at run time, so that activate never meets a name it cannot subscribe to.
+    """
+    from rclpy.expand_topic_name import expand_topic_name
+    from rclpy.validate_full_topic_name import validate_full_topic_name
+
+    try:
+        validate_full_topic_name(expand_topic_name(value, 'convitac_node', '/'))
+    except Exception as exc:  # noqa: BLE001 - rclpy raises several types; all mean refused
+        return f'{name} {value[:100]!r} is not a valid ROS topic name: {rcl_reason(exc)}'
     return None
 
 

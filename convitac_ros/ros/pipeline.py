@@ -120,6 +120,8 @@ class Drop(str, enum.Enum):
     UNREADABLE_IMAGE_SIZE = 'unreadable_image_size'
     CONVERSION_ERROR = 'conversion_error'
     INFERENCE_ERROR = 'inference_error'
+    OUTPUT_ERROR = 'output_error'  # the model's output failed the check: not probabilities
+    PUBLISH_ERROR = 'publish_error'
 
 
 class SlidingWindow:

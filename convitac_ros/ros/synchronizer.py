@@ -28,25 +28,7 @@ import threading
 import time
 from typing import Any
 
-NANOSECONDS_PER_SECOND = 1_000_000_000
-
-
-def stamp_to_ns(msg: Any) -> int | None:
-    """Return ``msg.header.stamp`` in integer nanoseconds, or None when it has no stamp.
-
-    Args:
-        msg: Any object with ``header.stamp.sec`` and ``header.stamp.nanosec`` attributes.
-
-    Returns:
-        The stamp as ``sec * 1e9 + nanosec``, or None when the message carries no header stamp.
-    """
-    stamp = getattr(getattr(msg, 'header', None), 'stamp', None)
-    if stamp is None:
-        return None
-    try:
-        return int(stamp.sec) * NANOSECONDS_PER_SECOND + int(stamp.nanosec)
-    except (AttributeError, TypeError, ValueError):
-        return None
+from convitac_ros.ros.stamps import NANOSECONDS_PER_SECOND, stamp_to_ns
 
 
 class ApproximateTimeSynchronizer:
