@@ -62,8 +62,8 @@ def labelled(recordings):
     files = {}
     for name, (bag, recording) in bags.items():
         path = folder / f'{name}.csv'
-        # The touches of this world are light (a mean grey change of about 2 against the
-        # node's default threshold of 6): the threshold comes from the rest frames.
+        # The touches of this world are light (a contact score of 3 to 6 against the node's
+        # default threshold of 6): the threshold comes from the rest frames.
         assert label.main([str(bag), '-o', str(path), '--quiet', '--threshold', 'auto',
                            *TOPICS]) == 0
         fill_in(path, recording)

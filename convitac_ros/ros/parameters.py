@@ -138,8 +138,9 @@ SPECS: dict[str, Spec] = {
         '', 'hardware_id of the /diagnostics status; empty: <host name>/<inference device> '
         '(e.g. gripper-pc/cuda:0).'),
     'contact_threshold': Spec(
-        6.0, 'A tactile frame shows contact when its mean absolute difference from the '
-        'no-contact reference (grey levels 0-255, on a 32x32 thumbnail) exceeds this.', 0.0,
+        6.0, 'A tactile frame shows contact when the 95th percentile of its absolute differences '
+        'from the no-contact reference (grey levels 0-255, on a 32x32 thumbnail) exceeds this '
+        '(convitac_label finds contact the same way).', 0.0,
         255.0, live=True),
     'publish_only_in_contact': Spec(
         False, 'Publish the per-head label, probabilities, classification and grasp topics only '
