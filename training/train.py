@@ -7,6 +7,8 @@ samples. ``RUN_DIR/best.safetensors`` (best mean validation accuracy) and
 ``RUN_DIR/last.safetensors`` are ``convitac`` checkpoints the node and ``evaluate.py`` load.
 ``--init-from CHECKPOINT`` fine-tunes: stage 2 starts from that checkpoint (see
 ``training/finetune.py``) and the new checkpoints record it in their provenance.
+With ``stage2.calibrate`` (the default) every checkpoint also carries one temperature per head
+fitted on the validation split (``convitac_ros/calibration.py``).
 
 Usage::
 
