@@ -28,7 +28,7 @@ from benchmarks.report import (
 from convitac_ros.checkpoint import default_preprocess, load_checkpoint
 from convitac_ros.inference import Predictor
 from convitac_ros.model import ConViTac, ModelConfig
-from convitac_ros.preprocess import normalize_frames, resize_frames
+from convitac_ros.runtime_onnx import INPUT_NAME, OnnxPredictor
 
 Forward = Callable[[], Any]
 DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
@@ -274,20 +274,22 @@ def camera_frames(count: int, height: int, width: int, seed: int = 0) -> list[np
     return [rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in range(count)]
 
 
-def predictor_pieces(predictor: Predictor, visual: list[np.ndarray],
+def predictor_pieces(predictor: Predictor | OnnxPredictor, visual: list[np.ndarray],
                      tactile: list[list[np.ndarray]]) -> dict[str, Forward]:
-    """Callables for the Predictor's path and its pieces alone, on the same inputs."""
-    device, size = predictor.device, predictor.image_size
-    frames = [*visual, *(frame for sensor in tactile for frame in sensor)]
-    staging = torch.empty((1, len(frames), size, size, 3), dtype=torch.uint8,
-                          pin_memory=device.type == 'cuda')
-    mean, std = predictor._mean, predictor._std  # noqa: SLF001 - same tensors as predict()
-    split = predictor.visual_len
+    """Callables for the Predictor's path and its pieces alone, on the same inputs.
+
+    The preprocessing piece is the Predictor's own (`Predictor.preprocess_batch`: staging, the
+    copy to the device and the resize and normalisation wherever the Predictor runs them).
+    """
+    if predictor.backend == 'onnxruntime':
+        return _onnx_pieces(predictor, visual, tactile)
+    device = predictor.device
 
     def preprocess() -> tuple[torch.Tensor, torch.Tensor]:
-        resize_frames(frames, size, out=staging.numpy().reshape(-1, size, size, 3))
-        pixels = normalize_frames(staging.to(device, non_blocking=True), mean, std)
-        return pixels[:, :split], pixels[:, split:]
+        pixels = predictor.preprocess_batch([(visual, tactile)])
+        if device.type == 'cuda':
+            torch.cuda.synchronize(device)
+        return pixels
 
     inputs = preprocess()
 
@@ -297,6 +299,17 @@ def predictor_pieces(predictor: Predictor, visual: list[np.ndarray],
 
     return {'predict': lambda: predictor.predict(visual, tactile), 'forward': forward,
             'preprocess': preprocess}
+
+
+def _onnx_pieces(predictor: OnnxPredictor, visual: list[np.ndarray],
+                 tactile: list[list[np.ndarray]]) -> dict[str, Forward]:
+    """The pieces of an onnxruntime predictor: its staging, and its session on staged frames."""
+    stager, session = predictor._stager, predictor._session  # noqa: SLF001 - predict()'s own
+    staged = stager.resized([(visual, tactile)]).copy()
+    names = list(predictor.heads)
+    return {'predict': lambda: predictor.predict(visual, tactile),
+            'forward': lambda: session.run(names, {INPUT_NAME: staged}),
+            'preprocess': lambda: stager.resized([(visual, tactile)])}
 
 
 def run_predictor(subjects: list[Subject], devices: list[torch.device],

@@ -77,6 +77,9 @@ def run_node(args: argparse.Namespace, checkpoint: Path | None, device: torch.de
         checkpoint = checkpoint or _tiny_checkpoint(Path(tmp))
         report.settings['checkpoint'] = str(checkpoint)
         predictor = Predictor.from_checkpoint(checkpoint, device=device)
+        report.settings.update(
+            backend=predictor.backend, providers=getattr(predictor, 'providers', None),
+            resize_on_device=predictor.resize_on_device)
         pieces = _pieces(predictor, args)
         # The forward timed here runs with the node's torch threads, so that the ratio
         # compares like with like (the node's default is one thread).
@@ -171,7 +174,7 @@ def _input_path_runs(args: argparse.Namespace, parameters: dict[str, Any],
     table.notes.append(f'{rounds} interleaved rounds of {seconds:g} s per process '
                        'and path (echo direct, echo executor, node direct, node executor), '
                        'after the other runs; same rate, frames and client. Predictor.predict '
-                       f'on model-size frames: p50 {predict_ms:.3g} ms, timed in the gaps of '
+                       f'as the node calls it: p50 {predict_ms:.3g} ms, timed in the gaps of '
                        'the node rounds.')
     report.tables.append(table)
 
@@ -190,10 +193,12 @@ def _pieces(predictor: Predictor, args: argparse.Namespace) -> dict[str, Any]:
                for sensor in range(predictor.num_tactile)]
     predictor.warmup()
     pieces = predictor_pieces(predictor, visual, tactile)
-    # What the node's worker calls: each set is resized to the model's size once, on arrival.
+    # What the node's worker calls: frames at their received size for a predictor that resizes
+    # on its device; else each set resized to the model's size once, on arrival.
     size = predictor.image_size
-    sized = ([resize_frame(frame, size) for frame in visual],
-             [[resize_frame(frame, size) for frame in sensor] for sensor in tactile])
+    sized = (visual, tactile) if predictor.resize_on_device else (
+        [resize_frame(frame, size) for frame in visual],
+        [[resize_frame(frame, size) for frame in sensor] for sensor in tactile])
     pieces['node_predict'] = lambda: predictor.predict(*sized)
     return pieces
 
@@ -293,7 +298,7 @@ def _latency_run(client: Client, pieces: dict[str, Any], args: argparse.Namespac
     labels = {'end_to_end': 'node end to end (publish -> ~/result)',
               'node_internal': 'inside the node (pair complete -> published)',
               'predictor_predict': 'Predictor.predict alone (same run)',
-              'node_predict': 'Predictor.predict on model-size frames, as the node calls it',
+              'node_predict': 'Predictor.predict on the frames the node hands it',
               'model_forward': 'model forward alone (same run)',
               'echo_floor': 'echo floor: same topics, no model (same run)',
               'node_overhead': 'node overhead: end to end - echo floor p50 - predict p50'}
@@ -320,11 +325,18 @@ def _latency_run(client: Client, pieces: dict[str, Any], args: argparse.Namespac
                        f'floor + Predictor.predict = {bound:.2f}x the forward: the best this '
                        'transport allows.')
     profile = 'with' if report.settings.get('fastdds_profile') else 'without'
+    settings = report.settings
+    where = 'resized on the device' if settings['resize_on_device'] else 'resized on the host'
+    table.notes.append(f"model: {Path(settings['checkpoint']).name} on {settings['device']}, "
+                       f"{settings['backend']} backend"
+                       + (f" ({', '.join(settings['providers'])})" if settings['providers']
+                          else '') + f', frames {where}.')
     table.notes.append("node overhead: the node's own work (synchronizer, window, conversion, "
                        'queue hand-off, outputs, publishing, diagnostics), per pair its end to '
-                       'end minus the echo floor p50 and the p50 of Predictor.predict on frames '
-                       "at the model's size (the node resizes each set once and hands predict "
-                       'frames of that size) of this run; '
+                       'end minus the echo floor p50 and the p50 of Predictor.predict on the '
+                       'frames the node hands it (at their received size when the predictor '
+                       "resizes on its device, else resized to the model's size once per set "
+                       'by the node) of this run; '
                        f'budget {OVERHEAD_BUDGET_MS:g} ms at p50. Every process ran {profile} '
                        'the Fast DDS profile config/fastdds.xml.')
     report.tables.append(table)
@@ -363,6 +375,9 @@ def _own_work_pieces(predictor: Predictor, sizes: list[tuple[int, int]],
         kind = 'JPEG' if args.compressed else 'rgb8'
         calls[f'convert {name} {width}x{height} ({kind})'] = convert
         frame = convert()
+        if predictor.resize_on_device:  # the node hands received frames; nothing to resize
+            frames.append(frame)
+            continue
         calls[f'resize {name} to {size} px'] = partial(resize_frame, frame, size)
         frames.append(resize_frame(frame, size))
     contact = ContactDetector()

@@ -22,6 +22,7 @@ from benchmarks.report import device_sync, Report, summarize, Table, time_interl
 from convitac_ros.export import export_model, InferenceGraph
 from convitac_ros.inference import Predictor
 from convitac_ros.runtime_onnx import INPUT_NAME, OnnxPredictor
+from convitac_ros.staging import InputSpec
 
 AIM = 1.3  # the aim: ONNX Runtime this much faster than eager, paper config on CPU
 
@@ -36,11 +37,7 @@ def onnx_calls(subject: Subject, onnx_path: Path, device: torch.device,
     runtime = OnnxPredictor(onnx_path, device=device.type,
                             threads=threads if device.type == 'cpu' else 0)
     graph = InferenceGraph(subject.model, subject.heads, subject.preprocess).to(device)
-    preprocess = subject.preprocess
-    count = preprocess['visual_len'] + preprocess['num_tactile'] * preprocess['tactile_len']
-    size = preprocess['image_size']
-    staging = np.random.default_rng(0).integers(0, 256, (1, count, size, size, 3),
-                                                dtype=np.uint8)
+    staging = InputSpec.from_record(subject.preprocess).random_frames(1)
     staged = torch.from_numpy(staging).to(device)
     session = runtime._session  # noqa: SLF001 - the same session predict() runs
 

@@ -14,7 +14,6 @@ import json
 from pathlib import Path
 import tempfile
 
-import numpy as np
 import onnxruntime as ort
 import torch
 from torch.profiler import profile, ProfilerActivity
@@ -22,6 +21,7 @@ from torch.profiler import profile, ProfilerActivity
 from convitac_ros.checkpoint import default_preprocess
 from convitac_ros.export import export_model, InferenceGraph
 from convitac_ros.model import ConViTac, ModelConfig
+from convitac_ros.staging import InputSpec
 
 
 def _table(title: str, seconds: Counter, runs: int, top: int = 8) -> str:
@@ -46,11 +46,7 @@ def main(argv: list[str] | None = None) -> None:
     model = ConViTac(config).eval()
     preprocess = default_preprocess(config)
     heads = {head: [str(i) for i in range(size)] for head, size in config.heads}
-    frames_per_sample = preprocess['visual_len'] + preprocess['num_tactile'] * preprocess[
-        'tactile_len']
-    size = preprocess['image_size']
-    frames = np.random.default_rng(0).integers(0, 256, (1, frames_per_sample, size, size, 3),
-                                               dtype=np.uint8)
+    frames = InputSpec.from_record(preprocess).random_frames(1)
 
     data, _ = export_model(model, heads, preprocess)
     options = ort.SessionOptions()

@@ -40,6 +40,7 @@ from convitac_ros.model import ConViTac
 from convitac_ros.output_paths import check_output_file
 from convitac_ros.preprocess import normalize_frames
 from convitac_ros.runtime_onnx import INPUT_NAME, ONNX_FORMAT
+from convitac_ros.staging import InputSpec
 
 OPSET = 17  # LayerNormalization as one op; served by every onnxruntime and TensorRT 8.6+
 OPSETS = (17, 20)  # LayerNormalization needs 17; the TorchScript exporter stops at 20
@@ -64,10 +65,11 @@ class InferenceGraph(nn.Module):
         self.temperatures = {name: float((temperatures or {}).get(name, 1.0)) for name in heads}
         self.model = model.to(dtype).eval()
         self.head_names = list(heads)
-        self.visual_len = int(preprocess['visual_len'])
+        spec = InputSpec.from_record(preprocess)
+        self.visual_len = spec.visual_len
         self.dtype = dtype
-        self.register_buffer('mean', torch.tensor(preprocess['mean'], dtype=torch.float32))
-        self.register_buffer('std', torch.tensor(preprocess['std'], dtype=torch.float32))
+        self.register_buffer('mean', torch.tensor(spec.mean, dtype=torch.float32))
+        self.register_buffer('std', torch.tensor(spec.std, dtype=torch.float32))
 
     def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Args: frames uint8 `(N, T_v + S*T_t, S, S, 3)`. Returns: `(N, C_h)` float32 per head."""
@@ -163,7 +165,7 @@ def export_model(model: ConViTac, heads: dict[str, list[str]], preprocess: dict,
     Returns:
         The serialised model and the largest |p_onnxruntime - p_torch fp32| on random frames.
     """
-    frames = _random_frames(preprocess, VERIFY_BATCH)
+    frames = InputSpec.from_record(preprocess).random_frames(VERIFY_BATCH)
     graph = InferenceGraph(model, heads, preprocess, temperatures=temperatures)
     with torch.no_grad():
         reference = [p.numpy() for p in graph(torch.from_numpy(frames))]
@@ -205,14 +207,6 @@ def _trace(graph: InferenceGraph, frames: torch.Tensor, opset: int) -> onnx.Mode
                           dynamic_axes={name: {0: 'batch'} for name in [INPUT_NAME, *names]},
                           do_constant_folding=True)
     return onnx.load_from_string(buffer.getvalue())
-
-
-def _random_frames(preprocess: dict, batch: int) -> np.ndarray:
-    """Random uint8 staging frames `(N, T_v + S*T_t, S, S, 3)` (seeded)."""
-    count = preprocess['visual_len'] + preprocess['num_tactile'] * preprocess['tactile_len']
-    size = preprocess['image_size']
-    return np.random.default_rng(0).integers(0, 256, (batch, count, size, size, 3),
-                                             dtype=np.uint8)
 
 
 def _max_abs_diff(proto: onnx.ModelProto, reference: list[np.ndarray], frames: np.ndarray

@@ -1,13 +1,16 @@
 """Predictor: uint8 RGB numpy frames in, per-head class probabilities out.
 
-The fast path: frames are resized on uint8 straight into one (pinned, on CUDA) staging buffer,
-transferred once with a non-blocking copy, normalised on the device (the same
-`normalize_frames` that training validation uses), run under `torch.inference_mode` with
-optional bf16/fp16 autocast (channels-last layout comes for free from the HWC staging buffer),
-and all heads' probabilities come back to the CPU in one copy. On CUDA, single predictions
-replay a captured CUDA graph by default; `torch.compile` is optional (off by default). An `.onnx`
-file runs on `OnnxPredictor` instead, with the same interface (`convitac_ros.predictor`
-opens either).
+The fast path on CUDA: frames go up once as uint8 at their received sizes (copied once into
+reused pinned buffers, one per size group, by the shared `FrameStager`; non-blocking copies),
+and the training preprocessing runs on the device (`DeviceResize`: OpenCV's INTER_AREA /
+INTER_LINEAR as two matrix products, then `normalize_frames`), inside the captured CUDA graph:
+one graph per distinct set of input sizes, captured at the first frame of those sizes, at most
+`MAX_CUDA_GRAPHS` of them (beyond, predictions run eager and are counted in `graph_counts`).
+On the CPU the frames are resized on the host by the training code itself (OpenCV is the
+fastest there) into one staging buffer. Then `torch.inference_mode` with optional bf16/fp16
+autocast, and all heads' probabilities come back in one copy. `torch.compile` is optional (off
+by default). An `.onnx` file runs on `OnnxPredictor` instead, with the same interface
+(`convitac_ros.predictor.open_predictor` opens either).
 """
 
 from __future__ import annotations
@@ -27,19 +30,36 @@ import torch
 from convitac_ros.calibration import temperatures_of
 from convitac_ros.checkpoint import CheckpointError, load_checkpoint, read_metadata
 from convitac_ros.contract import check_outputs, model_contract, OutputError
+from convitac_ros.device_preprocess import DeviceResize
 from convitac_ros.model import ConViTac
-from convitac_ros.preprocess import (
-    normalize_frames,
-    resize_frames,
-    sample_frames,
-    TactileFrames,
-    VisualFrames,
-    warm_up,
-)
+from convitac_ros.preprocess import normalize_frames, TactileFrames, VisualFrames, warm_up
 from convitac_ros.runtime_onnx import DeviceError, resolve_backend
+from convitac_ros.staging import FrameStager, InputSpec, Sample, SizeGroup
 
 PRECISIONS = ('auto', 'fp32', 'bf16', 'fp16')
 _DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
+# Captured graphs kept: each holds its own input buffers and the memory of one batch-1 forward,
+# so GPU memory is bounded by this many input-size sets (a camera and tactile sensors that keep
+# their resolution need one).
+MAX_CUDA_GRAPHS = 4
+
+
+@dataclasses.dataclass
+class _Staged:
+    """One batch on the host, ready to go up.
+
+    Attributes:
+        key: what a captured graph is specialised to (the frames' received sizes).
+        host: uint8 host buffers: `(N, F, S, S, 3)` resized frames, or one `(G, H, W, 3)` per
+            size group.
+        groups: the size groups (None: resized on the host).
+        batch: N.
+    """
+
+    key: Any
+    host: list[torch.Tensor]
+    groups: list[SizeGroup] | None
+    batch: int
 
 
 @dataclasses.dataclass
@@ -112,8 +132,24 @@ class Predictor:
     def __init__(self, model: ConViTac, heads: dict[str, list[str]], preprocess: dict[str, Any],
                  *, device: str | torch.device = 'auto', precision: str = 'auto',
                  compile: bool = False, cuda_graph: bool | None = None,  # noqa: A002
-                 model_name: str = 'convitac',
+                 model_name: str = 'convitac', resize_on_device: bool | None = None,
                  temperatures: dict[str, float] | None = None) -> None:
+        """Put a model on its device.
+
+        Args:
+            model: the network.
+            heads: head -> class names.
+            preprocess: the checkpoint's `preprocess` record (see `InputSpec`).
+            device: 'auto', 'cpu', 'cuda' or 'cuda:N'.
+            precision: 'auto', 'fp32', 'bf16' or 'fp16'.
+            compile: torch.compile the model.
+            cuda_graph: replay captured CUDA graphs for single predictions (None: on CUDA).
+            model_name: reported name.
+            resize_on_device: frames go to the device at their received sizes and are resized
+                there (None: on CUDA; on the CPU OpenCV on the host is faster).
+            temperatures: head -> the temperature its logits are divided by before the
+                softmax (`convitac_ros.calibration`; default 1).
+        """
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision)
         if cuda_graph and self.device.type != 'cuda':
@@ -129,14 +165,17 @@ class Predictor:
         # (convitac_ros.calibration); 1 where none was fitted or calibration is off.
         self.temperatures = {name: float((temperatures or {}).get(name, 1.0))
                              for name in self.heads}
-        self.visual_len = int(preprocess['visual_len'])
-        self.tactile_len = int(preprocess['tactile_len'])
-        self.num_tactile = int(preprocess['num_tactile'])
-        self.image_size = int(preprocess['image_size'])
+        self.spec = InputSpec.from_record(preprocess)
+        self.visual_len, self.tactile_len = self.spec.visual_len, self.spec.tactile_len
+        self.num_tactile, self.image_size = self.spec.num_tactile, self.spec.image_size
         self.model_name = model_name
-        self._frames_per_sample = self.visual_len + self.num_tactile * self.tactile_len
-        self._mean = torch.tensor(preprocess['mean'], dtype=torch.float32, device=self.device)
-        self._std = torch.tensor(preprocess['std'], dtype=torch.float32, device=self.device)
+        if resize_on_device is None:
+            resize_on_device = self.device.type == 'cuda'
+        self.resize_on_device = resize_on_device
+        self._device_resize = DeviceResize(self.spec, self.device)
+        pinned = self.device.type == 'cuda'
+        self._stager = FrameStager(self.spec, allocate=lambda shape: torch.empty(
+            shape, dtype=torch.uint8, pin_memory=pinned))
         # Column ranges of each head in the concatenated probabilities.
         bounds = np.cumsum([0, *(len(classes) for classes in self.heads.values())])
         self._head_columns = list(zip(self.heads, bounds[:-1], bounds[1:]))
@@ -145,8 +184,10 @@ class Predictor:
             self._model = self._model.to(memory_format=torch.channels_last)
         self._forward_model = torch.compile(self._model, dynamic=False) if compile else self._model
         self._use_cuda_graph = cuda_graph
-        self._graph: tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor] | None = None
-        self._staging: dict[int, torch.Tensor] = {}
+        self._graphs: dict[Any, tuple[torch.cuda.CUDAGraph, list[torch.Tensor], torch.Tensor]] = {}
+        self._graphs_paused = False
+        # In /diagnostics: graphs captured, and predictions run eager for sizes beyond the cap.
+        self.graph_counts = {'captured': 0, 'eager beyond cap': 0} if cuda_graph else {}
         self._lock = threading.Lock()
 
     @classmethod
@@ -187,6 +228,11 @@ class Predictor:
                    model_name=Path(path).stem, temperatures=temperatures if calibrated else None)
 
     @property
+    def graph_sizes(self) -> list[Any]:
+        """The input-size keys of the CUDA graphs captured so far (at most MAX_CUDA_GRAPHS)."""
+        return list(self._graphs)
+
+    @property
     def model(self) -> ConViTac:
         """The underlying (eager) model."""
         return self._model
@@ -206,11 +252,11 @@ class Predictor:
             ValueError: wrong number of frames or sensors, or a frame that is not uint8 RGB.
         """
         with self._lock, torch.inference_mode():
-            staging = self._stage([(visual_frames, tactile_frames)])
-            if self._use_cuda_graph:
-                probabilities = self._replay_graph(staging)
+            staged = self._stage([(visual_frames, tactile_frames)])
+            if self._use_cuda_graph and not self._graphs_paused:
+                probabilities = self._replay_graph(staged)
             else:
-                probabilities = self._probabilities(self._to_device(staging))
+                probabilities = self._probabilities(staged, self._to_device(staged))
             return self._split(probabilities.cpu())[0]
 
     def predict_batch(self, samples: Sequence[tuple[VisualFrames, TactileFrames]]
@@ -226,8 +272,22 @@ class Predictor:
         if not samples:
             return []
         with self._lock, torch.inference_mode():
-            staging = self._stage(samples)
-            return self._split(self._probabilities(self._to_device(staging)).cpu())
+            staged = self._stage(samples)
+            return self._split(self._probabilities(staged, self._to_device(staged)).cpu())
+
+    def preprocess_batch(self, samples: Sequence[Sample]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The model's inputs for samples, exactly as `predict_batch` makes them.
+
+        Returns:
+            Normalised float32 visual `(N, T_v, 3, S, S)` and tactile `(N, S_t*T_t, 3, S, S)`
+            on the device.
+        """
+        with self._lock, torch.inference_mode():
+            staged = self._stage(samples)
+            pixels = self._normalized(staged, self._to_device(staged))
+            if self.device.type == 'cuda':  # the next call may refill the pinned buffers
+                torch.cuda.current_stream(self.device).synchronize()
+            return pixels
 
     def predict_with_attention(self, visual_frames: VisualFrames, tactile_frames: TactileFrames
                                ) -> tuple[dict[str, np.ndarray], AttentionFrames | None]:
@@ -237,8 +297,8 @@ class Predictor:
         (None when the model's fusion has no token attention: concat, add, pooled condition).
         """
         with self._lock, torch.inference_mode():
-            staging = self._stage([(visual_frames, tactile_frames)])
-            pixels = self._normalized(self._to_device(staging))
+            staged = self._stage([(visual_frames, tactile_frames)])
+            pixels = self._normalized(staged, self._to_device(staged))
             with self._autocast():
                 logits, maps = self._model.forward_with_attention(*pixels)
             probabilities = self._split(self._softmax(logits).cpu())[0]
@@ -251,31 +311,36 @@ class Predictor:
     def warmup(self, iterations: int = 3, batch_size: int = 1) -> None:
         """Run dummy predictions so that the first real one is not slow.
 
-        Covers allocations, kernel selection, compilation and CUDA-graph capture.
+        Covers allocations, kernel selection and compilation. With frames resized on the device
+        it runs eager: a CUDA graph is captured at the first real frame of each size, and
+        blank frames of the model's size would only take a graph's place.
         """
-        warm_up(self, iterations, batch_size)
+        self._graphs_paused = self.resize_on_device
+        try:
+            warm_up(self, iterations, batch_size)
+        finally:
+            self._graphs_paused = False
 
-    def _stage(self, samples: Sequence[tuple[VisualFrames, TactileFrames]]) -> torch.Tensor:
-        """Resize every frame into the uint8 staging buffer `(N, T_v + S*T_t, S, S, 3)`."""
-        frames = []
-        for index, (visual, tactile) in enumerate(samples):
-            frames.extend(sample_frames(visual, tactile, self.visual_len, self.tactile_len,
-                                        self.num_tactile, index))
-        size = self.image_size
-        staging = self._staging.get(len(samples))
-        if staging is None:
-            staging = torch.empty((len(samples), self._frames_per_sample, size, size, 3),
-                                  dtype=torch.uint8, pin_memory=self.device.type == 'cuda')
-            self._staging[len(samples)] = staging
-        resize_frames(frames, size, out=staging.numpy().reshape(-1, size, size, 3))
-        return staging
+    def _stage(self, samples: Sequence[Sample]) -> _Staged:
+        """Check the samples and stage their frames on the host (see `FrameStager`)."""
+        if not self.resize_on_device:
+            return _Staged('resized', [self._stager.resized(samples)], None, len(samples))
+        key, groups = self._stager.received(samples)
+        return _Staged(key, [group.buffer for group in groups], groups, len(samples))
 
-    def _to_device(self, staging: torch.Tensor) -> torch.Tensor:
-        return staging.to(self.device, non_blocking=True)
+    def _to_device(self, staged: _Staged) -> list[torch.Tensor]:
+        return [buffer.to(self.device, non_blocking=True) for buffer in staged.host]
 
-    def _normalized(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """`(N, T_v + S*T_t, S, S, 3)` uint8 -> visual and tactile float tensors."""
-        frames = normalize_frames(pixels, self._mean, self._std)  # (N, T, 3, S, S)
+    def _normalized(self, staged: _Staged, inputs: list[torch.Tensor]
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Device uint8 inputs -> visual `(N, T_v, 3, S, S)` and tactile float tensors."""
+        if staged.groups is None:  # (N, F, S, S, 3) resized on the host
+            frames = normalize_frames(inputs[0], self._device_resize.mean,
+                                      self._device_resize.std)
+        else:
+            count = self.spec.frames_per_sample
+            frames = self._device_resize.staged(staged.groups, inputs, staged.batch * count)
+            frames = frames.unflatten(0, (staged.batch, count))  # (N, F, 3, S, S)
         return frames[:, :self.visual_len], frames[:, self.visual_len:]
 
     def _autocast(self) -> contextlib.AbstractContextManager:
@@ -294,29 +359,44 @@ class Predictor:
         return torch.cat([(logits[name].float() / self.temperatures[name]).softmax(dim=-1)
                           for name in self.heads], dim=1)
 
-    def _probabilities(self, pixels: torch.Tensor) -> torch.Tensor:
-        visual, tactile = self._normalized(pixels)
+    def _probabilities(self, staged: _Staged, inputs: list[torch.Tensor]) -> torch.Tensor:
+        visual, tactile = self._normalized(staged, inputs)
         with self._autocast():
             return self._softmax(self._forward_model(visual, tactile))
 
-    def _replay_graph(self, staging: torch.Tensor) -> torch.Tensor:
-        """Run a batch-1 prediction by replaying a captured CUDA graph."""
-        if self._graph is None:
-            static_input = self._to_device(staging).clone()
-            side = torch.cuda.Stream(self.device)
-            side.wait_stream(torch.cuda.current_stream(self.device))
-            with torch.cuda.stream(side):
-                for _ in range(3):
-                    self._probabilities(static_input)
-            torch.cuda.current_stream(self.device).wait_stream(side)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                static_output = self._probabilities(static_input)
-            self._graph = (graph, static_input, static_output)
-        graph, static_input, static_output = self._graph
-        static_input.copy_(staging, non_blocking=True)
+    def _replay_graph(self, staged: _Staged) -> torch.Tensor:
+        """Run a batch-1 prediction by replaying the CUDA graph of its input sizes.
+
+        A graph is captured at the first frame set of new sizes while fewer than
+        `MAX_CUDA_GRAPHS` exist; beyond that the prediction runs eager (counted).
+        """
+        entry = self._graphs.get(staged.key)
+        if entry is None:
+            if len(self._graphs) >= MAX_CUDA_GRAPHS:
+                self.graph_counts['eager beyond cap'] += 1
+                return self._probabilities(staged, self._to_device(staged))
+            entry = self._capture(staged)
+            self._graphs[staged.key] = entry
+            self.graph_counts['captured'] += 1
+        graph, static_inputs, static_output = entry
+        for static_input, buffer in zip(static_inputs, staged.host):
+            static_input.copy_(buffer, non_blocking=True)
         graph.replay()
         return static_output
+
+    def _capture(self, staged: _Staged
+                 ) -> tuple[torch.cuda.CUDAGraph, list[torch.Tensor], torch.Tensor]:
+        static_inputs = [tensor.clone() for tensor in self._to_device(staged)]
+        side = torch.cuda.Stream(self.device)
+        side.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                self._probabilities(staged, static_inputs)
+        torch.cuda.current_stream(self.device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            static_output = self._probabilities(staged, static_inputs)
+        return graph, static_inputs, static_output
 
     def _split(self, probabilities: torch.Tensor) -> list[dict[str, np.ndarray]]:
         """`(N, sum C)` CPU tensor -> one {head: `(C,)`} dict per sample.

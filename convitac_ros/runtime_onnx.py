@@ -3,10 +3,10 @@
 `convitac_export` writes the whole inference graph (normalisation, E^c, encoders, fusion, heads,
 softmax) with one uint8 input and one probability output per head, and the checkpoint's metadata
 in the file's `metadata_props`. `OnnxPredictor` reads that metadata, resizes frames into one
-uint8 staging array with the same OpenCV code as the torch Predictor (`convitac_ros.preprocess`)
-and runs an `onnxruntime.InferenceSession` on the best execution provider present (TensorRT,
-CUDA, CPU). Nothing here imports torch, so a robot can run the node from
-`requirements-runtime.txt`.
+uint8 staging array with the frame stager the torch Predictor uses (`convitac_ros.staging`, the
+training's OpenCV resize) and runs an `onnxruntime.InferenceSession` on the best execution
+provider present (TensorRT, CUDA, CPU). Nothing here imports torch, so a robot can run the
+node from `requirements-runtime.txt`.
 """
 
 from __future__ import annotations
@@ -22,13 +22,8 @@ import numpy as np
 
 from convitac_ros.calibration import temperatures_of
 from convitac_ros.contract import check_outputs, model_contract
-from convitac_ros.preprocess import (
-    resize_frames,
-    sample_frames,
-    TactileFrames,
-    VisualFrames,
-    warm_up,
-)
+from convitac_ros.preprocess import TactileFrames, VisualFrames, warm_up
+from convitac_ros.staging import FrameStager, InputSpec
 
 BACKENDS = ('auto', 'torch', 'onnxruntime')
 ONNX_FORMAT = 'convitac-onnx/1'
@@ -157,14 +152,13 @@ class OnnxPredictor:
                              f'fp16) or precision auto')
         self.heads = self.contract.heads
         self.temperatures = _temperatures(self.metadata, self.heads, path, calibrated)
-        self.visual_len = self.contract.visual_len
-        self.tactile_len = self.contract.tactile_len
-        self.num_tactile = self.contract.num_tactile
-        self.image_size = self.contract.image_size
+        self.spec = InputSpec.from_record(self.metadata['preprocess'])
+        self.visual_len, self.tactile_len = self.spec.visual_len, self.spec.tactile_len
+        self.num_tactile, self.image_size = self.spec.num_tactile, self.spec.image_size
+        self.resize_on_device = False  # the graph takes frames resized to S (on the host)
         self.model_name = path.stem
-        self._frames_per_sample = self.contract.frames_per_sample
         self._check_signature(path)
-        self._staging: dict[int, np.ndarray] = {}
+        self._stager = FrameStager(self.spec)
         self._lock = threading.Lock()
         # interrupt() sets terminate on it: a graph that never ends (a Loop of 1e12 steps)
         # returns with an error instead of holding configure and the node.
@@ -181,13 +175,7 @@ class OnnxPredictor:
         if not samples:
             return []
         with self._lock:
-            frames = []
-            for index, (visual, tactile) in enumerate(samples):
-                frames.extend(sample_frames(visual, tactile, self.visual_len, self.tactile_len,
-                                            self.num_tactile, index))
-            staging = self._staging_array(len(samples))
-            resize_frames(frames, self.image_size,
-                          out=staging.reshape(-1, *staging.shape[2:]))
+            staging = self._stager.resized(samples)
             outputs = self._session.run(list(self.heads), {INPUT_NAME: staging},
                                         self._run_options)
         outputs = check_outputs(outputs, self.heads, len(samples))
@@ -211,19 +199,9 @@ class OnnxPredictor:
         """Run dummy predictions so that the first real one is not slow (TensorRT builds here)."""
         warm_up(self, iterations, batch_size)
 
-    def _staging_array(self, batch: int) -> np.ndarray:
-        """The reused uint8 input `(N, T_v + S*T_t, S, S, 3)` for a batch size."""
-        staging = self._staging.get(batch)
-        if staging is None:
-            size = self.image_size
-            staging = np.empty((batch, self._frames_per_sample, size, size, 3), dtype=np.uint8)
-            self._staging[batch] = staging
-        return staging
-
     def _check_signature(self, path: Path) -> None:
         inputs = self._session.get_inputs()
-        size = self.image_size
-        expected = [self._frames_per_sample, size, size, 3]
+        expected = list(self.spec.staging_shape(1)[1:])
         if (len(inputs) != 1 or inputs[0].name != INPUT_NAME
                 or inputs[0].type != 'tensor(uint8)' or list(inputs[0].shape[1:]) != expected):
             found = [(i.name, i.type, i.shape) for i in inputs]

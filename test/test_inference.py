@@ -130,3 +130,77 @@ def test_cuda_predictor_matches_cpu(checkpoint, predictor, options):
         expected, actual = predictor.predict(*sample), gpu.predict(*sample)
         for head in HEADS:
             np.testing.assert_allclose(actual[head], expected[head], atol=2e-2)
+
+
+def test_resize_on_the_device_predicts_as_the_training_resize(checkpoint, predictor):
+    """The CUDA path's preprocessing (frames up at received size) run on the CPU."""
+    on_device = Predictor.from_checkpoint(checkpoint, device='cpu')
+    on_device.resize_on_device = True
+    assert not predictor.resize_on_device  # the CPU default: OpenCV on the host
+    for seed, sizes in ((10, ((480, 640), (240, 320))), (11, ((48, 80), (120, 90)))):
+        sample = frames(seed, *sizes)
+        host_visual, host_tactile = predictor.preprocess_batch([sample])
+        device_visual, device_tactile = on_device.preprocess_batch([sample])
+        largest = 1 / 255 / 0.224  # one uint8 level, after normalisation (DeviceResize)
+        assert (device_visual - host_visual).abs().max().item() <= largest + 1e-6
+        assert (device_tactile - host_tactile).abs().max().item() <= largest + 1e-6
+        expected, actual = predictor.predict(*sample), on_device.predict(*sample)
+        for head in HEADS:  # inputs within one uint8 level of the host resize
+            np.testing.assert_allclose(actual[head], expected[head], atol=5e-3)
+
+
+@CUDA
+def test_cuda_graphs_are_captured_per_input_size_up_to_the_cap(checkpoint, predictor):
+    from convitac_ros.inference import MAX_CUDA_GRAPHS
+
+    gpu = Predictor.from_checkpoint(checkpoint, device='cuda')
+    assert gpu.resize_on_device and gpu.graph_sizes == []
+    gpu.warmup(iterations=1)
+    assert gpu.graph_sizes == []  # warm-up runs eager; real frame sizes get the graphs
+    sizes = [(480 - 8 * i, 640) for i in range(MAX_CUDA_GRAPHS + 2)]
+    for size in [*sizes, sizes[0]]:
+        sample = frames(12, size, (240, 320))
+        expected, actual = predictor.predict(*sample), gpu.predict(*sample)
+        for head in HEADS:
+            np.testing.assert_allclose(actual[head], expected[head], atol=2e-2)
+    assert len(gpu.graph_sizes) == MAX_CUDA_GRAPHS
+    assert gpu.graph_counts == {'captured': MAX_CUDA_GRAPHS, 'eager beyond cap': 2}
+
+
+def test_one_graph_per_input_size_up_to_the_cap_counted(checkpoint, predictor, monkeypatch):
+    """The graph bookkeeping on the CPU: capture replaced by a stand-in that replays eagerly."""
+    from convitac_ros.inference import MAX_CUDA_GRAPHS
+
+    gpu_like = Predictor.from_checkpoint(checkpoint, device='cpu')
+    gpu_like.resize_on_device, gpu_like._use_cuda_graph = True, True  # noqa: SLF001
+    gpu_like.graph_counts = {'captured': 0, 'eager beyond cap': 0}
+    probabilities = gpu_like._probabilities  # noqa: SLF001
+    captured = []
+
+    class Replay:
+        """Stands in for a captured CUDA graph: recomputes its static output."""
+
+        def __init__(self, staged, inputs):
+            self.staged, self.inputs = staged, inputs
+            self.output = probabilities(staged, inputs)
+
+        def replay(self):
+            self.output.copy_(probabilities(self.staged, self.inputs))
+
+    def capture(staged):
+        captured.append(staged.key)
+        graph = Replay(staged, [t.clone() for t in gpu_like._to_device(staged)])  # noqa: SLF001
+        return graph, graph.inputs, graph.output
+
+    monkeypatch.setattr(gpu_like, '_capture', capture)
+    gpu_like.warmup(iterations=1)
+    assert captured == []  # warm-up runs eager
+    sizes = [(60 + 4 * i, 80) for i in range(MAX_CUDA_GRAPHS + 1)]
+    for size in [*sizes, sizes[1]]:
+        sample = frames(13 + size[0], size, (40, 30))
+        expected, actual = predictor.predict(*sample), gpu_like.predict(*sample)
+        for head in HEADS:  # inputs within one uint8 level of the host resize
+            np.testing.assert_allclose(actual[head], expected[head], atol=5e-3)
+    assert len(captured) == len(gpu_like.graph_sizes) == MAX_CUDA_GRAPHS
+    assert captured[0] == ((60, 80), (60, 80), (40, 30), (40, 30), (40, 30), (40, 30))
+    assert gpu_like.graph_counts == {'captured': MAX_CUDA_GRAPHS, 'eager beyond cap': 1}

@@ -57,7 +57,7 @@ from training.distributed import DistContext, init_distributed, shutdown_distrib
 from training.engine import STATE_FILE  # noqa: E402
 from training.evaluate import evaluate  # noqa: E402
 from training.pretrain import run_pretraining  # noqa: E402
-from training.runs import build_model_config, sequence_overrides  # noqa: E402
+from training.runs import build_model_config, frame_cache_size, sequence_overrides  # noqa: E402
 from training.train import run_supervised  # noqa: E402
 
 RUN_RECORD = 'ablation_run.json'
@@ -212,7 +212,8 @@ def train_variant(entry: DatasetEntry, variant: Variant, seed: int, extra: list[
     if record_path.is_file():
         return json.loads(record_path.read_text())
     config = run_config(entry, seed, extra, variant)
-    train_set, val_set = train_and_val(config.data, seed, **sequence_overrides(config))
+    train_set, val_set = train_and_val(config.data, seed, frame_cache_size(config),
+                                       **sequence_overrides(config))
     model_config = build_model_config(config, train_set)
     encoder = {'path': None, 'seconds': 0.0}
     if model_config.uses_condition:
@@ -274,7 +275,8 @@ def disk_need(entry: DatasetEntry, variants: list[Variant], seeds: list[int],
     per_seed, largest, encoders = 0, 0, {}
     for variant in variants:
         config = run_config(entry, seeds[0], extra, variant)
-        train_set, _ = train_and_val(config.data, seeds[0], **sequence_overrides(config))
+        train_set, _ = train_and_val(config.data, seeds[0], frame_cache_size(config),
+                                     **sequence_overrides(config))
         counts = _count_parameters(build_model_config(config, train_set))
         per_seed += 2 * bytes_of * counts['total']
         largest = max(largest, 3 * bytes_of * counts['trainable'] + bytes_of * counts['total'])

@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 from dataclasses import dataclass, field
+import os
 from pathlib import Path
 from typing import Any
 
@@ -39,12 +40,24 @@ class DataConfig:
     val_split: str = 'holdout'
     val_fraction: float = 0.1
     test_split: str = 'test'
-    num_workers: int = 0
+    # DataLoader workers; -1: half the cores (at most 8) where there are 4 or more, else 0.
+    num_workers: int = -1
+    # A folder for decoded frames cached at the model's size (training/frame_cache.py); '': off.
+    frame_cache: str = ''
     options: dict[str, Any] = field(default_factory=dict)  # extra build_dataset keywords
     # What stage 1 learns from (training/data.py stage1_frames): 'all' = every contact frame of
     # the training data, labelled or not (Touch and Go; the other datasets label every sample);
     # 'disk' = also frames that no list names; 'labelled' = stage 2's training samples.
     stage1_frames: str = 'all'
+
+    def __post_init__(self) -> None:
+        """Resolve ``num_workers: -1`` for this machine."""
+        if self.num_workers == -1:
+            cores = os.cpu_count() or 1
+            self.num_workers = min(8, cores // 2) if cores >= 4 else 0
+        elif self.num_workers < 0:
+            raise ConfigError(f'data.num_workers must be -1 (auto) or >= 0, got '
+                              f'{self.num_workers}')
 
 
 @dataclass

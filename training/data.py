@@ -71,9 +71,22 @@ def batch_seed_of(seed: int, rank: int, epoch: int, batch: int) -> int:
     return int(state[0]) << 31 | int(state[1]) >> 1
 
 
-def open_split(data: DataConfig, split: str, **overrides: Any) -> Dataset:
-    """Builds one split of the configured dataset (``data.options`` plus ``overrides``)."""
-    return build_dataset(data.dataset, data.root, split, **{**data.options, **overrides})
+def open_split(data: DataConfig, split: str, image_size: int | None = None,
+               **overrides: Any) -> Dataset:
+    """Builds one split of the configured dataset (``data.options`` plus ``overrides``).
+
+    With ``data.frame_cache`` and ``image_size``, the split's frames come from its frame cache
+    (:mod:`training.frame_cache`; built on first use).
+    """
+    options = {**data.options, **overrides}
+    dataset = build_dataset(data.dataset, data.root, split, **options)
+    if data.frame_cache and image_size:
+        from training.frame_cache import open_cached
+
+        identity = {'dataset': data.dataset, 'split': split, 'options': options}
+        dataset = open_cached(dataset, data.frame_cache, data.root, identity, image_size,
+                              data.num_workers)
+    return dataset
 
 
 def holdout_indices(size: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
@@ -112,8 +125,12 @@ def holdout_groups(groups: np.ndarray, fraction: float, seed: int
     return np.flatnonzero(~held).tolist(), np.flatnonzero(held).tolist()
 
 
-def train_and_val(data: DataConfig, seed: int, **overrides: Any) -> tuple[Dataset, Dataset]:
+def train_and_val(data: DataConfig, seed: int, image_size: int | None = None,
+                  **overrides: Any) -> tuple[Dataset, Dataset]:
     """The training set and the validation set: a named split, or a seeded holdout of train.
+
+    ``image_size`` (the model's S) is what the frame cache keeps, when ``data.frame_cache`` is
+    set (see :func:`open_split`).
 
     The holdout takes whole recording sessions or objects when the dataset says which sample
     belongs to which (``group_array``: Touch and Go, the Feeling of Success), so that model
@@ -123,12 +140,12 @@ def train_and_val(data: DataConfig, seed: int, **overrides: Any) -> tuple[Datase
     Raises:
         DataError: An empty training split, or too few samples to hold some out.
     """
-    train = open_split(data, data.train_split, **overrides)
+    train = open_split(data, data.train_split, image_size, **overrides)
     if len(train) == 0:
         raise DataError(f'the {data.train_split!r} split of {data.dataset} at {data.root} has no '
                         'samples: its list file is empty or names no usable frames')
     if data.val_split != HOLDOUT:
-        return train, open_split(data, data.val_split, **overrides)
+        return train, open_split(data, data.val_split, image_size, **overrides)
     groups = train.group_array() if hasattr(train, 'group_array') else None
     if groups is not None and len(np.unique(groups)) >= 2:
         kept, held = holdout_groups(groups, data.val_fraction, seed)
@@ -171,7 +188,8 @@ def stage1_frames(data: DataConfig, train: Dataset, val: Dataset) -> Dataset:
                         f'{data.stage1_frames!r}')
     if data.stage1_frames == 'labelled' or data.dataset != 'touch_and_go':
         return train
-    frames = open_split(data, data.train_split, task='frames', visual_len=1, tactile_len=1,
+    frames = open_split(data, data.train_split, getattr(train, 'frame_size', None),
+                        task='frames', visual_len=1, tactile_len=1,
                         frames='disk' if data.stage1_frames == 'disk' else 'listed',
                         frames_task=data.options.get('task', 'material'))
     keys, val_keys, train_keys = frames.frame_keys(), frame_keys(val) or [], frame_keys(train)
@@ -188,6 +206,8 @@ def with_info(subset: Subset, source: Dataset) -> Subset:
     """Copies the dataset declarations (heads, sequence lengths, sensors) onto a subset."""
     for name in ('heads', 'num_tactile', 'visual_len', 'tactile_len'):
         setattr(subset, name, getattr(source, name))
+    if hasattr(source, 'frame_size'):  # frames from a frame cache: stage 1 caches its own too
+        subset.frame_size = source.frame_size
     return subset
 
 
@@ -222,6 +242,17 @@ class KeyedDataset(Dataset):
         return self.dataset[index], batch_seed
 
 
+def augment_on_device(data: DataConfig, device: torch.device) -> bool:
+    """Whether training batches are augmented on the device: with the frame cache, on CUDA.
+
+    On a CPU the batched augmentation (``training.device_augment``) cut the loader's wait to
+    1-2 % of the step but lowered the tiny config's throughput (stage 1 83.6 -> 57 samples/s,
+    stage 2 55.9 -> 39.1, no workers; docs/benchmarks/training-cpu-frame-cache.md), so the CPU
+    keeps OpenCV in the loader.
+    """
+    return bool(data.frame_cache) and device.type == 'cuda'
+
+
 class BatchCollator:
     """Collates ``(sample, batch_seed)`` items with optional seeded augmentation (picklable).
 
@@ -231,12 +262,16 @@ class BatchCollator:
         std: RGB std of the normalisation.
         augment: Training augmentation, or None for the deterministic eval transform.
         pairs: Stage 1: single (visual, tactile) image pairs instead of full sequences.
+        on_device: Augment on the training device: the collate draws the same numbers and
+            gives a :class:`training.device_augment.DeviceBatch` of uint8 frames at S, which
+            the trainer's ``to_device`` augments there (with ``data.frame_cache``).
     """
 
     def __init__(self, image_size: int, mean: Sequence[float], std: Sequence[float],
-                 augment: FrameAugmentation | None, pairs: bool = False) -> None:
+                 augment: FrameAugmentation | None, pairs: bool = False,
+                 on_device: bool = False) -> None:
         self.image_size, self.mean, self.std = image_size, tuple(mean), tuple(std)
-        self.augment, self.pairs = augment, pairs
+        self.augment, self.pairs, self.on_device = augment, pairs, on_device
 
     def __call__(self, items: Sequence[tuple[Sample, int] | Sample]) -> Any:
         """Returns what ``collate_samples`` (or ``collate_contrastive_pairs``) returns."""
@@ -247,5 +282,10 @@ class BatchCollator:
             if not keyed:
                 raise ValueError('augmentation needs (sample, batch_seed) items')
             rng = np.random.default_rng(items[0][1])
+            if self.on_device:
+                from training.device_augment import collate_for_device
+
+                return collate_for_device(samples, self.image_size, self.mean, self.std,
+                                          self.augment, rng, self.pairs)
         collate = collate_contrastive_pairs if self.pairs else collate_samples
         return collate(samples, self.image_size, self.mean, self.std, self.augment, rng)

@@ -405,7 +405,13 @@ def grad_norm(optimizer: torch.optim.Optimizer, max_norm: float) -> float:
 
 
 def to_device(batch: Any, device: torch.device) -> Any:
-    """Moves tensors nested in tuples, lists and dicts to ``device``."""
+    """Moves tensors nested in tuples, lists and dicts to ``device``.
+
+    A batch augmented on the device (``training.device_augment.DeviceBatch``) goes there as
+    uint8 and comes back augmented.
+    """
+    if hasattr(batch, 'on_device'):
+        return batch.on_device(device)
     if isinstance(batch, torch.Tensor):
         return batch.to(device, non_blocking=True)
     if isinstance(batch, dict):

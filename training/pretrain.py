@@ -33,7 +33,7 @@ from convitac_ros.model import ContrastiveEncoder, load_dino_weights, ModelConfi
 from convitac_ros.model.contrastive import TACTILE, VISUAL
 from training.command import run_command  # noqa: E402
 from training.config import TrainConfig
-from training.data import BatchCollator, stage1_frames, train_and_val
+from training.data import augment_on_device, BatchCollator, stage1_frames, train_and_val
 from training.distributed import (
     DistContext,
     gather_with_grad,
@@ -45,6 +45,7 @@ from training.retrieval import describe, hits_at, RetrievalProbe
 from training.runs import (
     add_run_arguments,
     build_model_config,
+    frame_cache_size,
     prepare_run,
     provenance,
     sequence_overrides,
@@ -160,7 +161,9 @@ def run_pretraining(config: TrainConfig, run_dir: Path, train_set: Dataset, val_
         print(f'stage 1: {len(train_set)} (camera, tactile) pairs ({config.data.stage1_frames}; '
               f'the labelled training set has {labelled}), {len(val_set)} held out', flush=True)
     trainer = Trainer(run_dir, model, task, train_set,
-                      BatchCollator(size, mean, std, augment, pairs=True), config.stage1,
+                      BatchCollator(size, mean, std, augment, pairs=True,
+                                    on_device=augment_on_device(config.data, context.device)),
+                      config.stage1,
                       config.runtime, context, num_workers=config.data.num_workers)
     summary = trainer.fit(resume=resume)
     if summary['stopped']:
@@ -196,6 +199,7 @@ def main(argv: list[str] | None = None) -> Path:
     context = init_distributed(config.runtime.device)
     try:
         train_set, val_set = train_and_val(config.data, config.runtime.seed,
+                                           frame_cache_size(config),
                                            **sequence_overrides(config))
         model_config = build_model_config(config, train_set)
         path = run_pretraining(config, run_dir, train_set, val_set, model_config, context,

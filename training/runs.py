@@ -137,6 +137,22 @@ def build_model_config(config: TrainConfig, dataset: Dataset) -> ModelConfig:
         raise ConfigError(f'model section: {error}') from error
 
 
+def frame_cache_size(config: TrainConfig, init_preprocess: dict[str, Any] | None = None
+                     ) -> int | None:
+    """The side S the frame cache keeps (None when ``data.frame_cache`` is off).
+
+    The model's S: a fine-tuned checkpoint's own, else the preset's unless overridden.
+    """
+    if not config.data.frame_cache:
+        return None
+    if init_preprocess is not None:
+        return int(init_preprocess['image_size'])
+    if config.model.preset not in PRESETS:
+        raise ConfigError(f'model.preset must be one of {PRESETS}, got {config.model.preset!r}')
+    overrides = dict(config.model.overrides)
+    return int(overrides.get('image_size', getattr(ModelConfig, config.model.preset)().image_size))
+
+
 def git_commit() -> str | None:
     """The repository's HEAD commit, or None outside a git checkout or before a commit."""
     try:

@@ -47,7 +47,7 @@ from convitac_ros.model import ConViTac, ModelConfig
 from convitac_ros.model.dino import load_backbone_weights
 from training.command import run_command
 from training.config import TrainConfig
-from training.data import BatchCollator, train_and_val
+from training.data import augment_on_device, BatchCollator, train_and_val
 from training.distributed import (
     DistContext,
     init_distributed,
@@ -69,6 +69,7 @@ from training.runs import (
     add_run_arguments,
     build_model_config,
     CONFIG_FILE,
+    frame_cache_size,
     prepare_run,
     provenance,
     sequence_overrides,
@@ -211,7 +212,9 @@ def run_supervised(config: TrainConfig, run_dir: Path, train_set: Dataset, val_s
                              BatchCollator(size, mean, std, None), config.data.num_workers)
     task = SupervisedTask(config, val_loader, context, dict(train_set.heads), preprocess,
                           init_record)
-    trainer = Trainer(run_dir, model, task, train_set, BatchCollator(size, mean, std, augment),
+    collate = BatchCollator(size, mean, std, augment,
+                            on_device=augment_on_device(config.data, context.device))
+    trainer = Trainer(run_dir, model, task, train_set, collate,
                       config.stage2, config.runtime, context,
                       num_workers=config.data.num_workers)
     summary = trainer.fit(resume=resume)
@@ -246,11 +249,13 @@ def run_training(config: TrainConfig, run_dir: Path, resume: bool = False,
         if init_from is not None:
             init = read_init_checkpoint(init_from)
             train_set, val_set = train_and_val(config.data, config.runtime.seed,
+                                               frame_cache_size(config, init.preprocess),
                                                **sequence_lengths(init))
             return run_supervised(config, run_dir, train_set, val_set,
                                   finetune_model_config(init, train_set), context, None,
                                   resume, init)
         train_set, val_set = train_and_val(config.data, config.runtime.seed,
+                                           frame_cache_size(config),
                                            **sequence_overrides(config))
         model_config = build_model_config(config, train_set)
         encoder_path = contrastive_checkpoint

@@ -126,13 +126,14 @@ class InferenceThread(threading.Thread):
                 ) -> tuple[list[np.ndarray], list[list[np.ndarray]]] | None:
         """The model inputs of a window, or None (counted) when an image does not convert.
 
-        The frames come resized to the model's size, converted once per set (a set is in
-        several windows).
+        For a predictor that resizes on the host the frames come resized to the model's size,
+        converted once per set (a set is in several windows); one that resizes on its device
+        (CUDA) takes them at their received size, so the CPU does no resize at all.
         """
         predictor = self._predictor
+        size = None if getattr(predictor, 'resize_on_device', False) else predictor.image_size
         try:
-            return window_inputs(window, predictor.visual_len, predictor.tactile_len,
-                                 predictor.image_size)
+            return window_inputs(window, predictor.visual_len, predictor.tactile_len, size)
         except ImageConversionError as exc:
             self._counters.drop(Drop.CONVERSION_ERROR)
             self.last_conversion_error = one_line(str(exc))

@@ -482,7 +482,9 @@ class ConvitacNode(LifecycleNode):
             checkpoint=str(self._checkpoint or self.params.checkpoint),
             pairing_rate_hz=rate('pairs', counts.get('pairs', 0)),
             inference_rate_hz=rate('inferences', counts.get('inferences', 0)),
-            drops=self.counters.drops(), counts=counts,
+            drops=self.counters.drops(), counts=counts | {
+                f'cuda graphs {name}': value
+                for name, value in getattr(predictor, 'graph_counts', {}).items()},
             queue_length=len(self._queue),
             silent_timeout_s=self.params.silent_input_timeout,
             latency_budget_ms=self.params.latency_budget_ms,
