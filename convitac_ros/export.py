@@ -3,12 +3,15 @@
 The graph is the whole inference path of the Predictor: uint8 RGB frames in (the staging layout
 `(N, T_v + S*T_t, S, S, 3)`, already resized to S), normalisation with the checkpoint's mean and
 std, E^c, the fusion encoders, the fusion, the heads and the softmax; one float32 output
-`(N, C)` per head, named after the head. The batch dimension is dynamic. The checkpoint's
-metadata (model config, heads and classes, preprocessing, training summary) travels in the
-file's `metadata_props` as JSON strings, with `source` (the checkpoint's name, SHA-256 and
-creation time) and `export` (precision, opset, versions, and the largest probability difference
-against the torch model measured at export). `--fp16` stores fp16 weights and computes in fp16
-(for CUDA and TensorRT; the input stays uint8 and the probabilities float32).
+`(N, C)` per head, named after the head, each head's logits divided by the temperature the
+checkpoint carries (`convitac_ros.calibration`; `--no-calibration` exports the uncalibrated
+softmax; the export record says which in `temperatures`). The batch dimension is dynamic. The
+checkpoint's metadata (model config, heads and classes, preprocessing, training summary)
+travels in the file's `metadata_props` as JSON strings, with `source` (the checkpoint's name,
+SHA-256 and creation time) and `export` (precision, opset, versions, and the largest
+probability difference against the torch model measured at export). `--fp16` stores fp16
+weights and computes in fp16 (for CUDA and TensorRT; the input stays uint8 and the
+probabilities float32).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import torch
 from torch import nn
 
 from convitac_ros import __version__
+from convitac_ros.calibration import temperatures_of
 from convitac_ros.checkpoint import CheckpointError, load_checkpoint
 from convitac_ros.fileio import atomic_write_bytes
 from convitac_ros.model import ConViTac
@@ -51,11 +55,14 @@ class InferenceGraph(nn.Module):
         heads: head -> class names, in the model's head order.
         preprocess: the checkpoint's preprocessing record (mean, std, sequence lengths).
         dtype: compute dtype of the network (float32 or float16).
+        temperatures: head -> the temperature its logits are divided by (default 1).
     """
 
     def __init__(self, model: ConViTac, heads: dict[str, list[str]], preprocess: dict,
-                 dtype: torch.dtype = torch.float32) -> None:
+                 dtype: torch.dtype = torch.float32,
+                 temperatures: dict[str, float] | None = None) -> None:
         super().__init__()
+        self.temperatures = {name: float((temperatures or {}).get(name, 1.0)) for name in heads}
         self.model = model.to(dtype).eval()
         self.head_names = list(heads)
         spec = InputSpec.from_record(preprocess)
@@ -70,7 +77,8 @@ class InferenceGraph(nn.Module):
         visual = pixels[:, :self.visual_len] if self.model.use_visual else None
         tactile = pixels[:, self.visual_len:] if self.model.use_tactile else None
         logits = self.model(visual, tactile)
-        return tuple(logits[name].float().softmax(dim=-1) for name in self.head_names)
+        return tuple((logits[name].float() / self.temperatures[name]).softmax(dim=-1)
+                     for name in self.head_names)
 
 
 @dataclasses.dataclass
@@ -92,7 +100,8 @@ class ExportResult:
 
 
 def export_onnx(checkpoint: str | os.PathLike, output: str | os.PathLike, *,
-                fp16: bool = False, opset: int = OPSET, force: bool = False) -> ExportResult:
+                fp16: bool = False, opset: int = OPSET, force: bool = False,
+                calibrated: bool = True) -> ExportResult:
     """Export a 'convitac' checkpoint to ONNX, check it and compare it with torch.
 
     Args:
@@ -101,6 +110,7 @@ def export_onnx(checkpoint: str | os.PathLike, output: str | os.PathLike, *,
         fp16: fp16 weights and compute instead of fp32.
         opset: ONNX opset, within `OPSETS`.
         force: replace an existing output file (never the checkpoint itself).
+        calibrated: apply the checkpoint's temperatures in the graph (1 where it has none).
 
     Returns:
         The file written and its measured difference from the torch model.
@@ -117,11 +127,16 @@ def export_onnx(checkpoint: str | os.PathLike, output: str | os.PathLike, *,
         raise ValueError(f'--opset must be within {OPSETS[0]}..{OPSETS[1]}, got {opset}')
     check_output_file(output, option='-o', inputs=[checkpoint], force=force)
     loaded = load_checkpoint(checkpoint, kind='convitac')
+    try:
+        temperatures = temperatures_of(loaded.training, loaded.heads, str(checkpoint))
+    except ValueError as error:
+        raise CheckpointError(str(error)) from None
     source = {'checkpoint': checkpoint.name, 'sha256': _sha256(checkpoint),
               'created': loaded.created, 'convitac_ros_version': loaded.convitac_ros_version}
     data, max_abs_diff = export_model(loaded.model, loaded.heads, loaded.preprocess,
                                       training=loaded.training, source=source, fp16=fp16,
-                                      opset=opset)
+                                      opset=opset,
+                                      temperatures=temperatures if calibrated else None)
     try:
         atomic_write_bytes(output, data, overwrite=force)
     except FileExistsError:
@@ -133,7 +148,8 @@ def export_onnx(checkpoint: str | os.PathLike, output: str | os.PathLike, *,
 
 def export_model(model: ConViTac, heads: dict[str, list[str]], preprocess: dict, *,
                  training: dict | None = None, source: dict | None = None, fp16: bool = False,
-                 opset: int = OPSET) -> tuple[bytes, float]:
+                 opset: int = OPSET, temperatures: dict[str, float] | None = None
+                 ) -> tuple[bytes, float]:
     """Export a model with its metadata to a checked ONNX model in memory.
 
     Args:
@@ -144,16 +160,17 @@ def export_model(model: ConViTac, heads: dict[str, list[str]], preprocess: dict,
         source: where the weights came from (checkpoint name, hash, ...).
         fp16: fp16 weights and compute.
         opset: ONNX opset.
+        temperatures: head -> temperature applied in the graph (None: none, i.e. 1).
 
     Returns:
         The serialised model and the largest |p_onnxruntime - p_torch fp32| on random frames.
     """
     frames = InputSpec.from_record(preprocess).random_frames(VERIFY_BATCH)
-    graph = InferenceGraph(model, heads, preprocess)
+    graph = InferenceGraph(model, heads, preprocess, temperatures=temperatures)
     with torch.no_grad():
         reference = [p.numpy() for p in graph(torch.from_numpy(frames))]
     if fp16:
-        graph = InferenceGraph(model, heads, preprocess, torch.float16)
+        graph = InferenceGraph(model, heads, preprocess, torch.float16, temperatures)
     proto = _trace(graph, torch.from_numpy(frames), opset)
     max_abs_diff = _max_abs_diff(proto, reference, frames)
     export_record = {
@@ -163,6 +180,7 @@ def export_model(model: ConViTac, heads: dict[str, list[str]], preprocess: dict,
         'torch_version': torch.__version__, 'onnx_version': onnx.__version__,
         'exported': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
         'max_abs_diff_vs_torch': max_abs_diff,
+        'temperatures': graph.temperatures if temperatures is not None else None,
     }
     entries = {'format': ONNX_FORMAT, 'kind': 'convitac',
                'model_config': json.dumps(model.config.to_dict()), 'heads': json.dumps(heads),
@@ -222,6 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f'ONNX opset ({OPSETS[0]} to {OPSETS[1]})')
     parser.add_argument('--force', action='store_true',
                         help='replace an existing output file (never the checkpoint)')
+    parser.add_argument('--no-calibration', action='store_true',
+                        help="leave out the checkpoint's temperatures (uncalibrated softmax)")
     return parser
 
 
@@ -230,7 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         result = export_onnx(args.checkpoint, args.output, fp16=args.fp16, opset=args.opset,
-                             force=args.force)
+                             force=args.force, calibrated=not args.no_calibration)
     except (CheckpointError, ValueError, OSError, onnx.checker.ValidationError) as exc:
         text = ' '.join(str(exc).split())
         print(f'convitac_export: error: {text[:500]}', file=sys.stderr)

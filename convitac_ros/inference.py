@@ -27,7 +27,8 @@ import cv2
 import numpy as np
 import torch
 
-from convitac_ros.checkpoint import load_checkpoint, read_metadata
+from convitac_ros.calibration import temperatures_of
+from convitac_ros.checkpoint import CheckpointError, load_checkpoint, read_metadata
 from convitac_ros.contract import check_outputs, model_contract, OutputError
 from convitac_ros.device_preprocess import DeviceResize
 from convitac_ros.model import ConViTac
@@ -125,10 +126,11 @@ def resolve_precision(precision: str) -> str:
 class Predictor:
     """Runs a ConViTac model on raw camera and tactile frames.
 
-    Thread-safe (one call at a time). Attributes: `heads` (head -> class names), `visual_len`,
-    `tactile_len`, `num_tactile`, `image_size`, `device`, `precision`, `model_name`, `backend`
-    ('torch'). On CUDA the defaults follow the H100 measurements: fp32 and CUDA-graph replay
-    for single predictions.
+    Thread-safe (one call at a time). Attributes: `heads` (head -> class names), `temperatures`
+    (head -> the temperature its logits are divided by), `visual_len`, `tactile_len`,
+    `num_tactile`, `image_size`, `device`, `precision`, `model_name`, `backend` ('torch'). On
+    CUDA the defaults follow the H100 measurements: fp32 and CUDA-graph replay for single
+    predictions.
     """
 
     backend = 'torch'
@@ -136,7 +138,8 @@ class Predictor:
     def __init__(self, model: ConViTac, heads: dict[str, list[str]], preprocess: dict[str, Any],
                  *, device: str | torch.device = 'auto', precision: str = 'auto',
                  compile: bool = False, cuda_graph: bool | None = None,  # noqa: A002
-                 model_name: str = 'convitac', resize_on_device: bool | None = None) -> None:
+                 model_name: str = 'convitac', resize_on_device: bool | None = None,
+                 temperatures: dict[str, float] | None = None) -> None:
         """Put a model on its device.
 
         Args:
@@ -150,6 +153,8 @@ class Predictor:
             model_name: reported name.
             resize_on_device: frames go to the device at their received sizes and are resized
                 there (None: on CUDA; on the CPU OpenCV on the host is faster).
+            temperatures: head -> the temperature its logits are divided by before the
+                softmax (`convitac_ros.calibration`; default 1).
         """
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision)
@@ -162,6 +167,10 @@ class Predictor:
         self.config = model.config
         self.contract = model_contract(heads, preprocess, model_name)
         self.heads = self.contract.heads
+        # Each head's logits are divided by its temperature before the softmax
+        # (convitac_ros.calibration); 1 where none was fitted or calibration is off.
+        self.temperatures = {name: float((temperatures or {}).get(name, 1.0))
+                             for name in self.heads}
         self.spec = InputSpec.from_record(preprocess)
         self.visual_len, self.tactile_len = self.spec.visual_len, self.spec.tactile_len
         self.num_tactile, self.image_size = self.spec.num_tactile, self.spec.image_size
@@ -190,7 +199,8 @@ class Predictor:
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device = 'auto',
                         precision: str = 'auto', compile: bool = False,  # noqa: A002
-                        cuda_graph: bool | None = None, backend: str = 'auto') -> Predictor:
+                        cuda_graph: bool | None = None, backend: str = 'auto',
+                        calibrated: bool = True) -> Predictor:
         """Load a 'convitac' `.safetensors` checkpoint (see `convitac_ros.checkpoint`).
 
         The declared contract is checked from the file's header before any tensor is read.
@@ -204,6 +214,8 @@ class Predictor:
             compile: torch.compile the model.
             cuda_graph: replay a CUDA graph for single predictions; None: on CUDA devices.
             backend: 'auto' or 'torch' ('onnxruntime' is refused, as is an `.onnx` file).
+            calibrated: apply the temperatures the checkpoint carries (`convitac_ros.calibration`;
+                1 for checkpoints without them); False: the uncalibrated softmax.
         """
         if resolve_backend(backend, path) != 'torch':
             raise ValueError(f'{Path(path).name} is an .onnx export: it runs on onnxruntime '
@@ -211,10 +223,15 @@ class Predictor:
         metadata = read_metadata(path)
         if metadata['kind'] == 'convitac':  # any other kind is refused by load_checkpoint
             model_contract(metadata['heads'], metadata['preprocess'], str(path))
+            try:
+                temperatures = temperatures_of(metadata['training'], metadata['heads'],
+                                               str(path))
+            except ValueError as error:
+                raise CheckpointError(str(error)) from None
         loaded = load_checkpoint(path, kind='convitac')
         return cls(loaded.model, loaded.heads, loaded.preprocess, device=device,
                    precision=precision, compile=compile, cuda_graph=cuda_graph,
-                   model_name=Path(path).stem)
+                   model_name=Path(path).stem, temperatures=temperatures if calibrated else None)
 
     @property
     def graph_sizes(self) -> list[Any]:
@@ -365,8 +382,12 @@ class Predictor:
                               cache_enabled=not self._use_cuda_graph)
 
     def _softmax(self, logits: dict[str, torch.Tensor]) -> torch.Tensor:
-        """{head: `(N, C)`} -> all heads' probabilities side by side `(N, sum C)`, float32."""
-        return torch.cat([logits[name].float().softmax(dim=-1) for name in self.heads], dim=1)
+        """{head: `(N, C)`} -> all heads' probabilities side by side `(N, sum C)`, float32.
+
+        Each head's logits are divided by its temperature first.
+        """
+        return torch.cat([(logits[name].float() / self.temperatures[name]).softmax(dim=-1)
+                          for name in self.heads], dim=1)
 
     def _probabilities(self, staged: _Staged, inputs: list[torch.Tensor]) -> torch.Tensor:
         visual, tactile = self._normalized(staged, inputs)

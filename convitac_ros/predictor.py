@@ -21,7 +21,8 @@ __all__ = ['DeviceError', 'open_predictor']
 
 def open_predictor(path: str | os.PathLike, *, backend: str = 'auto', device: str = 'auto',
                    precision: str = 'auto', threads: int = 0, compile: bool = False,  # noqa: A002
-                   cuda_graph: bool | None = None, max_batch: int = 1) -> Any:
+                   cuda_graph: bool | None = None, max_batch: int = 1,
+                   calibrated: bool = True) -> Any:
     """Load a model file into the predictor of its runtime.
 
     Args:
@@ -37,6 +38,9 @@ def open_predictor(path: str | os.PathLike, *, backend: str = 'auto', device: st
             on CUDA devices.
         max_batch: the largest batch that will be asked for; its input buffers must fit
             `convitac_ros.contract.MAX_INPUT_BYTES`.
+        calibrated: probabilities with the checkpoint's temperatures
+            (`convitac_ros.calibration`); False: the uncalibrated softmax (an `.onnx` file must
+            have been exported that way).
 
     Returns:
         A `convitac_ros.inference.Predictor` or a `convitac_ros.runtime_onnx.OnnxPredictor`
@@ -52,7 +56,7 @@ def open_predictor(path: str | os.PathLike, *, backend: str = 'auto', device: st
         from convitac_ros.runtime_onnx import OnnxPredictor
 
         predictor = OnnxPredictor(path, device=str(device), precision=precision,
-                                  threads=threads)
+                                  threads=threads, calibrated=calibrated)
     else:
         import torch
 
@@ -63,6 +67,6 @@ def open_predictor(path: str | os.PathLike, *, backend: str = 'auto', device: st
             torch.set_num_threads(threads)
         predictor = Predictor.from_checkpoint(path, device=device, precision=precision,
                                               compile=compile, cuda_graph=cuda_graph,
-                                              backend='torch')
+                                              backend='torch', calibrated=calibrated)
     predictor.contract.check_memory(max_batch)
     return predictor

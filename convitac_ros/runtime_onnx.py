@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from convitac_ros.calibration import temperatures_of
 from convitac_ros.contract import check_outputs, model_contract
 from convitac_ros.preprocess import TactileFrames, VisualFrames, warm_up
 from convitac_ros.staging import FrameStager, InputSpec
@@ -93,14 +94,15 @@ class OnnxPredictor:
 
     Thread-safe (one call at a time). Attributes: `heads` (head -> class names), `visual_len`,
     `tactile_len`, `num_tactile`, `image_size`, `device` ('cpu' or 'cuda[:N]'), `precision`
-    (the exported weights' 'fp32' or 'fp16'), `model_name`, `backend` ('onnxruntime'),
+    (the exported weights' 'fp32' or 'fp16'), `temperatures` (head -> the temperature the graph
+    divides its logits by), `model_name`, `backend` ('onnxruntime'),
     `providers` (the session's execution providers), `metadata` (the file's convitac metadata).
     """
 
     backend = 'onnxruntime'
 
     def __init__(self, path: str | os.PathLike, *, device: str = 'auto',
-                 precision: str = 'auto', threads: int = 0) -> None:
+                 precision: str = 'auto', threads: int = 0, calibrated: bool = True) -> None:
         """Load an exported model.
 
         Args:
@@ -109,6 +111,9 @@ class OnnxPredictor:
             precision: 'auto', or the precision the file was exported in ('fp32' or 'fp16');
                 the weights' precision is fixed at export.
             threads: onnxruntime intra-op threads; 0 keeps its default (one per core).
+            calibrated: whether the probabilities must carry the checkpoint's temperatures
+                (`convitac_ros.calibration`); they are applied in the graph at export, so a
+                file exported the other way is refused unless its temperatures are all 1.
 
         Raises:
             FileNotFoundError: no such file.
@@ -146,6 +151,7 @@ class OnnxPredictor:
                              f'{precision!r} needs another export (convitac_export --fp16 for '
                              f'fp16) or precision auto')
         self.heads = self.contract.heads
+        self.temperatures = _temperatures(self.metadata, self.heads, path, calibrated)
         self.spec = InputSpec.from_record(self.metadata['preprocess'])
         self.visual_len, self.tactile_len = self.spec.visual_len, self.spec.tactile_len
         self.num_tactile, self.image_size = self.spec.num_tactile, self.spec.image_size
@@ -219,6 +225,30 @@ def _session(path: Path, options: Any, providers: Sequence[str],
             onnxruntime.capi.onnxruntime_pybind11_state.InvalidProtobuf,
             onnxruntime.capi.onnxruntime_pybind11_state.InvalidGraph) as error:
         raise OnnxModelError(f'{path}: not a loadable ONNX model: {error}') from error
+
+
+def _temperatures(metadata: dict[str, Any], heads: dict[str, list[str]], path: Path,
+                  calibrated: bool) -> dict[str, float]:
+    """The temperatures the graph applies, checked against what the caller wants.
+
+    Raises:
+        OnnxModelError: The file applies other temperatures than wanted (calibrated: the
+            checkpoint's; uncalibrated: none), or records invalid ones.
+    """
+    try:
+        recorded = temperatures_of(metadata['training'], heads, str(path))
+        export = metadata['export'] if isinstance(metadata['export'], dict) else {}
+        applied = export.get('temperatures') or {}
+        applied = temperatures_of({'calibration': {'temperatures': applied}}, heads, str(path))
+    except ValueError as error:
+        raise OnnxModelError(str(error)) from None
+    wanted = recorded if calibrated else dict.fromkeys(heads, 1.0)
+    if any(abs(applied[head] - wanted[head]) > 1e-6 for head in heads):
+        how = ('convitac_export --no-calibration' if not calibrated else 'convitac_export')
+        raise OnnxModelError(f'{path}: the graph applies temperatures {applied}, '
+                             f'{"calibrated" if calibrated else "uncalibrated"} output needs '
+                             f'{wanted}; export again with {how}')
+    return applied
 
 
 def _exported_precision(export: Any, path: Path) -> str:

@@ -29,7 +29,7 @@ DEMO = Path(__file__).resolve().parents[1] / 'models' / 'convitac_demo.safetenso
 # The synthetic gel is pressed lightly: the node would run with a lower contact_threshold.
 THRESHOLD = 3.5
 TOPICS = ['--camera-topic', '/wrist_cam/color/image_raw', '--tactile-topic', '/gsmini/image_raw',
-          '--contact-threshold', str(THRESHOLD)]
+          '--threshold', str(THRESHOLD)]
 SHORT = ['--device', 'cpu', '--no-progress', '--set', 'stage1.epochs=1',
          '--set', 'stage1.batch_size=8', '--set', 'stage1.retrieval_batch=8',
          '--set', 'stage2.batch_size=8', '--set', 'stage2.epochs=2']

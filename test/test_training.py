@@ -302,8 +302,14 @@ def test_evaluate_writes_report_and_confusion_pngs(tiny_checkpoint: Path,
     for head, entry in saved['heads'].items():
         matrix = np.array(entry['confusion'])
         assert matrix.shape == (len(entry['classes']),) * 2
-        assert matrix.sum() == entry['labelled']
+        assert matrix.sum() == entry['total']
         assert entry['accuracy'] == pytest.approx(np.trace(matrix) / matrix.sum())
+        # The fields convitac_evaluate reports too (one metrics module), and the calibration.
+        for key in ('correct', 'balanced_accuracy', 'macro_f1', 'ece', 'temperature'):
+            assert key in entry, key
+        if len(entry['classes']) == 2:
+            assert 0.0 <= entry['roc_auc'] <= 1.0 and 0.0 <= entry['brier'] <= 1.0
+            assert (tmp_path / f'reliability_{head}.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
         assert 0.0 <= entry['chance_majority'] <= 1.0
         assert entry['chance_uniform'] == pytest.approx(1 / len(entry['classes']))
         assert (tmp_path / f'confusion_{head}.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'

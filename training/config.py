@@ -97,6 +97,9 @@ class StageConfig:
     retrieval_batch: int = 32  # stage 1: held-out visual-to-tactile retrieval in batches of this
     label_smoothing: float = 0.0  # cross-entropy (stage 2 only)
     augment: bool = True
+    # Stage 2 only: fit one temperature per head on the validation split and store it in
+    # the checkpoint (convitac_ros/calibration.py); false: temperature 1.
+    calibrate: bool = True
 
     def __post_init__(self) -> None:
         if self.patience < 0 or self.epochs < 0:

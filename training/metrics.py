@@ -1,7 +1,8 @@
-"""Predictions over a loader, accuracy per head, confusion matrices and chance levels.
+"""Predictions over a loader, and the per-head scores of validation and chance levels.
 
-Validation during training and ``training/evaluate.py`` share these functions, so the numbers
-in ``metrics.jsonl`` and in an evaluation report are computed the same way.
+Validation during training and ``training/evaluate.py`` share these functions, and they score
+with `convitac_ros.evaluation.metrics` (the module ``convitac_evaluate`` uses too), so the
+numbers in ``metrics.jsonl``, in a dataset report and in a bag report are computed the same way.
 """
 
 from __future__ import annotations
@@ -15,12 +16,16 @@ import torch
 from torch import nn
 
 from convitac_ros.data import MISSING_LABEL
+from convitac_ros.evaluation.metrics import accuracy, balanced_accuracy, macro_f1
+
+__all__ = ['accuracy', 'balanced_accuracy', 'head_accuracies', 'macro_f1', 'majority_chance',
+           'predict', 'predict_logits']
 
 
 @torch.no_grad()
-def predict(model: nn.Module, batches: Iterable[Any], device: torch.device,
-            autocast: Any = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Runs the model in eval mode over collated batches.
+def predict_logits(model: nn.Module, batches: Iterable[Any], device: torch.device,
+                   autocast: Any = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Runs the model in eval mode over collated batches and keeps its logits.
 
     Args:
         model: A ConViTac model (``forward(visual, tactile) -> {head: logits}``).
@@ -29,63 +34,34 @@ def predict(model: nn.Module, batches: Iterable[Any], device: torch.device,
         autocast: Optional context-manager factory for mixed precision.
 
     Returns:
-        ``{head: (predicted (N,), target (N,))}``, int64; targets may hold MISSING_LABEL.
+        ``{head: (logits (N, C) float32, target (N,) int64)}``; targets may hold MISSING_LABEL.
     """
     was_training = model.training
     model.eval()
-    predicted: dict[str, list[np.ndarray]] = {}
+    logits_of: dict[str, list[np.ndarray]] = {}
     target: dict[str, list[np.ndarray]] = {}
     for visual, tactile, labels in batches:
         visual, tactile = visual.to(device), tactile.to(device)
         with (autocast or contextlib.nullcontext)():
             logits = model(visual, tactile)
         for head, values in logits.items():
-            predicted.setdefault(head, []).append(values.argmax(dim=1).cpu().numpy())
+            logits_of.setdefault(head, []).append(values.float().cpu().numpy())
             target.setdefault(head, []).append(labels[head].cpu().numpy())
     model.train(was_training)
-    return {head: (np.concatenate(predicted[head]).astype(np.int64),
-                   np.concatenate(target[head]).astype(np.int64)) for head in predicted}
+    return {head: (np.concatenate(logits_of[head]).astype(np.float32),
+                   np.concatenate(target[head]).astype(np.int64)) for head in logits_of}
 
 
-def accuracy(predicted: np.ndarray, target: np.ndarray) -> float:
-    """Fraction of labelled samples predicted right (NaN when none is labelled)."""
-    labelled = target != MISSING_LABEL
-    if not labelled.any():
-        return float('nan')
-    return float((predicted[labelled] == target[labelled]).mean())
+def predict(model: nn.Module, batches: Iterable[Any], device: torch.device,
+            autocast: Any = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """:func:`predict_logits` reduced to the argmax class.
 
-
-def balanced_accuracy(predicted: np.ndarray, target: np.ndarray) -> float:
-    """Mean recall over the classes present in the labels (NaN when none is labelled)."""
-    labelled = target != MISSING_LABEL
-    if not labelled.any():
-        return float('nan')
-    predicted, target = predicted[labelled], target[labelled]
-    return float(np.mean([(predicted[target == c] == c).mean() for c in np.unique(target)]))
-
-
-def macro_f1(predicted: np.ndarray, target: np.ndarray) -> float:
-    """Unweighted mean F1 over the classes that are labelled or predicted (NaN when unlabelled).
-
-    A class that is predicted but never labelled counts with F1 = 0, as in scikit-learn.
+    Returns:
+        ``{head: (predicted (N,), target (N,))}``, int64; targets may hold MISSING_LABEL.
     """
-    labelled = target != MISSING_LABEL
-    if not labelled.any():
-        return float('nan')
-    predicted, target = predicted[labelled], target[labelled]
-    scores = []
-    for c in np.union1d(np.unique(target), np.unique(predicted)):
-        hits = float(np.sum((predicted == c) & (target == c)))
-        scores.append(2 * hits / (np.sum(predicted == c) + np.sum(target == c)))
-    return float(np.mean(scores))
-
-
-def confusion_matrix(predicted: np.ndarray, target: np.ndarray, num_classes: int) -> np.ndarray:
-    """Counts ``[true class, predicted class]`` over labelled samples: int64 (C, C)."""
-    labelled = target != MISSING_LABEL
-    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
-    np.add.at(matrix, (target[labelled], predicted[labelled]), 1)
-    return matrix
+    return {head: (logits.argmax(axis=1).astype(np.int64), target)
+            for head, (logits, target) in predict_logits(model, batches, device,
+                                                          autocast).items()}
 
 
 def majority_chance(train_target: np.ndarray, test_target: np.ndarray) -> float:

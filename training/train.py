@@ -9,6 +9,8 @@ samples. ``RUN_DIR/best.safetensors`` (best mean validation accuracy) and
 ``training/finetune.py``) and the new checkpoints record it in their provenance; with
 ``--stage1`` stage 1 first continues the checkpoint's E^c on every contact frame of the
 dataset's recordings, labelled or not (with no labelled frame at all, stage 1 only).
+With ``stage2.calibrate`` (the default) every checkpoint also carries one temperature per head
+fitted on the validation split (``convitac_ros/calibration.py``).
 
 Usage::
 
@@ -33,6 +35,8 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from convitac_ros.calibration import fit_temperatures, softmax
+from convitac_ros.calibration import KEY as CALIBRATION_KEY
 from convitac_ros.checkpoint import (
     default_preprocess,
     load_contrastive_encoder,
@@ -42,6 +46,7 @@ from convitac_ros.checkpoint import (
 from convitac_ros.data import MISSING_LABEL
 from convitac_ros.data.files import DataError
 from convitac_ros.data.transforms import FrameAugmentation
+from convitac_ros.evaluation.metrics import calibration_scores
 from convitac_ros.model import ConViTac, ModelConfig
 from convitac_ros.model.dino import load_backbone_weights
 from training.checks import check_sessions, check_stage2
@@ -69,7 +74,7 @@ from training.finetune import (
     set_frozen_eval,
     start_wins,
 )
-from training.metrics import head_accuracies, predict
+from training.metrics import head_accuracies, predict_logits
 from training.pretrain import eval_loader, run_pretraining
 from training.runs import (
     add_run_arguments,
@@ -129,6 +134,7 @@ class SupervisedTask:
         self.heads, self.preprocess, self.init_from = heads, preprocess, init_from
         self.frozen = frozen
         self.amp = amp_dtype(config.runtime.amp, context.device)
+        self.calibration: dict[str, Any] | None = None  # fitted by validate, written by export
 
     def train_mode(self, model: nn.Module) -> None:
         """Training mode; ``ConViTac.train`` keeps the frozen E^c (and frozen parts) in eval."""
@@ -142,16 +148,32 @@ class SupervisedTask:
                                     self.config.stage2.label_smoothing)
 
     def validate(self, model: nn.Module) -> dict[str, float]:
-        """Accuracy per head and their mean on the validation split (eval transform)."""
-        predictions = predict(model, self.val_loader, self.context.device,
-                              lambda: autocast(self.context.device, self.amp))
-        return head_accuracies(predictions)
+        """Accuracy per head and their mean on the validation split (eval transform).
+
+        With ``stage2.calibrate`` it also fits one temperature per head on these logits (the
+        checkpoint written next carries them) and reports each head's ECE before and after
+        (``ece/<head>``, ``ece_calibrated/<head>``).
+        """
+        logits = predict_logits(model, self.val_loader, self.context.device,
+                                lambda: autocast(self.context.device, self.amp))
+        metrics = head_accuracies({head: (values.argmax(axis=1), target)
+                                   for head, (values, target) in logits.items()})
+        self.calibration = fit_temperatures(logits) if self.config.stage2.calibrate else None
+        for head, (values, target) in logits.items():
+            labelled = target >= 0
+            temperature = (self.calibration['temperatures'][head] if self.calibration else 1.0)
+            for key, t in (('ece', 1.0), ('ece_calibrated', temperature)):
+                ece = calibration_scores(softmax(values[labelled], t), target[labelled])['ece']
+                metrics[f'{key}/{head}'] = float('nan') if ece is None else ece
+        return metrics
 
     def export(self, model: nn.Module, path: Path, summary: dict[str, Any]) -> None:
-        """Writes a ``convitac`` checkpoint with class names and preprocessing."""
+        """Writes a ``convitac`` checkpoint with class names, preprocessing and temperatures."""
+        training = provenance(self.config, 'stage2', summary, self.init_from)
+        if self.calibration is not None:
+            training[CALIBRATION_KEY] = self.calibration
         save_checkpoint(path, model, kind='convitac', heads=self.heads,
-                        preprocess=self.preprocess,
-                        training=provenance(self.config, 'stage2', summary, self.init_from))
+                        preprocess=self.preprocess, training=training)
 
 
 def load_fusion_weights(model: ConViTac, visual: Path | None, tactile: Path | None) -> None:

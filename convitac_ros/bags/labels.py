@@ -10,7 +10,8 @@ A labels file is a small CSV, one row per contact episode (or any interval)::
 - `start`, `end`: seconds from the start of the bag (its first message's log time, what
   `ros2 bag info` and the replay progress bar count from); inclusive, `start <= end`.
 - Then any subset of the heads `material`, `hardness`, `roughness`, `grasp_success`, each a
-  class name; an empty cell leaves that head unlabelled for the row.
+  class name (`grasp_success`: `success`/`failure`, or 1/0); an empty cell leaves that head
+  unlabelled for the row.
 - Lines starting with `#` and blank lines are ignored; rows must not overlap.
 - UTF-8, with or without a byte-order mark (Excel's "CSV UTF-8"); a cell may be quoted but
   may not hold a line break; times are at most `MAX_SECONDS`; a cell holds at most
@@ -35,6 +36,8 @@ from convitac_ros.fileio import atomic_write_text
 
 HEADS = ('material', 'hardness', 'roughness', 'grasp_success')
 TIME_COLUMNS = ('start', 'end')
+# Accepted grasp_success cells (case-insensitive) and the class each means.
+GRASP_VALUES = {'success': 'success', 'failure': 'failure', '1': 'success', '0': 'failure'}
 NANOSECONDS = 1_000_000_000
 MAX_SECONDS = 1e9  # about 31 years from the bag's start: nanoseconds still fit an int64
 MAX_CELL_CHARS = 200
@@ -137,6 +140,16 @@ def _seconds(text: str, column: str, where: str) -> float:
     return value
 
 
+def _class_name(head: str, cell: str, where: str) -> str:
+    """A cell's class name: grasp outcomes may be written 1/0 (lift checks log them so)."""
+    if head != 'grasp_success':
+        return cell
+    name = GRASP_VALUES.get(cell.lower())
+    if name is None:
+        raise LabelsError(f'{where}: grasp_success {cell!r} is not success/failure or 1/0')
+    return name
+
+
 def read_labels(path: str | Path) -> LabelsFile:
     """Parse and check a labels file (format in the module docstring), line by line.
 
@@ -202,6 +215,7 @@ def _parse(path: Path, handle: io.TextIOBase) -> LabelsFile:
             if len(name) > MAX_CELL_CHARS or not name.isprintable():
                 raise LabelsError(f'{where}: {head} {name[:50]!r}... is not a class name (at '
                                   f'most {MAX_CELL_CHARS} printable characters)')
+        labels = {head: _class_name(head, name, where) for head, name in labels.items()}
         rows.append(LabelRow(number, start, end, labels))
     if not rows:
         raise LabelsError(f'{path}: no label rows after the header')

@@ -1,4 +1,4 @@
-"""`convitac_make_dataset`: labelled recordings -> a training dataset in the Touch and Go layout.
+"""`convitac_make_dataset`: labelled recordings -> a training dataset (Touch and Go layout).
 
 Each bag is paired as the node pairs it (`SetStream`) and written set by set, so a recording
 of any length needs memory for one set and the synchronizer's queue only. Every synchronized
@@ -24,6 +24,10 @@ materials labelled soft are written into `dataset.yaml` (`soft_materials`), and 
 labelled both hard and soft is refused. The layout holds one tactile sensor and no grasp
 outcome. The last `--val-recordings` bags go to `test.txt` and validate the run
 (recording-disjoint); evaluate on recordings kept out of the dataset altogether.
+
+Grasp recordings (two fingers, labelled with `grasp_success` in the labels files or by
+`--outcome-topic`) are written in the Feeling of Success layout instead:
+`convitac_ros.bags.grasp_dataset`.
 """
 
 from __future__ import annotations
@@ -32,7 +36,6 @@ import argparse
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-import re
 import shutil
 import sys
 
@@ -42,8 +45,10 @@ from tqdm import tqdm
 import yaml
 
 from convitac_ros.bags.bagfile import BagError
+from convitac_ros.bags.grasp_dataset import is_grasp_labels, make_grasp_dataset
+from convitac_ros.bags.label import add_contact_arguments, contact_options
 from convitac_ros.bags.labels import LabelsError, LabelsFile, read_labels
-from convitac_ros.bags.samples import label_at, no_label_error, SetStream
+from convitac_ros.bags.samples import label_at, no_label_error, session_name, SetStream
 from convitac_ros.bags.topics import add_topic_arguments, one_tactile_topic
 from convitac_ros.data.sample import HARDNESS_CLASSES, ROUGHNESS_CLASSES
 from convitac_ros.data.touch_and_go import parse_reference_line, UNLABELLED_CONTACT
@@ -74,11 +79,6 @@ class DatasetSummary:
     soft_materials: list[str] = field(default_factory=list)
     task: str = 'material'
     contact_frames: int = 0
-
-
-def session_name(index: int, bag: Path) -> str:
-    """`<index>_<bag name>` with only safe characters (a folder and a list-file token)."""
-    return f'{index:03d}_' + re.sub(r'[^A-Za-z0-9_.-]', '_', bag.name.rstrip('/') or 'bag')
 
 
 def material_classes(labels: Sequence[LabelsFile], classes_from: dict[str, list[str]] | None
@@ -287,11 +287,12 @@ def build_parser() -> argparse.ArgumentParser:
                         'folders)')
     parser.add_argument('--labels', nargs='+', default=[], metavar='FILE',
                         help='one labels file per bag, same order')
+    parser.add_argument('--outcome-topic', metavar='TOPIC',
+                        help='grasps: std_msgs/Bool outcome published once after each grasp; '
+                        'it labels the contact episode before it (in place of --labels)')
     parser.add_argument('--unlabelled', nargs='+', default=[], metavar='BAG',
                         help='recordings nobody labelled: their contact frames for stage 1 '
                         '(train.py --init-from CHECKPOINT --stage1)')
-    parser.add_argument('--contact-threshold', type=float, default=CONTACT_THRESHOLD,
-                        help="contact score threshold (the node's contact_threshold)")
     parser.add_argument('--output', '-o', required=True, help='dataset folder to create')
     add_topic_arguments(parser)
     parser.add_argument('--val-recordings', type=int, default=0,
@@ -300,6 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--classes-from', metavar='CHECKPOINT',
                         help="keep this checkpoint's material class order (its head is then "
                         'reused by train.py --init-from)')
+    add_contact_arguments(parser)
     parser.add_argument('--quiet', action='store_true', help='no progress bar')
     return parser
 
@@ -308,6 +310,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `convitac_make_dataset`."""
     args = build_parser().parse_args(argv)
     try:
+        if args.outcome_topic or (args.labels and is_grasp_labels(
+                [read_labels(path) for path in args.labels])):
+            return _grasp_main(args)
+        if not args.labels and not args.unlabelled:
+            raise ValueError('label the recordings: --labels FILE ... (one per bag) or, for '
+                             'grasps, --outcome-topic TOPIC; or give --unlabelled BAG ...')
+        threshold = contact_options(args).threshold
+        if threshold is None:
+            raise ValueError('--threshold auto finds grasp episodes; a material dataset needs '
+                             "the node's contact_threshold as a number (default "
+                             f'{CONTACT_THRESHOLD:g})')
         tactile_topic = one_tactile_topic(args, 'the Touch and Go layout holds one tactile '
                                           'sensor')
         classes = None
@@ -319,7 +332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.bags, args.labels, args.output, camera_topic=args.camera_topic,
             tactile_topic=tactile_topic, val_recordings=args.val_recordings, classes_from=classes,
             progress=not args.quiet, unlabelled=args.unlabelled,
-            contact_threshold=args.contact_threshold)
+            contact_threshold=threshold)
     except (BagError, ValueError, OSError) as exc:
         print(f'convitac_make_dataset: error: {exc}', file=sys.stderr)
         return 1
@@ -329,6 +342,21 @@ def main(argv: Sequence[str] | None = None) -> int:
           f'contact) from {len(summary.sessions)} recording(s) to {summary.root}; train with: '
           f'python training/train.py --config finetune {summary.root / CONFIG_FILE} '
           f'--init-from CHECKPOINT [--stage1]')
+    return 0
+
+
+def _grasp_main(args: argparse.Namespace) -> int:
+    """`main` for grasp recordings (`convitac_ros.bags.grasp_dataset`)."""
+    summary = make_grasp_dataset(
+        args.bags, args.labels, args.output, camera_topic=args.camera_topic,
+        tactile_topics=args.tactile_topic, outcome_topic=args.outcome_topic,
+        contact=contact_options(args), val_recordings=args.val_recordings,
+        progress=not args.quiet)
+    grasps = sum(g for *_, g in summary.sessions.values())
+    print(f'wrote {summary.successes + summary.failures} grasp trials ({summary.successes} '
+          f'success, {summary.failures} failure) of {grasps} grasps from '
+          f'{len(summary.sessions)} recording(s) to {summary.root} (Feeling of Success layout); '
+          f'train with: python training/train.py --config demo {summary.root / CONFIG_FILE}')
     return 0
 
 

@@ -31,7 +31,6 @@ from convitac_ros.bags.bagfile import (
     BagError,
     BagReader,
     BagRecord,
-    GROUND_TRUTH_PREFIX,
     message_class,
 )
 from convitac_ros.bags.topics import (
@@ -41,6 +40,7 @@ from convitac_ros.bags.topics import (
     node_topics,
     resolve_image_topics,
     TRANSPORTS,
+    truth_head,
 )
 from convitac_ros.ros.dds_profile import use_fastdds_profile
 from convitac_ros.ros.stamps import write_time
@@ -145,7 +145,7 @@ class BagPlayer:
         """Wait until every non-ground-truth topic has a subscriber; True when they all do."""
         timeout = self.options.wait_for_subscribers if timeout is None else timeout
         deadline = time.monotonic() + timeout
-        inputs = [p for t, p in self.publishers.items() if not t.startswith(GROUND_TRUTH_PREFIX)]
+        inputs = [p for t, p in self.publishers.items() if truth_head(t) is None]
         while True:
             if all(p.get_subscription_count() > 0 for p in inputs):
                 return True

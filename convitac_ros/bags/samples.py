@@ -2,9 +2,10 @@
 
 The image messages are paired with the node's own `ApproximateTimeSynchronizer` (same queue
 size and slop), in log-time order, so the sets found here are the sets the node forms when the
-bag is replayed into it without loss. Ground truth (`ground_truth/<head>`, std_msgs/String)
-marks the evaluation points: the set whose camera stamp is nearest to the ground-truth stamp
-(within slop) is the newest set of the window the node classifies for that sample. A labels
+bag is replayed into it without loss. Ground truth (`ground_truth/<head>`, std_msgs/String,
+under any namespace, absolute or relative, as `ros2 bag record` stores it) marks the evaluation
+points: the set whose camera stamp is nearest to the ground-truth stamp (within slop) is the
+newest set of the window the node classifies for that sample. A labels
 file (`convitac_ros.bags.labels`) replaces the ground-truth topics for recordings: then every
 set inside a labelled interval is an evaluation point. Which topics are the camera and the
 tactile sensors is decided by `convitac_ros.bags.topics` (names as recorded, or mapped).
@@ -16,15 +17,12 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+import re
 from typing import Any
 
-from convitac_ros.bags.bagfile import (
-    BagReader,
-    BagRecord,
-    GROUND_TRUTH_PREFIX,
-)
+from convitac_ros.bags.bagfile import BagReader, BagRecord
 from convitac_ros.bags.labels import LabelRow, LabelsError, LabelsFile
-from convitac_ros.bags.topics import resolve_image_topics
+from convitac_ros.bags.topics import resolve_image_topics, resolve_truth_topics
 from convitac_ros.ros.image_limits import message_to_rgb
 from convitac_ros.ros.parameters import SPECS
 from convitac_ros.ros.pipeline import FrameSet, SlidingWindow
@@ -67,6 +65,8 @@ class SetStream:
         camera_topic: Camera topic to use (`convitac_ros.bags.topics` rules; None: default).
         tactile_topics: Tactile topics in sensor order (None: the defaults).
         read_truth: Also read the bag's ground-truth topics.
+        other_topics: More bag topics to read along (exact names); their records are appended
+            to ``others`` in log-time order as they are read (readers drain it).
 
     Raises:
         BagError: Missing or corrupt bag, or no usable image topics (on entry or while reading).
@@ -75,8 +75,10 @@ class SetStream:
     def __init__(self, path: str | Path, num_tactile: int | None = None,
                  slop: float = DEFAULT_SLOP_S, queue_size: int = DEFAULT_QUEUE_SIZE,
                  camera_topic: str | None = None, tactile_topics: Sequence[str] | None = None,
-                 read_truth: bool = True) -> None:
+                 read_truth: bool = True, other_topics: Sequence[str] = ()) -> None:
         self.path = Path(path)
+        self.other_topics = list(other_topics)
+        self.others: list[BagRecord] = []
         self._reader = BagReader(path)
         self._options = (num_tactile, camera_topic, tactile_topics, read_truth)
         self.slop, self.queue_size = slop, queue_size
@@ -93,8 +95,7 @@ class SetStream:
             self.start_ns = self.info.start_ns
             self.topics = resolve_image_topics(self.info.topics, camera_topic, tactile_topics,
                                                num_tactile)
-            self.truth_topics = [t for t in self.info.topics
-                                 if read_truth and t.startswith(GROUND_TRUTH_PREFIX)]
+            self.truth_topics = resolve_truth_topics(self.info.topics) if read_truth else {}
         except BaseException:
             self._reader.__exit__(None, None, None)
             raise
@@ -124,13 +125,16 @@ class SetStream:
 
         sync = ApproximateTimeSynchronizer(len(self.topics), self.queue_size, self.slop, emit)
         index = {t: k for k, t in enumerate(self.topics)}
-        for record in self._reader.records([*self.topics, *self.truth_topics]):
-            if record.topic in index:
+        others = set(self.other_topics)
+        for record in self._reader.records([*self.topics, *self.truth_topics, *others]):
+            if record.topic in others:
+                self.others.append(record)
+            elif record.topic in index:
                 self.images += 1
                 msg = record.decode()
                 sync.add((record, msg), index[record.topic], stamp_to_ns(msg))
             else:
-                head = record.topic[len(GROUND_TRUTH_PREFIX):]
+                head = self.truth_topics[record.topic]
                 if record.time_ns not in self.truths:
                     self.new_truths.append(record.time_ns)
                 self.truths.setdefault(record.time_ns, {})[head] = record.decode().data
@@ -300,6 +304,11 @@ def index_bag(path: str | Path, num_tactile: int | None = None, slop: float = DE
                     stream.unpaired, stream.camera_messages,
                     stream.info.layout, slop, queue_size,
                     (num_tactile, camera_topic, tactile_topics))
+
+
+def session_name(index: int, bag: Path) -> str:
+    """`<index>_<bag name>` with only safe characters: a recording's name in a dataset."""
+    return f'{index:03d}_' + re.sub(r'[^A-Za-z0-9_.-]', '_', bag.name.rstrip('/') or 'bag')
 
 
 def label_at(labels: LabelsFile, offset_ns: int) -> LabelRow | None:

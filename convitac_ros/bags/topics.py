@@ -12,6 +12,10 @@ drivers publish under their own names (`/wrist_cam/color/image_raw/compressed`,
 
 Raw images win over `/compressed` ones of the same stream; two different streams matching the
 same wanted name (two namespaces) are an error that asks for an explicit topic.
+
+Ground truth is found the same way: `ground_truth/<head>` (std_msgs/String) under any namespace,
+absolute or relative (`ground_truth/material`, `/ground_truth/material`,
+`/left_hand/ground_truth/grasp_success`).
 """
 
 from __future__ import annotations
@@ -22,7 +26,12 @@ from collections.abc import Sequence
 from rclpy.serialization import serialize_message
 from sensor_msgs.msg import CompressedImage, Image
 
-from convitac_ros.bags.bagfile import BagError, BagRecord, COMPRESSED_SUFFIX
+from convitac_ros.bags.bagfile import (
+    BagError,
+    BagRecord,
+    COMPRESSED_SUFFIX,
+    GROUND_TRUTH_PREFIX,
+)
 from convitac_ros.ros.topics import CAMERA_TOPIC, TACTILE_TOPICS
 
 IMAGE_TYPES = ('sensor_msgs/msg/Image', 'sensor_msgs/msg/CompressedImage')
@@ -45,6 +54,39 @@ def topic_matches(bag_topic: str, wanted: str) -> bool:
     if wanted.startswith('/'):
         return stream in (wanted, wanted[1:])
     return stream.lstrip('/') == wanted or stream.endswith('/' + wanted)
+
+
+def truth_head(topic: str) -> str | None:
+    """The head a ground-truth topic labels (`[/ns/]ground_truth/<head>`), or None."""
+    parts = topic.strip('/').split('/')
+    if len(parts) >= 2 and parts[-2] == GROUND_TRUTH_PREFIX.rstrip('/') and parts[-1]:
+        return parts[-1]
+    return None
+
+
+def resolve_truth_topics(topics: dict[str, tuple[str, int]]) -> dict[str, str]:
+    """The bag's ground-truth topics and the head each labels.
+
+    Args:
+        topics: Bag topic -> (msgtype, message count).
+
+    Returns:
+        Bag topic -> head.
+
+    Raises:
+        BagError: Two topics label the same head (e.g. two namespaces).
+    """
+    found: dict[str, str] = {}
+    for topic in sorted(topics):
+        head = truth_head(topic)
+        if head is None:
+            continue
+        other = next((t for t, h in found.items() if h == head), None)
+        if other is not None:
+            raise BagError(f'ground truth of {head} on two topics, {other} and {topic}; keep one '
+                           'in the bag')
+        found[topic] = head
+    return found
 
 
 def resolve_topic(topics: dict[str, tuple[str, int]], wanted: str, role: str) -> str | None:

@@ -14,7 +14,9 @@ record` of the node's default topics by default; `--camera-topic`, `--tactile-to
 `--labels FILE` scores a recording against a labels file (`convitac_ros.bags.labels`) instead of
 ground-truth topics.
 
-Both print a table and write `report.json` and `confusion_<head>.png` into `--output-dir`.
+Both print a table and write `report.json` (accuracy per head; ROC AUC, Brier score and ECE:
+`convitac_ros.evaluation.metrics`), `confusion_<head>.png` and `reliability_<head>.png` into
+`--output-dir`.
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ import sys
 import time
 from typing import Any
 
-import numpy as np
 from tqdm import tqdm
 
 from convitac_ros.bags.bagfile import BagError, BagReader
@@ -94,8 +95,7 @@ def evaluate_offline(bag: str | os.PathLike, predictor: Any, *,
         elapsed = (time.perf_counter() - started) / len(batch)
         for (stamp, _), probabilities in zip(batch, outputs):
             recorder.latencies_s.append(elapsed)
-            recorder.predictions[stamp] = {
-                head: classes[head][int(np.argmax(p))] for head, p in probabilities.items()}
+            recorder.record(stamp, probabilities)
         batch.clear()
 
     predictor.warmup()  # first-call costs (allocation, kernel selection) stay out of the timings
@@ -127,7 +127,7 @@ def evaluate_offline(bag: str | os.PathLike, predictor: Any, *,
 def no_truth_error(bag: str | os.PathLike) -> BagError:
     """The error for a bag without ground truth at its images."""
     return BagError(f'bag {bag} has no ground truth matching its images '
-                    f'(ground_truth/<head> at the stamps of the image sets)')
+                    f'([/namespace/]ground_truth/<head> at the stamps of the image sets)')
 
 
 def bag_facts(bag: str | os.PathLike, image_topics: list[str], sets: int, unpaired: int,
@@ -154,6 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--checkpoint', help='model checkpoint (required offline; online: '
                         "optional, gives the class names of the node's model)")
     parser.add_argument('--device', default='auto', help='offline inference device')
+    parser.add_argument('--no-calibration', action='store_true',
+                        help="offline: score the uncalibrated softmax (without the checkpoint's "
+                        'temperatures; the node: calibration:=false)')
     parser.add_argument('--lock-step', action='store_true',
                         help='online: one set at a time, wait for each answer (exact accuracy)')
     parser.add_argument('--node', default='/convitac_node',
@@ -227,7 +230,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.checkpoint:
         from convitac_ros.predictor import open_predictor
 
-        predictor = open_predictor(args.checkpoint, device=args.device)
+        predictor = open_predictor(args.checkpoint, device=args.device,
+                                   calibrated=not args.no_calibration)
     elif args.mode == 'offline':
         raise ValueError('offline evaluation needs --checkpoint')
     labels = read_labels(args.labels) if args.labels else None

@@ -202,6 +202,8 @@ def _record(index: BagIndex, session: OnlineSession, predictor: Any,
     recorder = EvaluationRecorder(classes, mode=mode)
     recorder.truths = {p.stamp_ns: p.labels for p in index.points}
     recorder.predictions = {s: answers[s].labels for s in recorder.truths if s in answers}
+    recorder.probabilities = {s: answers[s].probabilities for s in recorder.predictions
+                              if answers[s].probabilities}
     recorder.latencies_s = [answers[s].received - t for s, t in session.published.items()
                             if s in answers]
     recorder.published_sets = len(session.published)

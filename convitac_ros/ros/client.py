@@ -203,6 +203,14 @@ class Answer:
     payload: dict[str, Any]
 
     @property
+    def probabilities(self) -> dict[str, list[float]]:
+        """Head -> class probabilities as the node published them (empty if it sent none)."""
+        heads = self.payload.get('heads', {})
+        return {head: [float(p) for p in value['probabilities']]
+                for head, value in heads.items()
+                if isinstance(value, dict) and isinstance(value.get('probabilities'), list)}
+
+    @property
     def node_latency_ms(self) -> float | None:
         """The node's own latency (set completed to result published), if it sent one."""
         latency = self.payload.get('latency_ms')

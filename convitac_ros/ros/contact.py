@@ -4,6 +4,16 @@ A GelSight-type sensor's image is almost constant while nothing touches the gel 
 where something presses into it. The reference is the first tactile frames the node sees after
 activation (the gripper open), or the next ones after :meth:`ContactDetector.request_reference`
 (the node's ``~/reset_contact_reference`` service). No rclpy import.
+
+This is the project's one definition of contact: the node's ``convitac/contact`` and
+``convitac_label``'s contact episodes (`convitac_ros.bags.label`, which runs a
+`ContactDetector` over a recording's frame sets as the node would see them) both come from
+:meth:`ContactDetector.update_thumbnails`: a frame set is in contact when, for any sensor, the
+95th percentile of the absolute grey-level differences of its 32x32 thumbnail from the
+reference exceeds the threshold (the node's ``contact_threshold``). A contact changes a patch of
+the gel, not all of it, so a high percentile separates a light or partial touch from sensor
+noise better than the mean (on the synthetic touch world, light touches move the mean by less
+than a grey level above the noise). The first set is the reference and is never in contact.
 """
 
 from __future__ import annotations
@@ -18,6 +28,7 @@ import numpy as np
 THUMBNAIL = 32  # frames are compared as 32x32 grey thumbnails: size-independent, cheap
 # The node's default contact_threshold (grey levels); convitac_make_dataset finds contact with it.
 CONTACT_THRESHOLD = 6.0
+PERCENTILE = 95  # of a thumbnail's absolute differences: a patch, not the whole gel, changes
 
 
 @dataclass(frozen=True)
@@ -27,8 +38,8 @@ class ContactState:
     Attributes:
         in_contact: True when any sensor's score exceeds the threshold; False while the
             reference is being taken.
-        score: The largest per-sensor mean absolute difference from the reference (grey
-            levels, 0-255).
+        score: The largest per-sensor 95th percentile of the absolute differences from the
+            reference (grey levels, 0-255).
         reference_taken: True for the result whose frames just became the reference.
     """
 
@@ -38,10 +49,9 @@ class ContactState:
 
 
 def thumbnail(frame: np.ndarray) -> np.ndarray:
-    """A uint8 (H, W, 3) RGB frame as a float32 (32, 32) grey thumbnail."""
-    grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
-    return cv2.resize(grey, (THUMBNAIL, THUMBNAIL), interpolation=cv2.INTER_AREA).astype(
-        np.float32)
+    """A uint8 (H, W, 3) RGB frame as a float32 (32, 32) grey thumbnail (not rounded)."""
+    grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    return cv2.resize(grey, (THUMBNAIL, THUMBNAIL), interpolation=cv2.INTER_AREA)
 
 
 class ContactDetector:
@@ -67,11 +77,16 @@ class ContactDetector:
         Returns:
             The state; the frames become the reference when there is none (not in contact).
         """
-        thumbnails = [thumbnail(frame) for frame in tactile]
+        return self.update_thumbnails([thumbnail(frame) for frame in tactile], threshold)
+
+    def update_thumbnails(self, thumbnails: Sequence[np.ndarray], threshold: float
+                          ) -> ContactState:
+        """:meth:`update` of frames already reduced by :func:`thumbnail` (one per sensor)."""
         with self._lock:
             reference = self._reference
             if reference is None or len(reference) != len(thumbnails):
-                self._reference = thumbnails
+                self._reference = list(thumbnails)
                 return ContactState(in_contact=False, score=0.0, reference_taken=True)
-        score = max(float(np.mean(np.abs(t - r))) for t, r in zip(thumbnails, reference))
+        score = max(float(np.percentile(np.abs(t - r), PERCENTILE))
+                    for t, r in zip(thumbnails, reference))
         return ContactState(in_contact=score > threshold, score=score)

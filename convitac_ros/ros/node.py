@@ -234,7 +234,7 @@ class ConvitacNode(LifecycleNode):
                     path, backend=params.backend, device=params.device,
                     precision=params.precision, threads=params.torch_threads,
                     compile=params.torch_compile, cuda_graph=None if params.cuda_graph else False,
-                    max_batch=params.max_batch)
+                    max_batch=params.max_batch, calibrated=params.calibration)
                 if params.warmup_iterations:
                     self.get_logger().info(f'warming up ({params.warmup_iterations} iterations)')
                     found['predictor'].warmup(params.warmup_iterations,

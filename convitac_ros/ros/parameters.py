@@ -73,6 +73,10 @@ SPECS: dict[str, Spec] = {
     'cuda_graph': Spec(
         True, 'Replay a captured CUDA graph for single predictions on CUDA devices (2.4x '
         'faster on an H100); ignored on CPU and by onnxruntime.'),
+    'calibration': Spec(
+        True, "Divide each head's logits by the temperature the checkpoint carries (fitted on "
+        'its validation split, so that probabilities mean what they say; 1 where it has none). '
+        'false: the uncalibrated softmax (an .onnx file must have been exported that way).'),
     'torch_threads': Spec(
         1, 'CPU threads for the model (torch.set_num_threads, or onnxruntime intra-op threads); '
         '0 keeps the runtime default. One thread leaves a core to the executor and is the '
@@ -135,9 +139,10 @@ SPECS: dict[str, Spec] = {
         '', 'hardware_id of the /diagnostics status; empty: <host name>/<inference device> '
         '(e.g. gripper-pc/cuda:0).'),
     'contact_threshold': Spec(
-        CONTACT_THRESHOLD, 'A tactile frame shows contact when its mean absolute difference '
-        'from the no-contact reference (grey levels 0-255, on a 32x32 thumbnail) exceeds this.',
-        0.0, 255.0, live=True),
+        CONTACT_THRESHOLD, 'A tactile frame shows contact when the 95th percentile of its '
+        'absolute differences from the no-contact reference (grey levels 0-255, on a 32x32 '
+        'thumbnail) exceeds this (convitac_label finds contact the same way).', 0.0, 255.0,
+        live=True),
     'drift_period': Spec(
         1.0, 'Seconds between the frame sets scored for input drift (against the reference '
         'statistics the checkpoint stores; off the per-pair path); 0 disables.', 0.0, 3600.0),
@@ -190,6 +195,7 @@ class NodeParameters:
     precision: str
     torch_compile: bool
     cuda_graph: bool
+    calibration: bool
     torch_threads: int
     warmup_iterations: int
     configure_timeout: float
