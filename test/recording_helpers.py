@@ -153,8 +153,8 @@ def write_recording(path: Path, samples: list[Sample], heads: dict[str, list[str
             if outcome is not None:
                 success = bool(sample.labels['grasp_success'] == 1)
                 when = ticks[-1][0] + 40_000_000
-                writer.write(outcome, when, store.serialize_cdr(bool_t(data=success),
-                                                               bool_t.__msgtype__))
+                payload = store.serialize_cdr(bool_t(data=success), bool_t.__msgtype__)
+                writer.write(outcome, when, payload)
                 outcomes.append((when, success))
         for _ in range(rest):
             tick(samples[-1].visual[-1] if not touch_from else samples[-1].visual[0],

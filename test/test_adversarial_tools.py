@@ -244,11 +244,11 @@ def test_weights_that_became_non_finite_never_replace_best_or_last(tmp_path):
     trainer = toy_trainer(tmp_path, ToyTask(), epochs=2)
     real_end = trainer._end_epoch
 
-    def diverge_after_first_epoch():
+    def diverge_after_first_epoch(*args):
         if trainer.progress.epoch >= 1:  # the first epoch exported finite best and last
             with torch.no_grad():
                 trainer.model.weight.fill_(float('inf'))
-        real_end()
+        real_end(*args)
 
     trainer._end_epoch = diverge_after_first_epoch
     with pytest.raises(NonFiniteLossError, match='were not replaced'):

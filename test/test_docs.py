@@ -52,13 +52,18 @@ def test_every_relative_link_of_a_page_points_at_a_file(page):
     assert not missing, f'{_relative(page)} links to missing files: {missing}'
 
 
+def _exists(name: str) -> bool:
+    """A path of the repository, or ``module_file.attribute`` of one (``test/x.helper``)."""
+    path = name.split(':')[0].split('#')[0]
+    return (ROOT / path).exists() or (ROOT / f'{path.rsplit(".", 1)[0]}.py').is_file()
+
+
 @pytest.mark.parametrize('page', PAGES, ids=_relative)
 def test_every_repository_path_a_page_names_exists(page):
     names = re.findall(r'`([^`\s]+)`', page.read_text())
     paths = {name.rstrip('.,:') for name in names
              if name.startswith(TRACKED) and not re.search(r'[<>*{}$|]', name)}
-    missing = sorted(path for path in paths
-                     if not (ROOT / path.split(':')[0].split('#')[0]).exists())
+    missing = sorted(path for path in paths if not _exists(path))
     assert not missing, f'{_relative(page)} names paths that do not exist: {missing}'
 
 

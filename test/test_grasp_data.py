@@ -151,8 +151,8 @@ def one_line_error(capsys, *expected: str) -> None:
         assert text in err, err
 
 
-def test_bad_grasp_input_is_one_line_exit_1_and_nothing_written(recordings, world, tmp_path,
-                                                                 capsys):
+def test_bad_grasp_input_is_one_line_exit_1_and_nothing_written(
+        recordings, world, tmp_path, capsys):
     _, bags = recordings
     bag = str(bags['session_a'][0])
     out = tmp_path / 'out'

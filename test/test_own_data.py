@@ -143,7 +143,7 @@ def test_a_fine_tune_that_never_beats_its_start_keeps_it_stops_early_and_says_so
                   '--set', 'stage2.patience=1', '--set', 'stage2.lr=0']) == 0
     captured = capsys.readouterr()
     # One recording: no recording-disjoint validation; one line says so.
-    warning = [line for line in captured.err.splitlines() if 'one session/recording' in line]
+    warning = [line for line in captured.err.splitlines() if 'holds one session' in line]
     assert len(warning) == 1 and 'UserWarning' not in captured.err
     assert 'stopped after 2 epoch(s) (validation stopped improving)' in captured.out
     assert 'the starting checkpoint wins on validation' in captured.out
@@ -156,22 +156,31 @@ def test_a_fine_tune_that_never_beats_its_start_keeps_it_stops_early_and_says_so
 
 def test_all_frames_unlabelled_runs_stage1_only_and_stage2_says_why_in_one_line(
         recordings, tmp_path, capsys):
-    bag_u, _, _ = recordings['session_u']
-    data = tmp_path / 'unlabelled'
-    assert make_dataset.main(['--unlabelled', str(bag_u), '-o', str(data), '--classes-from',
+    bag_u, bag_c = recordings['session_u'][0], recordings['session_c'][0]
+    one = tmp_path / 'one_recording'
+    assert make_dataset.main(['--unlabelled', str(bag_u), '-o', str(one), '--classes-from',
                               str(DEMO), '--quiet', *TOPICS]) == 0
+
+    def common(folder):
+        return ['--config', 'finetune', str(folder / 'dataset.yaml'), '--init-from', str(DEMO),
+                *SHORT]
+
+    # Stage 1 is judged on a held-out recording: one recording is one line, exit 2.
+    assert train([*common(one), '--stage1', '--run-dir', str(tmp_path / 'one')]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and 'one recording session' in error[0], error
+    data = tmp_path / 'unlabelled'
+    assert make_dataset.main(['--unlabelled', str(bag_u), str(bag_c), '-o', str(data),
+                              '--classes-from', str(DEMO), '--quiet', *TOPICS]) == 0
     assert not (data / 'train.txt').exists()
-    common = ['--config', 'finetune', str(data / 'dataset.yaml'), '--init-from', str(DEMO),
-              *SHORT]
-    assert train([*common, '--run-dir', str(tmp_path / 'no_stage1')]) == 2
+    assert train([*common(data), '--run-dir', str(tmp_path / 'no_stage1')]) == 2
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and error[0].startswith('train.py: error:'), error
     run = tmp_path / 'stage1_only'
-    assert train([*common, '--stage1', '--run-dir', str(run)]) == 0
+    assert train([*common(data), '--stage1', '--run-dir', str(run)]) == 0
     captured = capsys.readouterr()
     skipped = [line for line in captured.out.splitlines() if line.startswith('stage 2: skip')]
-    assert len(skipped) == 1 and str(run / 'stage1' / 'last.safetensors') in skipped[0]
-    assert 'one recording' in captured.err  # retrieval held out from the one recording
+    assert len(skipped) == 1 and str(run / 'stage1') in skipped[0]
     assert (run / 'stage1' / 'last.safetensors').is_file()
     assert not (run / 'best.safetensors').exists() and not (run / 'last.safetensors').exists()
     assert 'Traceback' not in captured.err

@@ -8,17 +8,13 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from pathlib import Path
 import sys
 
 import torch
 
-if __package__ in (None, ''):  # run as a script: python training/cache_frames.py
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from training.config import ConfigError, load_config  # noqa: E402
-from training.data import train_and_val  # noqa: E402
-from training.runs import frame_cache_size  # noqa: E402
+from training.config import ConfigError, load_config
+from training.data import train_and_val
+from training.runs import frame_cache_size
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-import sys
 from typing import Any
 
 import numpy as np
@@ -202,10 +201,11 @@ def unlabelled_frames(data: DataConfig, seed: int) -> tuple[Dataset, Dataset]:
 
     For a dataset nobody has labelled yet (``convitac_make_dataset`` of unlabelled recordings:
     the frames in contact are listed, no sample). Validation (held-out retrieval) takes whole
-    sessions; with one session, single frames of it (one line says so).
+    sessions.
 
     Raises:
-        DataError: A dataset other than Touch and Go's layout, or too few frames.
+        DataError: A dataset other than Touch and Go's layout, one recording session only, or
+            too few frames.
     """
     if data.dataset != 'touch_and_go':
         raise DataError(f'stage 1 without labels reads the Touch and Go layout, not '
@@ -213,13 +213,11 @@ def unlabelled_frames(data: DataConfig, seed: int) -> tuple[Dataset, Dataset]:
     frames = open_split(data, data.train_split, task='frames', visual_len=1, tactile_len=1,
                         frames='listed', frames_task=data.options.get('task', 'material'))
     groups = frames.group_array()
-    if len(np.unique(groups)) >= 2:
-        kept, held = holdout_groups(groups, data.val_fraction, seed)
-    else:
-        print(f'stage 1: one recording at {data.root}: retrieval is validated on single held-out '
-              'frames of it (optimistic); add a recording for a recording-disjoint check',
-              file=sys.stderr, flush=True)
-        kept, held = holdout_indices(len(frames), data.val_fraction, seed)
+    if len(np.unique(groups)) < 2:
+        raise DataError(f'stage 1: {data.root} holds one recording session, so no held-out '
+                        'session can judge retrieval; give two or more recordings '
+                        '(convitac_make_dataset --unlabelled BAG BAG ...)')
+    kept, held = holdout_groups(groups, data.val_fraction, seed)
     return with_info(Subset(frames, kept), frames), with_info(Subset(frames, held), frames)
 
 

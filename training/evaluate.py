@@ -163,7 +163,6 @@ def print_table(report: dict[str, Any]) -> None:
               f'{entry["temperature"]:>7.2f}')
 
 
-
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Command-line entry point; returns the report."""
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])

@@ -154,8 +154,8 @@ class Study:
                           config.data.root, config.data.test_split, config.data.train_split,
                           config.data.options, context.device.type, 64,
                           config.data.num_workers)
-        counts = np.bincount(targets(subset, self.args.head)[targets(subset, self.args.head)
-                                                            != MISSING_LABEL])
+        labels = targets(subset, self.args.head)
+        counts = np.bincount(labels[labels != MISSING_LABEL])
         record = {
             'world': world, 'seed': seed, 'k': k, 'arm': arm, 'labelled': len(chosen),
             'per_class': counts.tolist(), 'test_samples': report['samples'],

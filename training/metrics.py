@@ -59,9 +59,9 @@ def predict(model: nn.Module, batches: Iterable[Any], device: torch.device,
     Returns:
         ``{head: (predicted (N,), target (N,))}``, int64; targets may hold MISSING_LABEL.
     """
+    logits_by_head = predict_logits(model, batches, device, autocast)
     return {head: (logits.argmax(axis=1).astype(np.int64), target)
-            for head, (logits, target) in predict_logits(model, batches, device,
-                                                          autocast).items()}
+            for head, (logits, target) in logits_by_head.items()}
 
 
 def majority_chance(train_target: np.ndarray, test_target: np.ndarray) -> float:

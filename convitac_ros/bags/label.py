@@ -265,7 +265,7 @@ def label_bag(bag: str | Path, *, camera_topic: str | None = None,
 def add_contact_arguments(parser: argparse.ArgumentParser) -> None:
     """The contact options of every tool that finds contact episodes in a recording."""
     parser.add_argument('--threshold', default=str(NODE_THRESHOLD), metavar='GREY|auto',
-                        help="contact score (grey levels) above which a set is in contact; the "
+                        help='contact score (grey levels) above which a set is in contact; the '
                         "default is the node's contact_threshold default; auto: from the rest "
                         'frames (see the description)')
     parser.add_argument('--rest-frames', type=int, default=5,

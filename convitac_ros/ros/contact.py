@@ -49,7 +49,7 @@ class ContactState:
 
 
 def thumbnail(frame: np.ndarray) -> np.ndarray:
-    """A uint8 (H, W, 3) RGB frame as a float32 (32, 32) grey thumbnail (not rounded)."""
+    """Makes a uint8 (H, W, 3) RGB frame a float32 (32, 32) grey image, not rounded."""
     grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY).astype(np.float32)
     return cv2.resize(grey, (THUMBNAIL, THUMBNAIL), interpolation=cv2.INTER_AREA)
 

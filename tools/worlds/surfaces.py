@@ -53,8 +53,8 @@ def _pattern(rng: np.random.Generator, material: int) -> tuple[np.ndarray, np.nd
         grains += 0.3 * smooth_noise(rng, FIELD, 0.3 * px)
         pits = smooth_noise(rng, FIELD, 0.6 * px) < -1.7
         height = rng.uniform(0.11, 0.15) * grains - 0.3 * pits
-        shade = 1 + 0.1 * smooth_noise(rng, FIELD, 1.0) - 0.35 * (smooth_noise(rng, FIELD, 1.5)
-                                                                 > 1.9)
+        pitted = smooth_noise(rng, FIELD, 1.5) > 1.9
+        shade = 1 + 0.1 * smooth_noise(rng, FIELD, 1.0) - 0.35 * pitted
     elif name == 'Metal':
         height = 0.008 * np.sin(2 * np.pi * v / rng.uniform(0.6, 1.0))
         height += 0.01 * smooth_noise(rng, FIELD, 8 * px)
