@@ -6,7 +6,7 @@ DDS discovery stays on loopback and every run gets its own ROS domain, so that c
 
 import os
 
-from convitac_ros.ros.client import loopback_dds
+from convitac_ros.ros.node_process import loopback_dds
 
 # A private domain per run: derived from the pid, inside the range valid on every platform.
 loopback_dds(int(os.environ.setdefault('CONVITAC_TEST_DOMAIN_ID', str(1 + os.getpid() % 100))))

@@ -2,7 +2,7 @@
 
 The client publishes camera/tactile sets with a shared stamp at a fixed rate and matches each
 ``~/result`` (whose JSON carries the input stamp) to the moment its set was published. It is a
-:class:`convitac_ros.ros.client.NodeClient`, which takes the results on a thread waiting on
+:class:`convitac_ros.ros.node_client.NodeClient`, which takes the results on a thread waiting on
 that subscription alone, so the instrument adds as little as it can to what it measures.
 """
 
@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from convitac_ros.ros.client import NodeClient
 from convitac_ros.ros.image_messages import compressed_message, image_message
+from convitac_ros.ros.node_client import NodeClient
 from convitac_ros.ros.topics import NODE_NAME
 
 

@@ -25,10 +25,10 @@ KEEPS_UP = 0.10  # loading keeps up when the step waits for data less than this 
 def run_training(args: argparse.Namespace, device: torch.device) -> Report:
     """Part `training`: see the module docstring."""
     from convitac_ros.data.synthetic import make_synthetic
-    from training.config import load_config
     from training.data import train_and_val
     from training.distributed import DistContext
     from training.runs import build_model_config, frame_cache_size
+    from training.train_config import load_config
 
     workers = sorted({0, args.num_workers})
     # (frame cache, augmentation on the device): without; the product's choice; on a CPU also

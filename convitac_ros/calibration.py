@@ -123,7 +123,7 @@ def fit_temperatures(logits: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> dic
 
     Args:
         logits: Head -> (logits (N, C), target (N,) with -1 where unlabelled), e.g.
-            `training.metrics.predict_logits` on the validation split.
+            `training.predictions.predict_logits` on the validation split.
 
     Returns:
         ``temperatures``, ``samples`` (labelled samples per head), ``nll_before`` and

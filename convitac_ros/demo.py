@@ -24,8 +24,8 @@ import time
 
 from tqdm import tqdm
 
-from convitac_ros.ros.client import loopback_dds, NodeProcess
 from convitac_ros.ros.dds_profile import use_fastdds_profile
+from convitac_ros.ros.node_process import loopback_dds, NodeProcess
 
 NODE_NAME = 'convitac_demo_node'
 # Evaluation settings: reliable inputs, every synchronized set processed.

@@ -1,4 +1,4 @@
-"""Test-side names for end-to-end node tests, all built on :mod:`convitac_ros.ros.client`.
+"""Test-side names for end-to-end node tests, all built on :mod:`convitac_ros.ros.node_client`.
 
 The node runs as ``python -m convitac_ros.ros.node`` in a subprocess that inherits this
 process's environment (loopback discovery and a private ROS_DOMAIN_ID, set by conftest.py).
@@ -11,8 +11,9 @@ import contextlib
 from pathlib import Path
 from typing import Any
 
-from convitac_ros.ros.client import NodeClient, NodeProcess, status_values, wait_until
 from convitac_ros.ros.image_messages import image_message as image
+from convitac_ros.ros.node_client import NodeClient, status_values, wait_until
+from convitac_ros.ros.node_process import NodeProcess
 from convitac_ros.ros.topics import NODE_NAME
 
 NODE = f'/{NODE_NAME}'

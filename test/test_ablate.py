@@ -17,8 +17,8 @@ from training.ablate import load_preset
 from training.ablate import main as ablate_main
 from training.ablate_table import mean_std
 from training.attention_figure import COLUMNS, make_figure
-from training.config import ConfigError
 from training.gradcam import change_mask, contact_scores, grad_cam
+from training.train_config import ConfigError
 
 PRESET = 'ablate_reduced'
 SHORT = ['stage1.max_steps=2', 'stage2.max_steps=2', 'stage1.batch_size=8',

@@ -22,7 +22,7 @@ from node_harness import image, NodeProcess, Probe, running_node, status_values,
 import numpy as np
 import pytest
 
-from convitac_ros.ros.client import NODE_COMMAND
+from convitac_ros.ros.node_process import NODE_COMMAND
 
 ERROR = b'\x02'
 SIZE = PREPROCESS['image_size']

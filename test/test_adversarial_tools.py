@@ -22,14 +22,14 @@ from torch import nn
 
 from convitac_ros import export
 from convitac_ros.bags import make_bag, make_dataset
-from convitac_ros.bags.labels import LabelsError, read_labels, write_labels
+from convitac_ros.bags.labels_file import LabelsError, read_labels, write_labels
 from convitac_ros.data import build_dataset
-from convitac_ros.evaluation import cli as evaluate
-from training.config import load_config, StageConfig
+from convitac_ros.evaluation import offline as evaluate
 from training.distributed import DistContext
 from training.engine import NonFiniteLossError, Trainer
 from training.state import load_state, save_state, TrainingStateError
 from training.train import cli as train_cli
+from training.train_config import load_config, StageConfig
 
 TOPICS = ['--camera-topic', '/cam/image_raw', '--tactile-topic', '/gel/image_raw']
 

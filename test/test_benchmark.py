@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks import cli as benchmark
+from benchmarks import runner as benchmark
 from benchmarks.report import format_cell, summarize, Table, time_interleaved
 
 QUICK = ['--device', 'cpu', '--runs', '3', '--warmup', '1', '--budget-s', '0.2']
@@ -115,7 +115,7 @@ def test_node_part_measures_latency_rate_and_overload(tmp_path, tiny_checkpoint)
 
 
 def test_node_overhead_subtracts_floor_and_predict_from_each_pair():
-    from benchmarks.node import node_overhead
+    from benchmarks.node_latency import node_overhead
 
     overhead = node_overhead([0.004, 0.005, 0.0031], floor_p50_ms=0.6, predict_p50_ms=2.9)
     assert overhead == pytest.approx([0.0005, 0.0015, -0.0004])

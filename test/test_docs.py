@@ -28,12 +28,12 @@ TRACKED = ('docs/', 'training/', 'convitac_ros/', 'config/', 'scripts/', 'test/'
 CONSOLE = {
     'convitac_make_bag': 'convitac_ros.bags.make_bag',
     'convitac_replay': 'convitac_ros.bags.replay',
-    'convitac_evaluate': 'convitac_ros.evaluation.cli',
+    'convitac_evaluate': 'convitac_ros.evaluation.offline',
     'convitac_export': 'convitac_ros.export',
-    'convitac_label': 'convitac_ros.bags.label',
+    'convitac_label': 'convitac_ros.bags.contact_episodes',
     'convitac_make_dataset': 'convitac_ros.bags.make_dataset',
 }
-MODULES = {'benchmarks': 'benchmarks.cli'}
+MODULES = {'benchmarks': 'benchmarks.runner'}
 
 
 def _relative(page: Path) -> str:
@@ -148,7 +148,7 @@ def test_every_project_command_in_the_pages_exists_and_takes_its_options():
         if kind == 'file' and not (ROOT / name).is_file():
             problems.append(f'{page}: {name} does not exist')
             continue
-        positionals = tuple(args[:1]) if name == 'benchmarks.cli' and args else ()
+        positionals = tuple(args[:1]) if name == 'benchmarks.runner' and args else ()
         key = (target, positionals)
         if key not in helps:
             helps[key] = _help(target, list(positionals))

@@ -10,9 +10,9 @@ import pytest
 import torch
 from torch import nn
 
-from training.config import ConfigError, load_config, StageConfig
 from training.distributed import DistContext
 from training.engine import Trainer
+from training.train_config import ConfigError, load_config, StageConfig
 
 
 class ScriptedTask:

@@ -14,10 +14,10 @@ import pytest
 from convitac_ros.bags import make_bag
 from convitac_ros.data import build_dataset
 from convitac_ros.demo import NODE_PARAMETERS
-from convitac_ros.evaluation import cli as evaluate
-from convitac_ros.evaluation.cli import evaluate_offline
+from convitac_ros.evaluation import offline as evaluate
 from convitac_ros.evaluation.metrics import EvaluationRecorder, format_table
-from convitac_ros.ros.client import NodeProcess
+from convitac_ros.evaluation.offline import evaluate_offline
+from convitac_ros.ros.node_process import NodeProcess
 
 NODE = '/convitac_eval_test'
 

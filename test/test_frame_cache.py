@@ -10,10 +10,10 @@ from convitac_ros.data.sample import Sample
 from convitac_ros.data.synthetic import make_synthetic
 from convitac_ros.data.transforms import FrameAugmentation
 from convitac_ros.preprocess import IMAGENET_MEAN, IMAGENET_STD, resize_frame
-from training.config import DataConfig
 from training.data import BatchCollator, KeyedDataset, open_split, targets, train_and_val
 from training.engine import to_device
 from training.frame_cache import FrameCache, open_cached
+from training.train_config import DataConfig
 
 torch.set_num_threads(1)
 SIZE = 32

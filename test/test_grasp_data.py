@@ -19,16 +19,17 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import get_typestore, Stores
 import torch
 
-from convitac_ros.bags import label, make_dataset
-from convitac_ros.bags.label import ContactTrace, Episode, outcome_rows
-from convitac_ros.bags.labels import LabelsError, read_labels
+from convitac_ros.bags import contact_episodes as label
+from convitac_ros.bags import make_dataset
+from convitac_ros.bags.contact_episodes import ContactTrace, Episode, outcome_rows
+from convitac_ros.bags.labels_file import LabelsError, read_labels
 from convitac_ros.bags.samples import index_bag
 from convitac_ros.checkpoint import load_checkpoint
 from convitac_ros.data import build_dataset
 from convitac_ros.data.synthetic.grasp_world import generate_feeling_of_success
-from convitac_ros.evaluation import cli as evaluate
+from convitac_ros.evaluation import offline as evaluate
 from convitac_ros.ros.contact import ContactDetector
-from training.config import load_config
+from training.train_config import load_config
 
 NS = '/left_hand'
 CAMERA = f'{NS}/wrist_cam/color/image_raw'

@@ -21,7 +21,7 @@ import psutil
 import pytest
 from sensor_msgs.msg import CompressedImage
 
-from convitac_ros.ros.client import NODE_COMMAND
+from convitac_ros.ros.node_process import NODE_COMMAND
 
 HEADS = ['material', 'hardness', 'roughness']
 BOMB_SIDE = 20000

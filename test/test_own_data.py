@@ -20,10 +20,10 @@ from convitac_ros.checkpoint import load_checkpoint
 from convitac_ros.data import build_dataset
 from convitac_ros.model import ConViTac
 from convitac_ros.ros.contact import ContactDetector
-from training.config import load_config
 from training.finetune import freeze_parts, initialise_from, loaded_lr_scale
 from training.optim import build_optimizer
 from training.train import cli as train
+from training.train_config import load_config
 
 DEMO = Path(__file__).resolve().parents[1] / 'models' / 'convitac_demo.safetensors'
 # The synthetic gel is pressed lightly: the node would run with a lower contact_threshold.

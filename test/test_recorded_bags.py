@@ -19,10 +19,10 @@ import yaml
 
 from convitac_ros.bags import make_bag
 from convitac_ros.bags.bagfile import BagError
-from convitac_ros.bags.labels import LabelsError, read_labels
-from convitac_ros.bags.topics import resolve_image_topics
+from convitac_ros.bags.labels_file import LabelsError, read_labels
+from convitac_ros.bags.topic_mapping import resolve_image_topics
 from convitac_ros.data import build_dataset
-from convitac_ros.evaluation import cli as evaluate
+from convitac_ros.evaluation import offline as evaluate
 from convitac_ros.inference import Predictor
 
 IMAGE = 'sensor_msgs/msg/Image'

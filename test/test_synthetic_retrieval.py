@@ -7,15 +7,15 @@ import pytest
 
 from convitac_ros.data import TouchAndGo
 from convitac_ros.data.synthetic import make_synthetic
-from convitac_ros.data.synthetic.materials import MATERIALS
-from convitac_ros.data.synthetic.render import Weave, WEAVE_CODES, WEAVE_PERIODS
-from convitac_ros.data.synthetic.retrieval import (
+from convitac_ros.data.synthetic.ideal_observer import (
     analytic_ceiling,
     batch_ceiling,
     chance,
     impostor_probability,
     read_instances,
 )
+from convitac_ros.data.synthetic.materials import MATERIALS
+from convitac_ros.data.synthetic.render import Weave, WEAVE_CODES, WEAVE_PERIODS
 from convitac_ros.data.synthetic.touch_world import render_touch
 
 

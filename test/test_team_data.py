@@ -15,11 +15,12 @@ import pytest
 from recording_helpers import write_recording
 import torch
 
-from convitac_ros.bags import label, make_dataset
-from convitac_ros.bags.labels import read_labels
+from convitac_ros.bags import contact_episodes as label
+from convitac_ros.bags import make_dataset
+from convitac_ros.bags.labels_file import read_labels
 from convitac_ros.checkpoint import load_checkpoint, read_metadata, save_checkpoint
 from convitac_ros.data import build_dataset
-from convitac_ros.evaluation import cli as evaluate
+from convitac_ros.evaluation import offline as evaluate
 from convitac_ros.model import ConViTac, ModelConfig
 from training.finetune import initialise_from
 
@@ -186,7 +187,7 @@ def test_ground_truth_recorded_under_absolute_names_is_found_as_the_images_are(
     assert report['heads']['material']['total'] == len(recording.touch_ticks)
     assert report['extra']['unmatched_ground_truth'] == 0
     from convitac_ros.bags.bagfile import BagError
-    from convitac_ros.bags.topics import resolve_truth_topics
+    from convitac_ros.bags.topic_mapping import resolve_truth_topics
 
     image = ('sensor_msgs/msg/Image', 1)
     truth = ('std_msgs/msg/String', 1)
@@ -279,7 +280,7 @@ def test_the_tools_hold_a_few_frame_sets_not_the_recording(recordings, labelled,
     assert label.main([str(bag_a), '-o', str(tmp_path / 'labels.csv'), '--quiet', *TOPICS]) == 0
     assert 1 <= most[0] <= 3, most[0]
     # Offline evaluation holds the node's window (here 2 sets) and a batch, not the recording.
-    from convitac_ros.evaluation import cli as evaluate_cli
+    from convitac_ros.evaluation import offline as evaluate_cli
     real_inputs, most[0] = evaluate_cli.window_inputs, 0
 
     def window_inputs(*args, **kwargs):

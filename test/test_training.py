@@ -18,7 +18,6 @@ import torch
 from torch import nn
 import yaml
 
-from training.config import CONFIG_DIR, ConfigError, load_config, StageConfig
 from training.data import ResumableSampler
 from training.distributed import DistContext
 from training.engine import NonFiniteLossError, RunStopped, Trainer
@@ -26,6 +25,7 @@ from training.evaluate import evaluate
 from training.runs import add_run_arguments, prepare_run
 from training.state import load_state, save_state
 from training.train import main as train_main
+from training.train_config import CONFIG_DIR, ConfigError, load_config, StageConfig
 
 torch.set_num_threads(2)
 

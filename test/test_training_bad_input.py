@@ -8,9 +8,9 @@ import shutil
 import pytest
 
 from training.checks import check_stage2
-from training.config import load_config
 from training.data import train_and_val
 from training.train import cli
+from training.train_config import load_config
 
 SHORT = ['--config', 'demo', '--device', 'cpu', '--no-progress', '--set', 'stage1.epochs=1',
          '--set', 'stage2.epochs=1', '--set', 'stage1.batch_size=16',

@@ -7,11 +7,11 @@ import torch
 from convitac_ros.data import TouchAndGo
 from convitac_ros.data.synthetic import make_synthetic
 from convitac_ros.model import ConViTac, ModelConfig
-from training.config import DataConfig, StageConfig
 from training.data import BatchCollator, frame_keys, holdout_groups, train_and_val
-from training.metrics import balanced_accuracy, head_accuracies, macro_f1
 from training.optim import build_optimizer
+from training.predictions import balanced_accuracy, head_accuracies, macro_f1
 from training.retrieval import hits_at, RetrievalProbe
+from training.train_config import DataConfig, StageConfig
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 

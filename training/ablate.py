@@ -51,7 +51,6 @@ from convitac_ros.data import synthetic  # noqa: E402
 from convitac_ros.fileio import atomic_write_text  # noqa: E402
 from training.ablate_table import render_markdown, summarise  # noqa: E402
 from training.command import run_command  # noqa: E402
-from training.config import ConfigError, load_config, resolve_config_path, TrainConfig  # noqa
 from training.data import train_and_val  # noqa: E402
 from training.distributed import DistContext, init_distributed, shutdown_distributed  # noqa
 from training.engine import STATE_FILE  # noqa: E402
@@ -59,6 +58,7 @@ from training.evaluate import evaluate  # noqa: E402
 from training.pretrain import run_pretraining  # noqa: E402
 from training.runs import build_model_config, frame_cache_size, sequence_overrides  # noqa: E402
 from training.train import run_supervised  # noqa: E402
+from training.train_config import ConfigError, load_config, resolve_config_path, TrainConfig  # noqa
 
 RUN_RECORD = 'ablation_run.json'
 WORLD_RECORD = 'world.json'

@@ -12,9 +12,9 @@ import sys
 
 import torch
 
-from training.config import ConfigError, load_config
 from training.data import train_and_val
 from training.runs import frame_cache_size
+from training.train_config import ConfigError, load_config
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -14,8 +14,8 @@ from torch.utils.data import Dataset, Subset
 
 from convitac_ros.data import MISSING_LABEL
 from convitac_ros.data.files import DataError
-from training.config import StageConfig, TrainConfig
 from training.data import HOLDOUT, targets
+from training.train_config import StageConfig, TrainConfig
 
 
 def session_count(dataset: Dataset) -> int | None:

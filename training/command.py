@@ -8,9 +8,9 @@ from typing import Any
 
 from convitac_ros.checkpoint import CheckpointError
 from convitac_ros.data.files import DataError
-from training.config import ConfigError
 from training.engine import NonFiniteLossError, RunStopped
 from training.state import TrainingStateError
+from training.train_config import ConfigError
 
 # Mistakes a user can make (a config key or value, a data root, a file, a state to resume) and
 # a run that diverged: one line, exit 2.

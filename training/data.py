@@ -16,7 +16,7 @@ from convitac_ros.data.transforms import (
     collate_samples,
     FrameAugmentation,
 )
-from training.config import DataConfig
+from training.train_config import DataConfig
 
 HOLDOUT = 'holdout'
 

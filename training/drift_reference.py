@@ -32,7 +32,7 @@ from convitac_ros.drift import (
 )
 from convitac_ros.inference import Predictor
 from training.command import run_command
-from training.config import load_config
+from training.train_config import load_config
 
 MAX_SETS = 256  # sets summarised per side: enough for stable means, seconds on a CPU
 

@@ -27,7 +27,6 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from training.config import RuntimeConfig, StageConfig
 from training.data import KeyedDataset, ResumableSampler
 from training.distributed import DistContext
 from training.optim import build_optimizer, build_scheduler
@@ -39,6 +38,7 @@ from training.state import (
     save_state,
     TrainingStateError,
 )
+from training.train_config import RuntimeConfig, StageConfig
 
 STATE_FILE = 'state.safetensors'
 METRICS_FILE = 'metrics.jsonl'

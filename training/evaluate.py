@@ -37,11 +37,11 @@ from convitac_ros.evaluation.metrics import (  # noqa: E402
 )
 from convitac_ros.fileio import atomic_write_text  # noqa: E402
 from training.command import run_command  # noqa: E402
-from training.config import parse_override  # noqa: E402
 from training.data import BatchCollator, targets  # noqa: E402
 from training.distributed import pick_device  # noqa: E402
-from training.metrics import majority_chance, predict_logits  # noqa: E402
+from training.predictions import majority_chance, predict_logits  # noqa: E402
 from training.pretrain import eval_loader  # noqa: E402
+from training.train_config import parse_override  # noqa: E402
 
 
 def head_report(head: str, classes: list[str], logits: np.ndarray, target: np.ndarray,

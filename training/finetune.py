@@ -27,7 +27,7 @@ from torch.utils.data import Dataset
 
 from convitac_ros.checkpoint import load_checkpoint, LoadedCheckpoint
 from convitac_ros.model import ConViTac, ModelConfig
-from training.config import ConfigError
+from training.train_config import ConfigError
 
 INIT_FILE = 'init_from.json'
 HEAD_PREFIX = 'heads.classifiers.'

@@ -43,7 +43,6 @@ from convitac_ros.data import MISSING_LABEL
 from convitac_ros.fileio import atomic_write_text
 from training.ablate import stage1_val
 from training.command import run_command
-from training.config import load_config, TrainConfig
 from training.data import targets, train_and_val, with_info
 from training.distributed import DistContext, init_distributed, shutdown_distributed
 from training.engine import STATE_FILE
@@ -52,6 +51,7 @@ from training.label_efficiency_report import write_outputs
 from training.pretrain import ENCODER_FILE, run_pretraining
 from training.runs import build_model_config, sequence_overrides
 from training.train import run_supervised
+from training.train_config import load_config, TrainConfig
 
 ARMS = ('pretrained', 'random')  # E^c after stage 1 / E^c as initialised, both frozen
 ALL = 0  # budget value meaning every labelled training sample

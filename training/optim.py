@@ -10,7 +10,7 @@ import warnings
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 
-from training.config import StageConfig
+from training.train_config import StageConfig
 
 OPTIMIZERS = ('adamw', 'adam', 'sgd')
 SCHEDULES = ('cosine', 'constant')

@@ -33,7 +33,6 @@ from convitac_ros.model import ContrastiveEncoder, load_dino_weights, ModelConfi
 from convitac_ros.model.contrastive import TACTILE, VISUAL
 from training.checks import check_stage1
 from training.command import run_command  # noqa: E402
-from training.config import TrainConfig
 from training.data import augment_on_device, BatchCollator, stage1_frames, train_and_val
 from training.distributed import (
     DistContext,
@@ -52,6 +51,7 @@ from training.runs import (
     sequence_overrides,
 )
 from training.state import seed_everything
+from training.train_config import TrainConfig
 
 ENCODER_FILE = 'best.safetensors'  # the best held-out retrieval: what stage 2 freezes
 

@@ -8,8 +8,8 @@ hit rate is the mean over `repeats` fixed, seeded shuffles of the pairs into ful
 the same batches for every run, so the numbers of two runs are comparable, and averaging over
 batchings removes most of the noise of one batching of a small validation set (which early
 stopping would otherwise chase). Chance is k / B. No ceiling is reported: the synthetic world's
-material-and-texture observer (`convitac_ros.data.synthetic.retrieval.batch_ceiling`) is not an
-upper bound, because a touch's press depth is visible to both sensors and a model may use it.
+material-and-texture observer (`convitac_ros.data.synthetic.ideal_observer`) is not an upper
+bound, because a touch's press depth is visible to both sensors and a model may use it.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from convitac_ros.data.synthetic.retrieval import chance
+from convitac_ros.data.synthetic.ideal_observer import chance
 from convitac_ros.model import nt_xent_loss
 from training.data import BatchCollator
 

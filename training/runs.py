@@ -14,7 +14,8 @@ from torch.utils.data import Dataset
 
 from convitac_ros.model import ModelConfig
 from convitac_ros.output_paths import check_writable_folder, OutputPathError
-from training.config import (
+from training.distributed import launched_as_main
+from training.train_config import (
     apply_overrides,
     ConfigError,
     load_config,
@@ -22,7 +23,6 @@ from training.config import (
     save_config,
     TrainConfig,
 )
-from training.distributed import launched_as_main
 
 CONFIG_FILE = 'config.yaml'
 # Keys that may change when a run is resumed: they do not change what is learned.

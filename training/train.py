@@ -51,7 +51,6 @@ from convitac_ros.model import ConViTac, ModelConfig
 from convitac_ros.model.dino import load_backbone_weights
 from training.checks import check_sessions, check_stage2
 from training.command import run_command
-from training.config import ConfigError, TrainConfig
 from training.data import augment_on_device, BatchCollator, train_and_val, unlabelled_frames
 from training.distributed import (
     DistContext,
@@ -74,7 +73,7 @@ from training.finetune import (
     set_frozen_eval,
     start_wins,
 )
-from training.metrics import head_accuracies, predict_logits
+from training.predictions import head_accuracies, predict_logits
 from training.pretrain import eval_loader, run_pretraining
 from training.runs import (
     add_run_arguments,
@@ -86,6 +85,7 @@ from training.runs import (
     sequence_overrides,
 )
 from training.state import seed_everything
+from training.train_config import ConfigError, TrainConfig
 
 STAGE1_DIR = 'stage1'
 

@@ -2,7 +2,8 @@
 
 `convitac_make_dataset` comes here when the recordings are labelled with `grasp_success` (a
 labels file with that column, `success`/`failure` or 1/0, one row per grasp) or by an outcome
-topic (`--outcome-topic`, std_msgs/Bool after each grasp: `convitac_ros.bags.label`). Each
+topic (`--outcome-topic`, std_msgs/Bool after each grasp:
+`convitac_ros.bags.contact_episodes`). Each
 recording has a camera and two tactile streams (the fingers of a two-finger gripper, default
 `tactile/image_raw` and `tactile_b/image_raw`), paired as the node pairs them
 (`SetStream`). Every frame set inside a labelled grasp becomes one trial of the Feeling of
@@ -34,8 +35,13 @@ import numpy as np
 from tqdm import tqdm
 import yaml
 
-from convitac_ros.bags.label import ContactOptions, DEFAULT_CONTACT, GRASP_HEAD, label_bag
-from convitac_ros.bags.labels import LabelRow, LabelsError, LabelsFile, read_labels
+from convitac_ros.bags.contact_episodes import (
+    ContactOptions,
+    DEFAULT_CONTACT,
+    GRASP_HEAD,
+    label_bag,
+)
+from convitac_ros.bags.labels_file import LabelRow, LabelsError, LabelsFile, read_labels
 from convitac_ros.bags.samples import label_at, no_label_error, session_name, SetStream
 from convitac_ros.data.feeling_of_success import CAMERA, SENSORS
 from convitac_ros.output_paths import check_new_folder, make_new_folder
@@ -107,7 +113,7 @@ def write_grasp_dataset(bags: Sequence[str | Path], files: Sequence[LabelsFile],
         bags: The recordings.
         files: One grasp labels file per bag (read from disk or from `outcome_labels`).
         output: Folder to create (must not exist).
-        camera_topic: Camera topic (`convitac_ros.bags.topics` rules).
+        camera_topic: Camera topic (`convitac_ros.bags.topic_mapping` rules).
         tactile_topics: The two finger sensors' topics (None: the defaults).
         val_recordings: The last this many bags validate the run (recording-disjoint).
         progress: Show a progress bar.

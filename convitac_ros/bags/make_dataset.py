@@ -45,11 +45,11 @@ from tqdm import tqdm
 import yaml
 
 from convitac_ros.bags.bagfile import BagError
+from convitac_ros.bags.contact_episodes import add_contact_arguments, contact_options
 from convitac_ros.bags.grasp_dataset import is_grasp_labels, make_grasp_dataset
-from convitac_ros.bags.label import add_contact_arguments, contact_options
-from convitac_ros.bags.labels import LabelsError, LabelsFile, read_labels
+from convitac_ros.bags.labels_file import LabelsError, LabelsFile, read_labels
 from convitac_ros.bags.samples import label_at, no_label_error, session_name, SetStream
-from convitac_ros.bags.topics import add_topic_arguments, one_tactile_topic
+from convitac_ros.bags.topic_mapping import add_topic_arguments, one_tactile_topic
 from convitac_ros.data.sample import HARDNESS_CLASSES, ROUGHNESS_CLASSES
 from convitac_ros.data.touch_and_go import parse_reference_line, UNLABELLED_CONTACT
 from convitac_ros.fileio import atomic_write_text
@@ -184,7 +184,7 @@ def make_dataset(bags: Sequence[str | Path], labels: Sequence[str | Path], outpu
         bags: The recordings.
         labels: One labels file per bag, in the same order.
         output: Folder to create (must not exist).
-        camera_topic: Camera topic (mapping rules of `convitac_ros.bags.topics`).
+        camera_topic: Camera topic (mapping rules of `convitac_ros.bags.topic_mapping`).
         tactile_topic: The tactile topic (one sensor).
         val_recordings: The last this many bags form the `test` split, used for validation.
         classes_from: A checkpoint's heads: its material class order is kept.

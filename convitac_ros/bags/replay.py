@@ -33,7 +33,7 @@ from convitac_ros.bags.bagfile import (
     BagRecord,
     message_class,
 )
-from convitac_ros.bags.topics import (
+from convitac_ros.bags.topic_mapping import (
     convert_record,
     is_compressed,
     message_type_of,

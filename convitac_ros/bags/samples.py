@@ -6,9 +6,9 @@ bag is replayed into it without loss. Ground truth (`ground_truth/<head>`, std_m
 under any namespace, absolute or relative, as `ros2 bag record` stores it) marks the evaluation
 points: the set whose camera stamp is nearest to the ground-truth stamp (within slop) is the
 newest set of the window the node classifies for that sample. A labels
-file (`convitac_ros.bags.labels`) replaces the ground-truth topics for recordings: then every
+file (`convitac_ros.bags.labels_file`) replaces the ground-truth topics for recordings: then every
 set inside a labelled interval is an evaluation point. Which topics are the camera and the
-tactile sensors is decided by `convitac_ros.bags.topics` (names as recorded, or mapped).
+tactile sensors is decided by `convitac_ros.bags.topic_mapping` (names as recorded, or mapped).
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ import re
 from typing import Any
 
 from convitac_ros.bags.bagfile import BagReader, BagRecord
-from convitac_ros.bags.labels import LabelRow, LabelsError, LabelsFile
-from convitac_ros.bags.topics import resolve_image_topics, resolve_truth_topics
+from convitac_ros.bags.labels_file import LabelRow, LabelsError, LabelsFile
+from convitac_ros.bags.topic_mapping import resolve_image_topics, resolve_truth_topics
 from convitac_ros.ros.image_limits import message_to_rgb
 from convitac_ros.ros.parameters import SPECS
 from convitac_ros.ros.pipeline import FrameSet, SlidingWindow
@@ -62,7 +62,7 @@ class SetStream:
         num_tactile: Tactile sensors the model takes (None: all in the bag).
         slop: Synchronizer slop in seconds (the node's `slop` parameter).
         queue_size: Synchronizer queue size (the node's `queue_size` parameter).
-        camera_topic: Camera topic to use (`convitac_ros.bags.topics` rules; None: default).
+        camera_topic: Camera topic to use (`convitac_ros.bags.topic_mapping` rules; None: default).
         tactile_topics: Tactile topics in sensor order (None: the defaults).
         read_truth: Also read the bag's ground-truth topics.
         other_topics: More bag topics to read along (exact names); their records are appended

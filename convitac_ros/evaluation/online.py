@@ -19,9 +19,9 @@ from typing import Any
 from convitac_ros.bags.bagfile import BagError, BagRecord
 from convitac_ros.bags.replay import BagPlayer, ReplayOptions
 from convitac_ros.bags.samples import BagIndex
-from convitac_ros.bags.topics import node_topics
+from convitac_ros.bags.topic_mapping import node_topics
 from convitac_ros.evaluation.metrics import EvaluationRecorder, latency_summary
-from convitac_ros.ros.client import Answer, NodeClient
+from convitac_ros.ros.node_client import Answer, NodeClient
 
 DIAGNOSTICS_WAIT_S = 2.5
 

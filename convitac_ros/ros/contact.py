@@ -6,7 +6,7 @@ activation (the gripper open), or the next ones after :meth:`ContactDetector.req
 (the node's ``~/reset_contact_reference`` service). No rclpy import.
 
 This is the project's one definition of contact: the node's ``convitac/contact`` and
-``convitac_label``'s contact episodes (`convitac_ros.bags.label`, which runs a
+``convitac_label``'s contact episodes (`convitac_ros.bags.contact_episodes`, which runs a
 `ContactDetector` over a recording's frame sets as the node would see them) both come from
 :meth:`ContactDetector.update_thumbnails`: a frame set is in contact when, for any sensor, the
 95th percentile of the absolute grey-level differences of its 32x32 thumbnail from the

@@ -43,11 +43,11 @@ from benchmarks.model import camera_frames, predictor_pieces
 from benchmarks.report import Check, Report, summarize, Table, time_calls, time_interleaved
 from convitac_ros.predictor import open_predictor
 from convitac_ros.preprocess import resize_frame
-from convitac_ros.ros.client import loopback_dds, NodeProcess
 from convitac_ros.ros.contact import ContactDetector
 from convitac_ros.ros.dds_profile import PROFILE_VARIABLES
 from convitac_ros.ros.image_conversion import compressed_to_rgb, image_to_rgb
 from convitac_ros.ros.image_messages import compressed_message, image_message
+from convitac_ros.ros.node_process import loopback_dds, NodeProcess
 from convitac_ros.ros.outputs import result_json
 from convitac_ros.ros.parameters import SPECS
 

@@ -32,7 +32,7 @@ from tqdm import tqdm
 from convitac_ros.bags.bagfile import BagError, BagReader
 from convitac_ros.bags.labels import HEADS, LabelsError, write_labels
 from convitac_ros.bags.samples import SetStream
-from convitac_ros.bags.topics import add_topic_arguments, topic_matches
+from convitac_ros.bags.topic_mapping import add_topic_arguments, topic_matches
 from convitac_ros.output_paths import check_output_file
 from convitac_ros.ros.contact import ContactDetector, thumbnail
 from convitac_ros.ros.image_limits import message_to_rgb
@@ -118,7 +118,7 @@ def contact_trace(bag: str | Path, *, camera_topic: str | None = None,
 
     Args:
         bag: The recording.
-        camera_topic: Camera topic (`convitac_ros.bags.topics` rules).
+        camera_topic: Camera topic (`convitac_ros.bags.topic_mapping` rules).
         tactile_topics: Tactile topics (None: the defaults, as many as the bag has).
         num_tactile: Tactile sensors required (None: all found).
         outcome_topic: A std_msgs/Bool topic of grasp outcomes to read along.
@@ -160,7 +160,7 @@ def contact_trace(bag: str | Path, *, camera_topic: str | None = None,
 
 def resolve_outcome_topic(topics: dict[str, tuple[str, int]], wanted: str,
                           bag: str | Path) -> str:
-    """The bag topic of the grasp outcomes (`convitac_ros.bags.topics` name rules).
+    """The bag topic of the grasp outcomes (`convitac_ros.bags.topic_mapping` name rules).
 
     Raises:
         BagError: No such std_msgs/Bool topic, several, or one without messages.

@@ -9,9 +9,10 @@
   waits for the node's answer before going on, so nothing is dropped and the accuracy is exactly
   the offline accuracy of the node's model.
 
-Topics are found as `convitac_ros.bags.topics` says (the package's own names and `ros2 bag
+Topics are found as `convitac_ros.bags.topic_mapping` says (the package's own names and `ros2 bag
 record` of the node's default topics by default; `--camera-topic`, `--tactile-topic` map others);
-`--labels FILE` scores a recording against a labels file (`convitac_ros.bags.labels`) instead of
+`--labels FILE` scores a recording against a labels file
+(`convitac_ros.bags.labels_file`) instead of
 ground-truth topics.
 
 Both print a table and write `report.json` (accuracy per head; ROC AUC, Brier score and ECE:
@@ -32,7 +33,7 @@ from typing import Any
 from tqdm import tqdm
 
 from convitac_ros.bags.bagfile import BagError, BagReader
-from convitac_ros.bags.labels import LabelsFile, read_labels
+from convitac_ros.bags.labels_file import LabelsFile, read_labels
 from convitac_ros.bags.samples import (
     DEFAULT_QUEUE_SIZE,
     DEFAULT_SLOP_S,
@@ -42,7 +43,7 @@ from convitac_ros.bags.samples import (
     SetStream,
     StreamFacts,
 )
-from convitac_ros.bags.topics import add_topic_arguments, TRANSPORTS
+from convitac_ros.bags.topic_mapping import add_topic_arguments, TRANSPORTS
 from convitac_ros.evaluation.metrics import (
     EvaluationRecorder,
     format_table,
@@ -68,7 +69,7 @@ def evaluate_offline(bag: str | os.PathLike, predictor: Any, *,
         labels: A labels file, in place of the bag's ground-truth topics.
         slop: Synchronizer slop in seconds (the node's `sync_slop`).
         queue_size: Synchronizer queue size (the node's `sync_queue_size`).
-        camera_topic: Camera topic (`convitac_ros.bags.topics` rules; None: default).
+        camera_topic: Camera topic (`convitac_ros.bags.topic_mapping` rules; None: default).
         tactile_topics: Tactile topics in sensor order (None: the defaults).
         batch_size: Windows per `predict_batch` call.
         progress: Show a progress bar.

@@ -161,7 +161,7 @@ def run_part(part: str, args: argparse.Namespace) -> Report:
         settings = predictor_settings(args.variants)
         return bench_model.run_predictor(subjects, devices, settings, sizes, options)
     if part == 'node':
-        from benchmarks import node as bench_node
+        from benchmarks import node_latency as bench_node
 
         return bench_node.run_node(args, checkpoint, devices[-1])
     from benchmarks import train_steps as bench_training
