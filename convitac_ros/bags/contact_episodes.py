@@ -12,7 +12,7 @@ plus `--min-contrast` grey levels) and prints the value to give the node as
 kept when at least `--min-duration` long, are the episodes.
 
 The file has their times and empty label cells for the team to fill in (format:
-`convitac_ros.bags.labels`). For grasps, `--outcome-topic TOPIC` (std_msgs/Bool, published once
+`convitac_ros.bags.labels_file`). For grasps, `--outcome-topic TOPIC` (std_msgs/Bool, published
 per grasp after it, e.g. by a lift check) fills the `grasp_success` column: each message labels
 the contact episode before it (up to the message), `success` when true.
 """
@@ -30,7 +30,7 @@ import numpy as np
 from tqdm import tqdm
 
 from convitac_ros.bags.bagfile import BagError, BagReader
-from convitac_ros.bags.labels import HEADS, LabelsError, write_labels
+from convitac_ros.bags.labels_file import HEADS, LabelsError, write_labels
 from convitac_ros.bags.samples import SetStream
 from convitac_ros.bags.topic_mapping import add_topic_arguments, topic_matches
 from convitac_ros.output_paths import check_output_file
