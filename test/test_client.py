@@ -13,7 +13,7 @@ from convitac_ros.ros.image_messages import compressed_message, image_message
 from convitac_ros.ros.node_client import parse_result
 from convitac_ros.ros.node_process import NodeProcess
 
-SHOW = ('from convitac_ros.ros.node_client import loopback_dds; import os, sys; '
+SHOW = ('from convitac_ros.ros.node_process import loopback_dds; import os, sys; '
         'loopback_dds(int(sys.argv[1]) if len(sys.argv) > 1 else None); '
         'print(os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"], os.environ["ROS_DOMAIN_ID"], '
         'os.environ.get("ROS_LOCALHOST_ONLY", "-"), os.environ["HF_HUB_OFFLINE"])')
@@ -38,7 +38,7 @@ def test_loopback_dds_keeps_the_callers_domain_and_an_explicit_one_wins():
 
 
 def test_loopback_dds_private_ignores_the_shells_domain():
-    code = ('from convitac_ros.ros.node_client import loopback_dds; import os; '
+    code = ('from convitac_ros.ros.node_process import loopback_dds; import os; '
             'loopback_dds(private=True); print(os.environ["ROS_DOMAIN_ID"])')
     env = dict(os.environ, ROS_DOMAIN_ID='42')
     shown = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, env=env,

@@ -205,6 +205,7 @@ def make_grasp_dataset(bags: Sequence[str | Path], labels: Sequence[str | Path] 
     Raises:
         BagError, LabelsError, ValueError: As `write_grasp_dataset` and `outcome_labels`.
     """
+    labels = labels or None  # no labels files given: an empty list from the command line
     output = check_new_folder(output, inputs=[*bags, *(labels or [])])
     if (labels is None) == (outcome_topic is None):
         raise ValueError('label the grasps with --labels (one file per bag) or with '
