@@ -9,7 +9,6 @@ normalisation, forward, softmax, copy back) against its pieces measured alone.
 from __future__ import annotations
 
 from collections.abc import Callable
-import contextlib
 import dataclasses
 import gc
 from pathlib import Path
@@ -26,12 +25,11 @@ from benchmarks.report import (
     time_interleaved,
 )
 from convitac_ros.checkpoint import default_preprocess, load_checkpoint
-from convitac_ros.inference import Predictor
+from convitac_ros.inference import autocast_context, capture_cuda_graph, Predictor
 from convitac_ros.model import ConViTac, ModelConfig
 from convitac_ros.runtime_onnx import INPUT_NAME, OnnxPredictor
 
 Forward = Callable[[], Any]
-DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
 
 
 @dataclasses.dataclass
@@ -126,13 +124,6 @@ def model_inputs(config: ModelConfig, batch: int, device: torch.device, channels
     return pixels[:, :config.visual_len], pixels[:, config.visual_len:]
 
 
-def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """Autocast context for a precision name (a no-op for fp32)."""
-    if precision == 'fp32':
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=DTYPES[precision])
-
-
 def build_forward(model: ConViTac, variant: Variant, device: torch.device, batch: int
                   ) -> Forward:
     """A zero-argument callable running one forward pass of `variant` at batch size `batch`."""
@@ -146,22 +137,15 @@ def build_forward(model: ConViTac, variant: Variant, device: torch.device, batch
         if variant.threads:
             torch.set_num_threads(variant.threads)
         try:
-            with torch.inference_mode(), autocast(device, variant.precision):
+            with torch.inference_mode(), autocast_context(device, variant.precision,
+                                                          not variant.cuda_graph):
                 return network(visual, tactile)
         finally:
             torch.set_num_threads(threads)
 
     if not variant.cuda_graph:
         return forward
-    side = torch.cuda.Stream(device)
-    side.wait_stream(torch.cuda.current_stream(device))
-    with torch.cuda.stream(side):
-        for _ in range(3):
-            forward()
-    torch.cuda.current_stream(device).wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        forward()
+    graph, _ = capture_cuda_graph(forward, device)  # the Predictor's own capture
     return graph.replay
 
 
@@ -294,7 +278,7 @@ def predictor_pieces(predictor: Predictor | OnnxPredictor, visual: list[np.ndarr
     inputs = preprocess()
 
     def forward() -> Any:
-        with torch.inference_mode(), autocast(device, predictor.precision):
+        with torch.inference_mode(), autocast_context(device, predictor.precision):
             return predictor.model(*inputs)
 
     return {'predict': lambda: predictor.predict(visual, tactile), 'forward': forward,

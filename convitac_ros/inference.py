@@ -15,7 +15,7 @@ by default). An `.onnx` file runs on `OnnxPredictor` instead, with the same inte
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 import contextlib
 import dataclasses
 import os
@@ -121,6 +121,41 @@ def resolve_precision(precision: str) -> str:
     if precision not in PRECISIONS:
         raise ValueError(f'precision must be one of {PRECISIONS}, got {precision!r}')
     return 'fp32' if precision == 'auto' else precision
+
+
+def autocast_context(device: torch.device, precision: str, cache_enabled: bool = True
+                     ) -> contextlib.AbstractContextManager:
+    """The autocast context of a precision name: none for fp32, else bf16/fp16 autocast.
+
+    Args:
+        device: Where the model runs.
+        precision: 'fp32', 'bf16' or 'fp16'.
+        cache_enabled: The autocast weight-cast cache; off where a CUDA graph may be captured
+            (the cache would be freed after the capture while the graph still points at it).
+    """
+    if precision == 'fp32':
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=_DTYPES[precision], cache_enabled=cache_enabled)
+
+
+def capture_cuda_graph(run: Callable[[], Any], device: torch.device
+                       ) -> tuple[torch.cuda.CUDAGraph, Any]:
+    """Warms ``run`` up on a side stream (three calls), then captures one call in a CUDA graph.
+
+    Returns:
+        The graph (``graph.replay()`` runs it again on the same static tensors) and the output
+        of the captured call, whose tensors each replay overwrites.
+    """
+    side = torch.cuda.Stream(device)
+    side.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            run()
+    torch.cuda.current_stream(device).wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        output = run()
+    return graph, output
 
 
 class Predictor:
@@ -374,12 +409,8 @@ class Predictor:
         return frames[:, :self.visual_len], frames[:, self.visual_len:]
 
     def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.precision == 'fp32':
-            return contextlib.nullcontext()
-        # The autocast weight-cast cache would be freed after a CUDA-graph capture while the
-        # graph still points at it, so it is off whenever a graph may be captured.
-        return torch.autocast(self.device.type, dtype=_DTYPES[self.precision],
-                              cache_enabled=not self._use_cuda_graph)
+        return autocast_context(self.device, self.precision,
+                                cache_enabled=not self._use_cuda_graph)
 
     def _softmax(self, logits: dict[str, torch.Tensor]) -> torch.Tensor:
         """{head: `(N, C)`} -> all heads' probabilities side by side `(N, sum C)`, float32.
@@ -417,15 +448,8 @@ class Predictor:
     def _capture(self, staged: _Staged
                  ) -> tuple[torch.cuda.CUDAGraph, list[torch.Tensor], torch.Tensor]:
         static_inputs = [tensor.clone() for tensor in self._to_device(staged)]
-        side = torch.cuda.Stream(self.device)
-        side.wait_stream(torch.cuda.current_stream(self.device))
-        with torch.cuda.stream(side):
-            for _ in range(3):
-                self._probabilities(staged, static_inputs)
-        torch.cuda.current_stream(self.device).wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            static_output = self._probabilities(staged, static_inputs)
+        graph, static_output = capture_cuda_graph(
+            lambda: self._probabilities(staged, static_inputs), self.device)
         return graph, static_inputs, static_output
 
     def _split(self, probabilities: torch.Tensor) -> list[dict[str, np.ndarray]]:
