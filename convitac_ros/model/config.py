@@ -21,6 +21,9 @@ CONDITIONS = ('embedding', 'tokens', 'pooled')
 # model_config lacks the field was written with LEGACY_PROJECTION_HEAD.
 PROJECTION_HEADS = ('linear', 'mlp', 'relu')
 LEGACY_PROJECTION_HEAD = 'relu'
+# The tactile high-pass (convitac_ros.model.encoders.TactileHighPass) of a checkpoint whose
+# model_config lacks the field: off, as every checkpoint before 0.4 was trained.
+LEGACY_TACTILE_HIGHPASS = 0.0
 HEAD_NAMES = ('material', 'hardness', 'roughness', 'grasp_success')
 
 # The timm backbones a config may name, with the constructor arguments it may pass them. A
@@ -71,6 +74,12 @@ class ModelConfig:
             cosines span [-1, 1]), 'mlp' (SimCLR's Linear, BN, ReLU, Linear) or 'relu'
             (Linear, BN, ReLU: the head of every checkpoint written before the field existed,
             whose config lacks it).
+        tactile_highpass: sigma of the Gaussian whose blur is subtracted from every tactile
+            frame before any encoder sees it, as a fraction of the frame side S (0: off, the
+            frames as they come). A gel image is mostly the sensor's own illumination pattern,
+            the same in every frame; what touch adds is its fine relief. Subtracting the
+            low-pass keeps the relief and drops the pattern, for any sensor, without a
+            reference frame. Checkpoints written before the field existed have it off.
         fusion: 'cec' (paper), 'cross_attention' (learned queries, no contrastive condition),
             'concat' or 'add' (pooled stream features, no attention).
         modalities: 'both', 'vision' or 'touch' (drops the other stream and its condition).
@@ -102,6 +111,7 @@ class ModelConfig:
     dropout: float = 0.1
     projection_dim: int = 128
     projection_head: str = 'linear'
+    tactile_highpass: float = 1 / 16
     fusion: str = 'cec'
     modalities: str = 'both'
     condition: str = 'embedding'
@@ -137,6 +147,11 @@ class ModelConfig:
                              f'({self.num_heads})')
         if not self.mlp_ratio > 0:
             raise ValueError(f'ModelConfig.mlp_ratio must be > 0, got {self.mlp_ratio}')
+        highpass = self.tactile_highpass
+        if (isinstance(highpass, bool) or not isinstance(highpass, (int, float))
+                or not math.isfinite(highpass) or not 0.0 <= highpass <= 0.5):
+            raise ValueError('ModelConfig.tactile_highpass must be a number in [0, 0.5] (a '
+                             f'fraction of the frame side; 0 = off), got {highpass!r}')
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f'ModelConfig.dropout must be in [0, 1), got {self.dropout}')
         self._validate_backbones()
@@ -192,8 +207,9 @@ class ModelConfig:
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
         """Rebuild a config from `to_dict()` output.
 
-        A dict without ``projection_head`` (a checkpoint written before the field existed)
-        gets :data:`LEGACY_PROJECTION_HEAD`, the head it was trained with.
+        A dict without ``projection_head`` or ``tactile_highpass`` (a checkpoint written before
+        the field existed) gets :data:`LEGACY_PROJECTION_HEAD` and
+        :data:`LEGACY_TACTILE_HIGHPASS`, what it was trained with.
 
         Raises:
             ValueError: on unknown keys (e.g. a checkpoint from a newer version) or bad values.
@@ -202,7 +218,8 @@ class ModelConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f'unknown ModelConfig keys {unknown}; known keys: {sorted(known)}')
-        return cls(**{'projection_head': LEGACY_PROJECTION_HEAD, **data})
+        return cls(**{'projection_head': LEGACY_PROJECTION_HEAD,
+                      'tactile_highpass': LEGACY_TACTILE_HIGHPASS, **data})
 
     def replace(self, **changes: Any) -> ModelConfig:
         """Return a copy with some fields changed (validated again)."""

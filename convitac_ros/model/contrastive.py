@@ -29,7 +29,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from convitac_ros.model.config import ModelConfig, PROJECTION_HEADS
-from convitac_ros.model.encoders import GridTokenizer
+from convitac_ros.model.encoders import GridTokenizer, TactileHighPass
 
 VISUAL, TACTILE = 0, 1  # modality indices of `projection_embed`
 
@@ -78,6 +78,7 @@ class ContrastiveEncoder(nn.Module):
                                        config.image_size, math.isqrt(config.num_pooled_tokens),
                                        config.dim)
         self.pool_score = nn.Linear(config.dim, 1)  # attention pooling over the P tokens
+        self.tactile_filter = TactileHighPass(config.tactile_highpass, config.image_size)
         # Batch statistics while training, running ones in eval (see the module docstring).
         self.projection_head = ProjectionHead(config.dim, config.projection_dim,
                                               kind=config.projection_head)
@@ -91,10 +92,25 @@ class ContrastiveEncoder(nn.Module):
         """Embed images `(N, 3, S, S)` as the projected pooled tokens `(N, P, d)`."""
         return self.tokenizer(images)
 
+    def prepare(self, images: torch.Tensor, modality: torch.Tensor) -> torch.Tensor:
+        """Apply the tactile high-pass (``ModelConfig.tactile_highpass``) to the TACTILE rows.
+
+        Args:
+            images: `(N, 3, S, S)` normalised frames.
+            modality: `(N,)` VISUAL (0) or TACTILE (1) per row.
+
+        Returns:
+            `(N, 3, S, S)`: camera rows unchanged, gel rows high-passed.
+        """
+        if self.tactile_filter.radius == 0:
+            return images
+        rows = (modality == TACTILE).view(-1, 1, 1, 1)
+        return torch.where(rows, self.tactile_filter(images), images)
+
     def projection_embed(self, images: torch.Tensor, modality: torch.Tensor) -> torch.Tensor:
         """Compute the contrasted embeddings: what NT-Xent compares and CEC is conditioned on.
 
-        The P tokens are attention-pooled and passed through the projection head. In training
+        Gel images are high-passed first (:meth:`prepare`). The P tokens are attention-pooled and passed through the projection head. In training
         mode the head normalises each modality with the statistics of its rows in this batch
         (as in SimCLR; at least 2 rows per modality present), in eval mode with its running
         statistics, so each image is embedded on its own.
@@ -106,7 +122,7 @@ class ContrastiveEncoder(nn.Module):
         Returns:
             `(N, projection_dim)` (not normalised; `nt_xent_loss` normalises).
         """
-        tokens = self(images)  # (N, P, d)
+        tokens = self(self.prepare(images, modality))  # (N, P, d)
         weights = torch.softmax(self.pool_score(tokens), dim=1)  # (N, P, 1)
         return self.projection_head((weights * tokens).sum(dim=1), modality)
 

@@ -10,7 +10,7 @@ from torch import nn
 
 from convitac_ros.model.config import ModelConfig
 from convitac_ros.model.contrastive import ContrastiveEncoder, TACTILE, VISUAL
-from convitac_ros.model.encoders import FusionEncoder
+from convitac_ros.model.encoders import FusionEncoder, TactileHighPass
 from convitac_ros.model.fusion import CECFusion, GatedCondition, PooledFusion
 from convitac_ros.model.heads import TaskHeads
 
@@ -53,6 +53,8 @@ class ConViTac(nn.Module):
             config.tactile_arch, config.tactile_kwargs, *grid_args, config.tactile_len,
             config.num_tactile,
         ) if self.use_tactile else None
+        # The tactile fusion encoder reads high-passed gel frames, as E^c does (prepare()).
+        self.tactile_filter = TactileHighPass(config.tactile_highpass, config.image_size)
         self.contrastive_encoder = ContrastiveEncoder(config) if config.uses_condition else None
         self.token_level = config.condition != 'pooled'
         self.condition_gate = GatedCondition(config.projection_dim, config.dim) if (
@@ -115,7 +117,7 @@ class ConViTac(nn.Module):
         if self.visual_encoder is not None:
             streams.extend(self.visual_encoder(visual).unbind(1))
         if self.tactile_encoder is not None:
-            streams.extend(self.tactile_encoder(tactile).unbind(1))
+            streams.extend(self.tactile_encoder(self.tactile_filter(tactile)).unbind(1))
         pooled_streams = torch.stack([s.mean(dim=(1, 2)) for s in streams], dim=1)  # (B, n, d)
         if isinstance(self.fusion, PooledFusion):
             return self.heads(self.fusion(pooled_streams)), None
@@ -158,7 +160,9 @@ class ConViTac(nn.Module):
                 modality = torch.tensor(kinds, device=flat.device).repeat(frames.shape[0])
                 encoded = self.contrastive_encoder.projection_embed(flat, modality)  # (B*n, D)
             else:
-                encoded = self.contrastive_encoder(flat)  # (B*n, P, d)
+                modality = torch.tensor(kinds, device=flat.device).repeat(frames.shape[0])
+                encoded = self.contrastive_encoder(
+                    self.contrastive_encoder.prepare(flat, modality))  # (B*n, P, d)
         encoded = encoded.reshape(*frames.shape[:2], *encoded.shape[1:])
         if self.condition_gate is not None:
             return self.condition_gate(encoded, self.config.num_pooled_tokens)

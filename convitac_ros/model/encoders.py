@@ -7,6 +7,8 @@ linear projection to the fusion width d.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import timm
 import torch
@@ -129,3 +131,43 @@ class FusionEncoder(nn.Module):
         tokens = tokens.reshape(batch, self.num_streams, self.seq_len, *tokens.shape[1:])
         return (tokens + self.pos_embed + self.time_embed[:, None]
                 + self.stream_embed[:, None, None])
+
+
+class TactileHighPass(nn.Module):
+    """Subtract a Gaussian blur from tactile frames: `x - blur(x)` (``ModelConfig.tactile_highpass``).
+
+    A gel image is dominated by the sensor's own illumination (a DIGIT's three coloured LEDs, a
+    GelSight's gradient), the same in every frame; the contact shows as fine relief on top.
+    The high-pass keeps the relief and removes the smooth pattern of any sensor, with no
+    reference frame and no learned weights (the kernel is a non-persistent buffer: checkpoints
+    hold only the config's sigma). Separable depthwise convolutions with reflected borders, so
+    the ONNX export records it as ordinary operators. Identity when the sigma is 0.
+    """
+
+    def __init__(self, fraction: float, image_size: int, channels: int = 3) -> None:
+        super().__init__()
+        self.sigma = float(fraction) * image_size
+        # Three sigmas, at most what reflect padding allows (less than the side); 0: identity.
+        self.radius = 0 if self.sigma <= 0 else max(
+            1, min(int(math.ceil(3 * self.sigma)), image_size - 1))
+        offsets = torch.arange(-self.radius, self.radius + 1, dtype=torch.float32)
+        weights = torch.exp(-0.5 * (offsets / max(self.sigma, 1e-6)) ** 2)
+        weights = weights / weights.sum()
+        # Depthwise kernels, one per channel, along the rows and along the columns.
+        self.register_buffer('rows', weights.view(1, 1, 1, -1).repeat(channels, 1, 1, 1),
+                             persistent=False)
+        self.register_buffer('cols', weights.view(1, 1, -1, 1).repeat(channels, 1, 1, 1),
+                             persistent=False)
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        """Args: frames `(..., C, H, W)`. Returns: the same shape, high-passed."""
+        if self.radius == 0:
+            return frames
+        shape = frames.shape
+        flat = frames.reshape(-1, *shape[-3:])  # (N, C, H, W)
+        channels, pad = self.rows.shape[0], self.radius
+        blurred = F.conv2d(F.pad(flat, (pad, pad, 0, 0), mode='reflect'),
+                           self.rows.to(flat.dtype), groups=channels)
+        blurred = F.conv2d(F.pad(blurred, (0, 0, pad, pad), mode='reflect'),
+                           self.cols.to(flat.dtype), groups=channels)
+        return (flat - blurred).reshape(shape)
