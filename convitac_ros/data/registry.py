@@ -6,6 +6,7 @@ from typing import Any
 from torch.utils.data import Dataset
 
 from convitac_ros.data.feeling_of_success import FeelingOfSuccess
+from convitac_ros.data.mixed import Mixed
 from convitac_ros.data.objectfolder import ObjectFolderReal
 from convitac_ros.data.touch_and_go import TouchAndGo
 
@@ -13,6 +14,7 @@ DATASETS: dict[str, type[Dataset]] = {
     'touch_and_go': TouchAndGo,
     'feeling_of_success': FeelingOfSuccess,
     'objectfolder_real': ObjectFolderReal,
+    'mixed': Mixed,
 }
 
 
@@ -20,7 +22,8 @@ def build_dataset(name: str, root: str | Path, split: str, **kwargs: Any) -> Dat
     """Create a dataset of `Sample`s.
 
     Args:
-        name: 'touch_and_go', 'feeling_of_success' or 'objectfolder_real'.
+        name: 'touch_and_go', 'feeling_of_success', 'objectfolder_real' or 'mixed' (several
+            of these read as one, see `Mixed`).
         root: Dataset root directory (the synthetic world writes the same layouts).
         split: Split name of that dataset ('train'/'test', FoS also 'all', OF Real also 'val').
         **kwargs: Passed to the dataset class, e.g. ``visual_len``, ``tactile_len``,
