@@ -54,8 +54,10 @@ def make_demo_bag(work: Path, samples: int, seed: int, fps: float, grasps: int =
     from convitac_ros.data import build_dataset
     from convitac_ros.data.synthetic import make_synthetic, work_units
 
-    worlds = ([('material', 'touch_and_go', samples, 2), ('grasp', 'feeling_of_success', grasps, 2)]
-              if grasps else [('', 'touch_and_go', samples, 1)])
+    worlds = [('', 'touch_and_go', samples, 1)]
+    if grasps:
+        worlds = [('material', 'touch_and_go', samples, 2),
+                  ('grasp', 'feeling_of_success', grasps, 2)]
     for folder, fmt, count, fingers in worlds:
         with tqdm(total=work_units(fmt, count), desc=f'synthetic {folder or "material"} world',
                   unit='scene') as bar:

@@ -52,7 +52,7 @@ def test_mixed_dataset_has_every_head_and_marks_the_other_worlds_heads_missing(w
     first, last = mixed[0], mixed[len(mixed) - 1]
     assert first.labels['grasp_success'] == MISSING_LABEL and first.labels['material'] >= 0
     assert last.labels['material'] == MISSING_LABEL and last.labels['grasp_success'] >= 0
-    assert last.labels == {**{h: MISSING_LABEL for h in mixed.heads}, **grasp[-1].labels}
+    assert last.labels == {**dict.fromkeys(mixed.heads, MISSING_LABEL), **grasp[-1].labels}
     success = mixed.target_array('grasp_success')
     assert (success[:len(material)] == MISSING_LABEL).all()
     assert np.array_equal(success[len(material):], grasp.target_array('grasp_success'))

@@ -2,19 +2,17 @@
 
 A robot that both feels materials and grasps can run one model with all its heads; its data
 comes from recordings (or public sets) that each label some heads. `Mixed` concatenates datasets
-built by name, each from its own root, and gives every sample every head, with `MISSING_LABEL`
-for the heads its part does not label: the stage-2 loss masks those out (``training/train.py``).
+(each built by name from its own root: `convitac_ros.data.registry.build_mixed`) and gives every
+sample every head, with `MISSING_LABEL` for the heads its part does not label: the stage-2 loss
+masks those out (``training/train.py``).
 """
 
 from bisect import bisect_right
-from collections.abc import Mapping, Sequence
-from pathlib import Path
-from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 from torch.utils.data import Dataset
 
-from convitac_ros.data.files import require_root
 from convitac_ros.data.sample import MISSING_LABEL, Sample
 
 _DECLARED = ('num_tactile', 'visual_len', 'tactile_len')
@@ -23,45 +21,32 @@ _DECLARED = ('num_tactile', 'visual_len', 'tactile_len')
 class Mixed(Dataset):
     """The samples of several datasets, one after the other, with the union of their heads.
 
+    Built by ``build_dataset('mixed', root, split, parts=[...])``: one mapping per part with
+    ``dataset`` (a loader name other than 'mixed'), ``root`` (relative to ``root``) and
+    optionally ``options`` (that part's own keywords); the other keywords go to every part.
     Every part must take the same inputs (tactile sensors, camera and tactile sequence lengths)
     and a head shared by two parts must have the same class list. Validation holdouts take whole
     groups of a part (``group_array``: its sessions or objects, prefixed by the part's index).
 
     Args:
-        root: Folder that relative part roots are resolved against.
-        split: Split name passed to every part ('train', 'test').
-        parts: One mapping per part: ``dataset`` (a `build_dataset` name other than 'mixed'),
-            ``root`` and optionally ``options`` (that part's own keywords).
-        **common: Keywords for every part (e.g. ``visual_len``, ``tactile_len``).
+        parts: The datasets, in order.
+        names: A name per part for messages (its root).
+        split: The split name the parts were built with.
 
     Raises:
-        ValueError: For no parts, a nested 'mixed', a part without dataset/root, parts that take
-            different inputs or disagree on a head's classes.
+        ValueError: For no parts, or parts that take different inputs or disagree on a head's
+            classes.
     """
 
-    def __init__(self, root: str | Path, split: str = 'train',
-                 parts: Sequence[Mapping[str, Any]] = (), **common: Any) -> None:
-        from convitac_ros.data.registry import build_dataset
-
-        self.root = require_root(root, 'mixed dataset')
+    def __init__(self, parts: Sequence[Dataset], names: Sequence[str], split: str) -> None:
         if not parts:
             raise ValueError('a mixed dataset needs parts: [{dataset: NAME, root: DIR}, ...]')
-        self.split = split
-        self.parts: list[Dataset] = []
-        for index, part in enumerate(parts):
-            if not isinstance(part, Mapping) or 'dataset' not in part or 'root' not in part:
-                raise ValueError(f'mixed dataset part {index}: expected a mapping with dataset '
-                                 f'and root, got {part!r}')
-            if part['dataset'] == 'mixed':
-                raise ValueError(f'mixed dataset part {index}: parts cannot be mixed themselves')
-            options = {**common, **dict(part.get('options') or {})}
-            self.parts.append(build_dataset(part['dataset'], self.root / part['root'], split,
-                                            **options))
+        self.parts, self.split = list(parts), split
         first = self.parts[0]
         for index, part in enumerate(self.parts[1:], start=1):
             for name in _DECLARED:
                 if getattr(part, name) != getattr(first, name):
-                    raise ValueError(f'mixed dataset part {index} ({parts[index]["root"]}) has '
+                    raise ValueError(f'mixed dataset part {index} ({names[index]}) has '
                                      f'{name} {getattr(part, name)}, part 0 has '
                                      f'{getattr(first, name)}: every part must take the same '
                                      'inputs')
@@ -71,8 +56,9 @@ class Mixed(Dataset):
         for index, part in enumerate(self.parts):
             for head, classes in part.heads.items():
                 if self.heads.setdefault(head, list(classes)) != list(classes):
-                    raise ValueError(f'mixed dataset part {index}: head {head!r} has classes '
-                                     f'{list(classes)}, an earlier part {self.heads[head]}')
+                    raise ValueError(f'mixed dataset part {index} ({names[index]}): head '
+                                     f'{head!r} has classes {list(classes)}, an earlier part '
+                                     f'{self.heads[head]}')
         self._starts = np.cumsum([0] + [len(part) for part in self.parts]).tolist()
 
     def __len__(self) -> int:
