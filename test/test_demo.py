@@ -91,3 +91,20 @@ def test_grasp_demo_checkpoint_publishes_material_labels_and_success_probabiliti
     assert all(0.0 <= p <= 1.0 for p in success) and len(set(success)) > 1
     live = [line for line in capsys.readouterr().out.splitlines() if 'P(success)=' in line]
     assert len(live) == len(index.points)
+
+
+def test_grasp_demo_command_scores_material_on_touches_and_grasp_success_on_grasps(tmp_path):
+    work = tmp_path / 'demo'
+    result = subprocess.run(
+        [sys.executable, '-m', 'convitac_ros.demo', '--grasp', '--device', 'cpu',
+         '--samples', '60', '--grasps', '40', '--rate', '4', '--work-dir', str(work),
+         '--domain-id', os.environ['ROS_DOMAIN_ID']],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path, env=os.environ.copy())
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    report = json.loads((work / 'report' / 'report.json').read_text())
+    assert Path(report['extra']['checkpoint']).name == BOTH.name
+    assert report['answered'] == report['samples'] > 0
+    heads = report['heads']
+    assert heads['material']['total'] + heads['grasp_success']['total'] == report['samples']
+    assert sum('P(success)=' in line for line in result.stdout.splitlines()) == report['samples']
+    assert 'grasp_success' in result.stdout and 'node stopped (exit code 0)' in result.stdout
