@@ -7,6 +7,13 @@
 4. replay the bag into it at the recorded pace, print each answer as it arrives, then the
    accuracy, latency and drop table (`convitac_evaluate`'s online mode), and stop the node.
 
+With ``--grasp`` the robot is a two-finger gripper (a GelSight on each finger) and one checkpoint
+(``models/convitac_demo_both.safetensors``) answers every head: the bag holds material touches
+pinched by both fingers and grasps (both synthetic worlds, seeds the model never saw, read as one
+`mixed` dataset), each with its own ground truth; the node publishes ``convitac/material/label``
+and ``convitac/grasp_success/probability`` for every set, and the table scores material on the
+touches and grasp success (accuracy, ROC AUC, ECE) on the grasps.
+
 DDS stays on loopback (`ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST`) in a private domain.
 Run it with `scripts/demo.sh` (sets the environment up first) or `python -m
 convitac_ros.demo`.
@@ -30,18 +37,33 @@ from convitac_ros.ros.node_process import loopback_dds, NodeProcess
 NODE_NAME = 'convitac_demo_node'
 # Evaluation settings: reliable inputs, every synchronized set processed.
 NODE_PARAMETERS = {'qos_reliability': 'reliable', 'qos_depth': 100, 'process_every_pair': True}
+BOTH_CHECKPOINT = 'convitac_demo_both.safetensors'
+# The two worlds of `--grasp`, as training/configs/demo_both.yaml reads them.
+BOTH_PARTS = ({'dataset': 'touch_and_go', 'root': 'material',
+               'options': {'task': 'material', 'num_tactile': 2}},
+              {'dataset': 'feeling_of_success', 'root': 'grasp'})
 
 
-def make_demo_bag(work: Path, samples: int, seed: int, fps: float) -> Path:
-    """Generate the synthetic world and write its test split as an mcap bag."""
+def make_demo_bag(work: Path, samples: int, seed: int, fps: float, grasps: int = 0) -> Path:
+    """Generate the synthetic world(s) and write the test split as an mcap bag.
+
+    With ``grasps`` > 0: the two-finger material world (``samples`` frames) and the grasp world
+    (``grasps`` trials), whose test splits are written one after the other.
+    """
     from convitac_ros.bags.make_bag import BagLayout, write_bag
     from convitac_ros.data import build_dataset
     from convitac_ros.data.synthetic import make_synthetic, work_units
 
-    with tqdm(total=work_units('touch_and_go', samples), desc='synthetic world',
-              unit='scene') as bar:
-        make_synthetic(work / 'data', 'touch_and_go', samples, seed, bar.update)
-    dataset = build_dataset('touch_and_go', work / 'data', 'test')
+    worlds = [('', 'touch_and_go', samples, 1)]
+    if grasps:
+        worlds = [('material', 'touch_and_go', samples, 2),
+                  ('grasp', 'feeling_of_success', grasps, 2)]
+    for folder, fmt, count, fingers in worlds:
+        with tqdm(total=work_units(fmt, count), desc=f'synthetic {folder or "material"} world',
+                  unit='scene') as bar:
+            make_synthetic(work / 'data' / folder, fmt, count, seed, bar.update, fingers)
+    dataset = (build_dataset('mixed', work / 'data', 'test', parts=BOTH_PARTS) if grasps
+               else build_dataset('touch_and_go', work / 'data', 'test'))
     bag = work / 'demo_bag'
     write_bag((dataset[i] for i in range(len(dataset))), dataset.heads, bag,
               BagLayout(fps=fps), total=len(dataset))
@@ -53,7 +75,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog='convitac_demo', description=__doc__.split('\n\n')[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument('--checkpoint', type=Path, default=None,
-                        help='checkpoint for the node (default: the shipped demo checkpoint)')
+                        help='checkpoint for the node (default: the shipped demo checkpoint; '
+                        f'with --grasp models/{BOTH_CHECKPOINT})')
+    parser.add_argument('--grasp', action='store_true',
+                        help='two-finger demo: material touches and grasps, one checkpoint '
+                        'publishing convitac/material/label and '
+                        'convitac/grasp_success/probability')
+    parser.add_argument('--grasps', type=int, default=300,
+                        help='with --grasp: synthetic grasp trials to generate (about 1 in 5 '
+                        'is on a test object and replayed)')
     parser.add_argument('--device', default='auto', help='node inference device')
     parser.add_argument('--samples', type=int, default=600,
                         help='synthetic samples to generate (about 1 in 7 lands in the test '
@@ -79,15 +109,19 @@ def run(args: argparse.Namespace, work: Path) -> int:
     from convitac_ros.evaluation.metrics import format_table, save_report
     from convitac_ros.evaluation.online import evaluate_online
     from convitac_ros.ros.parameters import demo_checkpoint
+    from convitac_ros.share import share_file
 
-    checkpoint = (args.checkpoint or demo_checkpoint()).resolve()
+    default = share_file('models', BOTH_CHECKPOINT) if args.grasp else demo_checkpoint()
+    checkpoint = (args.checkpoint or default).resolve()
     if not checkpoint.is_file():
         print(f'demo: checkpoint {checkpoint} not found (models/README.md says how to build '
               'it)', file=sys.stderr)
         return 1
     started = time.monotonic()
-    print(f'[1/3] synthetic world (seed {args.seed}) -> rosbag2', flush=True)
-    bag = make_demo_bag(work, args.samples, args.seed, args.fps)
+    worlds = 'material and grasp worlds' if args.grasp else 'world'
+    print(f'[1/3] synthetic {worlds} (seed {args.seed}) -> rosbag2', flush=True)
+    bag = make_demo_bag(work, args.samples, args.seed, args.fps,
+                        args.grasps if args.grasp else 0)
     index = index_bag(bag)
     print(f'      {len(index.points)} samples, {len(index.set_stamps)} frame sets at '
           f'{args.fps:g} fps in {bag}', flush=True)

@@ -24,6 +24,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--samples', type=int, default=800,
                         help='labelled samples: frames (touch_and_go) or trials (grasps)')
     parser.add_argument('--seed', type=int, default=0, help='random seed (same seed, same files)')
+    parser.add_argument('--fingers', type=int, default=1, choices=(1, 2),
+                        help='touch_and_go: 2 also renders the opposite finger of a pinch '
+                        '(gelsight_b_frame/; the grasp world always has two)')
     return parser.parse_args(argv)
 
 
@@ -33,8 +36,10 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     total = work_units(args.format, args.samples)
     with tqdm(total=total, desc=f'{args.format} seed {args.seed}', unit='scene') as bar:
-        counts = make_synthetic(args.output, args.format, args.samples, args.seed, bar.update)
+        counts = make_synthetic(args.output, args.format, args.samples, args.seed, bar.update,
+                                args.fingers)
     print(json.dumps({'output': str(args.output), 'format': args.format, 'seed': args.seed,
+                      'fingers': 2 if args.format == 'feeling_of_success' else args.fingers,
                       **counts, 'seconds': round(time.perf_counter() - start, 1)}))
     return 0
 

@@ -26,6 +26,9 @@ SOFT_MATERIALS = ('Leather', 'Synthetic Fabric', 'Natural Fabric', 'Paper', 'Gra
 SPLITS = ('train', 'test')
 TASKS = ('material', 'roughness', 'frames')
 FRAME_SOURCES = ('listed', 'disk')
+# GelSight folders of a session, first sensor first: the second is the opposite finger of a
+# two-finger gripper (the synthetic world's ``fingers=2``; not part of the official layout).
+TACTILE_FOLDERS = ('gelsight_frame', 'gelsight_b_frame')
 _INCONCLUSIVE = -1
 # label.txt of a dataset written from bags: a frame set in contact that nobody labelled (stage 1
 # learns from it, stage 2 does not); -1 there is a set out of contact.
@@ -165,15 +168,18 @@ class TouchAndGo(Dataset):
             the frames only found in the session folders).
         frames_task: With ``task='frames'``: the task whose test data must stay unseen,
             'material' or 'roughness'.
+        num_tactile: 1, or 2 to also read the opposite finger from ``gelsight_b_frame``
+            (`TACTILE_FOLDERS`; same frame names).
     """
-
-    num_tactile = 1
 
     def __init__(self, root: str | Path, split: str = 'train', task: str = 'material',
                  visual_len: int = 2, tactile_len: int = 2, frame_stride: int = 1,
                  soft_materials: Iterable[str] = SOFT_MATERIALS, frames: str = 'listed',
-                 frames_task: str = 'material') -> None:
+                 frames_task: str = 'material', num_tactile: int = 1) -> None:
         self.root = require_root(root, 'Touch and Go')
+        if num_tactile not in range(1, len(TACTILE_FOLDERS) + 1):
+            raise ValueError(f'Touch and Go num_tactile must be 1 or 2, got {num_tactile}')
+        self.num_tactile = num_tactile
         require_split(split, SPLITS, 'Touch and Go')
         require_split(task, TASKS, 'Touch and Go task')
         require_split(frames, FRAME_SOURCES, 'Touch and Go frames')
@@ -311,14 +317,15 @@ class TouchAndGo(Dataset):
         return [frames[max(0, position - k * self.frame_stride)] for k in steps]
 
     def __getitem__(self, index: int) -> Sample:
-        """Read sample `index`: T_v camera frames and 1 x T_t GelSight frames, oldest first."""
+        """Read sample `index`: T_v camera frames and S x T_t GelSight frames, oldest first."""
         session, position, material, roughness = self._items[index]
         folder = self.root / self._sessions[session]
         visual_names = self._sequence(session, position, self.visual_len)
         tactile_names = self._sequence(session, position, self.tactile_len)
         return Sample(
             visual=[read_image(folder / 'video_frame' / name) for name in visual_names],
-            tactile=[[read_image(folder / 'gelsight_frame' / name) for name in tactile_names]],
+            tactile=[[read_image(folder / sensor / name) for name in tactile_names]
+                     for sensor in TACTILE_FOLDERS[:self.num_tactile]],
             labels=self._labels(material, roughness),
             meta={'dataset': 'touch_and_go', 'split': self.split, 'task': self.task,
                   'session': self._sessions[session], 'frame': self._frames[session][position],

@@ -22,8 +22,10 @@ from convitac_ros.bags.samples import BagIndex
 from convitac_ros.bags.topic_mapping import node_topics
 from convitac_ros.evaluation.metrics import EvaluationRecorder, latency_summary
 from convitac_ros.ros.node_client import Answer, NodeClient
+from convitac_ros.ros.outputs import SUCCESS_CLASS
 
 DIAGNOSTICS_WAIT_S = 2.5
+GRASP_HEAD = 'grasp_success'
 
 
 def counter_changes(before: dict[str, str], after: dict[str, str]) -> dict[str, int]:
@@ -121,6 +123,8 @@ class OnlineSession:
 def print_answer(truths: dict[int, dict[str, str]], origin_ns: int) -> Callable[[Answer], None]:
     """A callback that prints each answer to an evaluation point, marking right and wrong.
 
+    Grasp success also shows the probability of success the node published.
+
     Args:
         truths: Evaluation stamp -> head -> true class name.
         origin_ns: Stamp printed as time 0 (the bag's first set).
@@ -129,9 +133,15 @@ def print_answer(truths: dict[int, dict[str, str]], origin_ns: int) -> Callable[
         truth = truths.get(answer.stamp_ns)
         if truth is None:
             return
-        parts = [f'{head}={label}' + ('' if head not in truth else ' ok' if truth[head] == label
-                                      else f' (true: {truth[head]})')
-                 for head, label in answer.labels.items()]
+        probabilities = answer.probabilities
+        parts = []
+        for head, label in answer.labels.items():
+            text = f'{head}={label}'
+            if head == GRASP_HEAD and len(probabilities.get(head, ())) == 2:
+                top = max(probabilities[head])  # two classes: P(success) from the winner's
+                text += f' P(success)={top if label == SUCCESS_CLASS else 1.0 - top:.2f}'
+            parts.append(text + ('' if head not in truth else ' ok' if truth[head] == label
+                                 else f' (true: {truth[head]})'))
         print(f'[{(answer.stamp_ns - origin_ns) / 1e9:7.2f} s] ' + '  '.join(parts),
               flush=True)
 

@@ -18,7 +18,8 @@ def work_units(fmt: str, samples: int) -> int:
 
 
 def make_synthetic(output: str | Path, fmt: str = 'touch_and_go', samples: int = 800,
-                   seed: int = 0, progress: Callable[[int], None] | None = None) -> dict[str, int]:
+                   seed: int = 0, progress: Callable[[int], None] | None = None,
+                   fingers: int = 1) -> dict[str, int]:
     """Generate a synthetic dataset deterministically from `seed`.
 
     Args:
@@ -27,12 +28,14 @@ def make_synthetic(output: str | Path, fmt: str = 'touch_and_go', samples: int =
         samples: Labelled samples wanted (frames for Touch and Go, trials for the grasp world).
         seed: Random seed; the same seed writes byte-identical files.
         progress: Called with the number of work units (touches or trials) just finished.
+        fingers: Touch and Go: 2 adds the opposite finger of a pinch (a second GelSight);
+            the grasp world always has two.
 
     Returns:
         Counts of what was written (always 'samples', 'train', 'test').
     """
     if fmt == 'touch_and_go':
-        return generate_touch_and_go(output, samples, seed, progress)
+        return generate_touch_and_go(output, samples, seed, progress, fingers)
     if fmt == 'feeling_of_success':
         return generate_feeling_of_success(output, samples, seed, progress)
     raise ValueError(f'unknown synthetic format {fmt!r}; expected one of {", ".join(FORMATS)}')

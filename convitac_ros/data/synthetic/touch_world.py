@@ -17,6 +17,12 @@ tiny E^c read the camera's texture far more slowly (a supervised probe: 36 % vs 
 after 8 epochs), too slowly for a CPU-sized stage 1. The instance codes of every contact frame
 are written to `INSTANCES_FILE` (not part of the Touch and Go layout; the loaders ignore it);
 `retrieval.py` turns them into the visual-to-tactile retrieval ceiling.
+
+With ``fingers=2`` the sensor is one finger of a two-finger gripper pinching the surface: the
+opposite finger's GelSight (a contact of its own with the same material and instance texture,
+pressed as deep) goes to ``<session>/gelsight_b_frame/`` under the same frame names, which
+``TouchAndGo(num_tactile=2)`` reads. It is drawn from random streams of its own, so the camera
+and first-finger frames are byte-identical to those of ``fingers=1``.
 """
 
 from collections.abc import Callable
@@ -122,6 +128,25 @@ def render_touch(rng: np.random.Generator, material: int, tint: np.ndarray, gel:
     return frames
 
 
+def render_opposite_finger(rng: np.random.Generator, material: int, gel: np.ndarray,
+                           weave: Weave) -> list[np.ndarray]:
+    """Render the opposite finger of a pinch of `material`: 4 uint8 RGB GelSight frames.
+
+    The frames follow `render_touch`'s press-in (approach first, then three deeper presses).
+
+    Args:
+        rng: Random generator of this finger in this touch.
+        material: Index into `MATERIALS` of the touched material.
+        gel: (3,) RGB of the session's unpressed second gel.
+        weave: Texture of the touched instance (both fingers hold the same object).
+    """
+    contact = draw_contact(rng, FEELS[MATERIALS[material].feel], weave=weave)
+    depths = (0.0, rng.uniform(0.25, 0.4), rng.uniform(0.6, 0.75), rng.uniform(0.9, 1.0))
+    shear = rng.normal(0.0, 0.6, 2)
+    return [to_uint8(gelsight(rng, height_field(contact, depth), tuple(shear * depth), gel))
+            for depth in depths]
+
+
 def _write_rgb(path: Path, image: np.ndarray) -> None:
     if not cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR), _JPEG):
         raise OSError(f'cannot write image {path}')
@@ -133,7 +158,8 @@ def _write_list(path: Path, lines: list[str]) -> None:
 
 
 def generate_touch_and_go(output: str | Path, samples: int = 800, seed: int = 0,
-                          progress: Callable[[int], None] | None = None) -> dict[str, int]:
+                          progress: Callable[[int], None] | None = None,
+                          fingers: int = 1) -> dict[str, int]:
     """Write a synthetic Touch and Go dataset.
 
     Args:
@@ -141,12 +167,16 @@ def generate_touch_and_go(output: str | Path, samples: int = 800, seed: int = 0,
         samples: Number of labelled frames (3 per touch; the last touch may be cut short).
         seed: Random seed; the same seed writes byte-identical files.
         progress: Called with the number of touches finished since the last call.
+        fingers: 1 (one GelSight) or 2 (a pinch: also ``gelsight_b_frame``, see above).
 
     Returns:
         Counts: 'samples', 'train', 'test', 'sessions', 'touches'.
     """
     if samples < 1:
         raise ValueError(f'samples must be >= 1, got {samples}')
+    if fingers not in (1, 2):
+        raise ValueError(f'fingers must be 1 or 2, got {fingers}')
+    folders = ('video_frame', 'gelsight_frame', 'gelsight_b_frame')[:1 + fingers]
     root = Path(output)
     root.mkdir(parents=True, exist_ok=True)
     touches = -(-samples // LABELLED_PER_TOUCH)
@@ -161,22 +191,29 @@ def generate_touch_and_go(output: str | Path, samples: int = 800, seed: int = 0,
         rng = np.random.default_rng([seed, 1, session])
         name = session_name(session)
         split = 'test' if session % TEST_EVERY == 2 else 'train'
-        for folder in ('video_frame', 'gelsight_frame'):
+        for folder in folders:
             (root / name / folder).mkdir(parents=True, exist_ok=True)
         tint = np.clip(rng.uniform(0.85, 1.15) * (1.0 + rng.normal(0, 0.05, 3)), 0.6, 1.4)
         gel = np.array([0.42, 0.44, 0.50]) + rng.normal(0, 0.03, 3)
+        gel_b = np.array([0.42, 0.44, 0.50]) + np.random.default_rng(
+            [seed, 4, session]).normal(0, 0.03, 3)
         frame = 0
         chunk = classes[session * TOUCHES_PER_SESSION:(session + 1) * TOUCHES_PER_SESSION]
-        for material in chunk:
+        for touch, material in enumerate(chunk):
             weave = draw_weave(rng)
-            frames = render_touch(rng, int(material), tint, gel, weave)
+            images = [list(pair) for pair in render_touch(rng, int(material), tint, gel, weave)]
+            if fingers == 2:
+                finger_rng = np.random.default_rng([seed, 5, session, touch])
+                for pair, tactile_b in zip(images, render_opposite_finger(
+                        finger_rng, int(material), gel_b, weave)):
+                    pair.append(tactile_b)
             # The last touch of the dataset stops once `samples` frames are labelled.
             labelled = len(lists['train']) + len(lists['test'])
-            for step, (camera, tactile) in enumerate(frames[:samples - labelled + 1]):
+            for step, pair in enumerate(images[:samples - labelled + 1]):
                 frame += 1
                 file = f'{frame:010d}.jpg'
-                _write_rgb(root / name / 'video_frame' / file, camera)
-                _write_rgb(root / name / 'gelsight_frame' / file, tactile)
+                for folder, image in zip(folders, pair):
+                    _write_rgb(root / name / folder / file, image)
                 label = int(material) if step else -1
                 lists['label'].append(f'{name}/{file},{label}')
                 if step:
