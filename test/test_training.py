@@ -153,6 +153,35 @@ def test_sampler_resumes_mid_epoch_and_shards_disjointly() -> None:
     assert not seen[0] & seen[1]
 
 
+def test_session_batches_come_from_as_few_sessions_as_possible() -> None:
+    # 6 sessions of 20 samples, interleaved as a dataset lists them; batches of 8.
+    groups = np.array([f'session{i % 6}' for i in range(120)])
+    sampler = ResumableSampler(120, 8, seed=5, groups=groups)
+    sampler.set_epoch(0)
+    batches = [[index for index, _ in batch] for batch in sampler]
+    assert len(batches) == 15
+    sessions_per_batch = [len({groups[i] for i in batch}) for batch in batches]
+    assert max(sessions_per_batch) <= 2 and sessions_per_batch.count(1) >= 9
+    assert sorted(i for batch in batches for i in batch) == list(range(120))  # each sample once
+    # Random batches mix sessions: the grouping is what makes them few.
+    plain = ResumableSampler(120, 8, seed=5)
+    plain.set_epoch(0)
+    assert min(len({groups[i] for i, _ in batch}) for batch in plain) >= 3
+    # Seeded per epoch, resumable mid-epoch, and disjoint across ranks.
+    sampler.set_epoch(0, start_batch=4)
+    assert [[index for index, _ in batch] for batch in sampler] == batches[4:]
+    sampler.set_epoch(1)
+    assert [[index for index, _ in batch] for batch in sampler] != batches
+    shards = [ResumableSampler(120, 8, seed=5, rank=rank, world_size=2, groups=groups)
+              for rank in (0, 1)]
+    for shard in shards:
+        shard.set_epoch(0)
+    seen = [{index for batch in shard for index, _ in batch} for shard in shards]
+    assert not seen[0] & seen[1] and len(seen[0]) == len(seen[1]) == 56
+    with pytest.raises(ValueError, match='groups'):
+        ResumableSampler(120, 8, seed=5, groups=groups[:10])
+
+
 # ------------------------------------------------------------------------------------ guard
 class ToyTask:
     """Regression on a line; the loss is NaN on the listed global steps."""

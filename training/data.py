@@ -29,15 +29,28 @@ class ResumableSampler(torch.utils.data.Sampler[list[tuple[int, int]]]):
     index); the shard is cut into full batches (the incomplete tail is dropped). Because the
     order depends only on ``(seed, epoch)``, a resumed run skips the ``start_batch`` batches it
     already trained on and sees exactly the batches an uninterrupted run would have seen.
+
+    With ``groups`` (one recording session per index) every batch is drawn from as few
+    sessions as possible: the epoch's order takes the sessions in a seeded random order and
+    each session's indices shuffled, cut into batches, and the batches are shuffled; rank r
+    takes every ``world_size``-th batch. Stage 1 uses this: within one session nothing that is
+    the same all session long (the lighting, the gel's tint, the camera's noise) tells a pair
+    from the other pairs of the batch, so the encoder cannot align camera and touch by session
+    alone and must learn what the contact shows.
     """
 
     def __init__(self, size: int, batch_size: int, seed: int, rank: int = 0,
-                 world_size: int = 1) -> None:
+                 world_size: int = 1, groups: Sequence[Any] | np.ndarray | None = None) -> None:
         if batch_size < 1:
             raise ValueError(f'batch_size must be >= 1, got {batch_size}')
+        if groups is not None and len(groups) != size:
+            raise ValueError(f'groups has {len(groups)} entries for {size} samples')
         self.order = DistributedSampler(range(size), num_replicas=world_size, rank=rank,
                                         shuffle=True, seed=seed, drop_last=False)
         self.batch_size, self.seed = batch_size, seed
+        self.size, self.world_size = size, world_size
+        self.members = None if groups is None else [
+            np.flatnonzero(np.asarray(groups) == name) for name in np.unique(np.asarray(groups))]
         self.start_batch = 0
         if len(self) == 0:
             raise ValueError(f'{size} training samples over {world_size} rank(s) make no full '
@@ -50,18 +63,40 @@ class ResumableSampler(torch.utils.data.Sampler[list[tuple[int, int]]]):
 
     def __len__(self) -> int:
         """Full batches per epoch on this rank."""
-        return len(self.order) // self.batch_size
+        if self.members is None:
+            return len(self.order) // self.batch_size
+        return self.size // self.batch_size // self.world_size
+
+    def _batches(self) -> list[list[int]]:
+        if self.members is None:
+            indices = list(self.order)
+            return [indices[batch * self.batch_size:(batch + 1) * self.batch_size]
+                    for batch in range(len(self))]
+        rng = np.random.default_rng([self.seed, self.order.epoch])
+        flat = np.concatenate([rng.permutation(self.members[group])
+                               for group in rng.permutation(len(self.members))])
+        whole = len(flat) // self.batch_size
+        cut = flat[:whole * self.batch_size].reshape(whole, self.batch_size)
+        mine = cut[rng.permutation(whole)][self.order.rank::self.world_size][:len(self)]
+        return [row.tolist() for row in mine]
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         """Yields the batches of the current epoch from ``start_batch`` on.
 
         Each element is ``(index, batch_seed)`` (see :class:`KeyedDataset`).
         """
-        indices = list(self.order)
+        batches = self._batches()
         for batch in range(self.start_batch, len(self)):
             batch_seed = batch_seed_of(self.seed, self.order.rank, self.order.epoch, batch)
-            yield [(index, batch_seed)
-                   for index in indices[batch * self.batch_size:(batch + 1) * self.batch_size]]
+            yield [(index, batch_seed) for index in batches[batch]]
+
+
+def sample_groups(dataset: Dataset) -> np.ndarray | None:
+    """The recording session (or object) of every sample, through subsets; None if unknown."""
+    if isinstance(dataset, Subset):
+        groups = sample_groups(dataset.dataset)
+        return None if groups is None else groups[np.asarray(dataset.indices, dtype=np.int64)]
+    return dataset.group_array() if hasattr(dataset, 'group_array') else None
 
 
 def batch_seed_of(seed: int, rank: int, epoch: int, batch: int) -> int:

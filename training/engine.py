@@ -20,6 +20,7 @@ import time
 from typing import Any, Protocol
 import warnings
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
@@ -98,12 +99,13 @@ class Trainer:
     def __init__(self, run_dir: Path, model: nn.Module, task: Task, train_set: Dataset,
                  collate: Callable[[list[Any]], Any], stage: StageConfig,
                  runtime: RuntimeConfig, context: DistContext, num_workers: int = 0,
-                 lr_scale: Callable[[str], float] | None = None) -> None:
+                 lr_scale: Callable[[str], float] | None = None,
+                 groups: np.ndarray | None = None) -> None:
         self.run_dir, self.task, self.stage, self.runtime = Path(run_dir), task, stage, runtime
         self.context = context
         self.model = model.to(context.device)
         self.sampler = ResumableSampler(len(train_set), stage.batch_size, runtime.seed,
-                                        context.rank, context.world_size)
+                                        context.rank, context.world_size, groups)
         self.loader = DataLoader(
             KeyedDataset(train_set), batch_sampler=self.sampler, collate_fn=collate,
             num_workers=num_workers, pin_memory=context.device.type == 'cuda',

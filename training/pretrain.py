@@ -23,6 +23,7 @@ from pathlib import Path
 import sys
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
@@ -33,7 +34,13 @@ from convitac_ros.model import ContrastiveEncoder, load_dino_weights, ModelConfi
 from convitac_ros.model.contrastive import TACTILE, VISUAL
 from training.checks import check_stage1
 from training.command import run_command  # noqa: E402
-from training.data import augment_on_device, BatchCollator, stage1_frames, train_and_val
+from training.data import (
+    augment_on_device,
+    BatchCollator,
+    sample_groups,
+    stage1_frames,
+    train_and_val,
+)
 from training.distributed import (
     DistContext,
     gather_with_grad,
@@ -171,14 +178,19 @@ def run_pretraining(config: TrainConfig, run_dir: Path, train_set: Dataset, val_
     labelled, labelled_set = len(train_set), train_set
     train_set = stage1_frames(config.data, train_set, val_set)
     check_stage1(config, len(train_set), labelled_set, val_set)
+    groups = sample_groups(train_set) if config.stage1.batches == 'session' else None
     if context.is_main:
+        grouping = ('' if groups is None else
+                    f'; batches from {len(np.unique(groups))} sessions, few per batch')
         print(f'stage 1: {len(train_set)} (camera, tactile) pairs ({config.data.stage1_frames}; '
-              f'the labelled training set has {labelled}), {len(val_set)} held out', flush=True)
+              f'the labelled training set has {labelled}), {len(val_set)} held out{grouping}',
+              flush=True)
     trainer = Trainer(run_dir, model, task, train_set,
                       BatchCollator(size, mean, std, augment, pairs=True,
                                     on_device=augment_on_device(config.data, context.device)),
                       config.stage1,
-                      config.runtime, context, num_workers=config.data.num_workers)
+                      config.runtime, context, num_workers=config.data.num_workers,
+                      groups=groups)
     summary = trainer.fit(resume=resume)
     if summary['stopped']:
         raise RunStopped(f'stage 1 stopped after {summary["steps"]} steps (stop_after_steps)')

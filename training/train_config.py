@@ -69,6 +69,9 @@ class ModelSection:
     overrides: dict[str, Any] = field(default_factory=dict)
 
 
+BATCHES = ('session', 'random')  # stage 1 batch composition (StageConfig.batches)
+
+
 @dataclass
 class StageConfig:
     """Optimisation knobs of one stage (stage 1 = SimCLR pretraining, stage 2 = supervised)."""
@@ -94,6 +97,10 @@ class StageConfig:
     # Stage 1: NT-Xent negatives: 'all' (SimCLR: the other 2B - 2 images) or 'cross' (the
     # other modality's B - 1 images only, as CLIP)
     negatives: str = 'all'
+    # Stage 1: 'session': each batch from as few recording sessions as possible (what is
+    # constant within a session cannot tell the pairs of a batch apart; training/data.py's
+    # ResumableSampler); 'random': batches drawn across the whole training set.
+    batches: str = 'session'
     retrieval_batch: int = 32  # stage 1: held-out visual-to-tactile retrieval in batches of this
     label_smoothing: float = 0.0  # cross-entropy (stage 2 only)
     augment: bool = True
@@ -110,6 +117,8 @@ class StageConfig:
                               f'{self.max_minutes}')
         if self.negatives not in NEGATIVES:
             raise ConfigError(f'negatives must be one of {NEGATIVES}, got {self.negatives!r}')
+        if self.batches not in BATCHES:
+            raise ConfigError(f'batches must be one of {BATCHES}, got {self.batches!r}')
 
 
 @dataclass

@@ -110,7 +110,8 @@ class ContrastiveEncoder(nn.Module):
     def projection_embed(self, images: torch.Tensor, modality: torch.Tensor) -> torch.Tensor:
         """Compute the contrasted embeddings: what NT-Xent compares and CEC is conditioned on.
 
-        Gel images are high-passed first (:meth:`prepare`). The P tokens are attention-pooled and passed through the projection head. In training
+        Gel images are high-passed first (:meth:`prepare`). The P tokens are
+        attention-pooled and passed through the projection head. In training
         mode the head normalises each modality with the statistics of its rows in this batch
         (as in SimCLR; at least 2 rows per modality present), in eval mode with its running
         statistics, so each image is embedded on its own.

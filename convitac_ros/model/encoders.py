@@ -134,7 +134,7 @@ class FusionEncoder(nn.Module):
 
 
 class TactileHighPass(nn.Module):
-    """Subtract a Gaussian blur from tactile frames: `x - blur(x)` (``ModelConfig.tactile_highpass``).
+    """Subtract a Gaussian blur from gel frames (``ModelConfig.tactile_highpass``).
 
     A gel image is dominated by the sensor's own illumination (a DIGIT's three coloured LEDs, a
     GelSight's gradient), the same in every frame; the contact shows as fine relief on top.
