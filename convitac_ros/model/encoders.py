@@ -164,10 +164,13 @@ class TactileHighPass(nn.Module):
         if self.radius == 0:
             return frames
         shape = frames.shape
-        flat = frames.reshape(-1, *shape[-3:])  # (N, C, H, W)
+        # In float32 whatever the model's precision: a half-precision depthwise convolution
+        # with a long kernel has no fast CPU kernel (minutes for a 64 px batch), and the blur
+        # is a sum of many small terms.
+        flat = frames.reshape(-1, *shape[-3:]).float()  # (N, C, H, W)
         channels, pad = self.rows.shape[0], self.radius
-        blurred = F.conv2d(F.pad(flat, (pad, pad, 0, 0), mode='reflect'),
-                           self.rows.to(flat.dtype), groups=channels)
-        blurred = F.conv2d(F.pad(blurred, (0, 0, pad, pad), mode='reflect'),
-                           self.cols.to(flat.dtype), groups=channels)
-        return (flat - blurred).reshape(shape)
+        blurred = F.conv2d(F.pad(flat, (pad, pad, 0, 0), mode='reflect'), self.rows.float(),
+                           groups=channels)
+        blurred = F.conv2d(F.pad(blurred, (0, 0, pad, pad), mode='reflect'), self.cols.float(),
+                           groups=channels)
+        return (flat - blurred).to(frames.dtype).reshape(shape)
