@@ -156,8 +156,10 @@ def test_contrastive_encoder_runs_once_on_latest_visual_and_tactile_frames():
     assert len(calls) == 1
     images = calls[0][0].reshape(2, 3, 3, config.image_size, config.image_size)
     assert torch.equal(images[:, 0], visual[:, -1])
-    assert torch.equal(images[:, 1], tactile[:, 2])  # sensor 0, latest of 3 frames
-    assert torch.equal(images[:, 2], tactile[:, 5])  # sensor 1, latest of 3 frames
+    # Gel frames reach E^c's backbone high-passed (ModelConfig.tactile_highpass).
+    high_pass = model.contrastive_encoder.tactile_filter
+    assert torch.allclose(images[:, 1], high_pass(tactile[:, 2]))  # sensor 0, latest of 3
+    assert torch.allclose(images[:, 2], high_pass(tactile[:, 5]))  # sensor 1, latest of 3
 
 
 @pytest.mark.parametrize('condition', CONDITIONS)
