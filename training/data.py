@@ -49,8 +49,11 @@ class ResumableSampler(torch.utils.data.Sampler[list[tuple[int, int]]]):
                                         shuffle=True, seed=seed, drop_last=False)
         self.batch_size, self.seed = batch_size, seed
         self.size, self.world_size = size, world_size
-        self.members = None if groups is None else [
-            np.flatnonzero(np.asarray(groups) == name) for name in np.unique(np.asarray(groups))]
+        self.members = None
+        if groups is not None:  # the indices of each group, in one pass over the N labels
+            _, inverse = np.unique(np.asarray(groups), return_inverse=True)
+            order = np.argsort(inverse, kind='stable')
+            self.members = np.split(order, np.cumsum(np.bincount(inverse))[:-1])
         self.start_batch = 0
         if len(self) == 0:
             raise ValueError(f'{size} training samples over {world_size} rank(s) make no full '

@@ -155,12 +155,11 @@ class ConViTac(nn.Module):
         frames = torch.cat(latest, dim=1)  # (B, n, 3, S, S)
         frozen = not any(p.requires_grad for p in self.contrastive_encoder.parameters())
         flat = frames.flatten(0, 1)  # (B*n, 3, S, S)
+        modality = torch.tensor(kinds, device=flat.device).repeat(frames.shape[0])
         with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
             if self.condition_gate is not None:
-                modality = torch.tensor(kinds, device=flat.device).repeat(frames.shape[0])
                 encoded = self.contrastive_encoder.projection_embed(flat, modality)  # (B*n, D)
             else:
-                modality = torch.tensor(kinds, device=flat.device).repeat(frames.shape[0])
                 encoded = self.contrastive_encoder(
                     self.contrastive_encoder.prepare(flat, modality))  # (B*n, P, d)
         encoded = encoded.reshape(*frames.shape[:2], *encoded.shape[1:])
