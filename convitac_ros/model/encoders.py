@@ -139,38 +139,38 @@ class TactileHighPass(nn.Module):
     A gel image is dominated by the sensor's own illumination (a DIGIT's three coloured LEDs, a
     GelSight's gradient), the same in every frame; the contact shows as fine relief on top.
     The high-pass keeps the relief and removes the smooth pattern of any sensor, with no
-    reference frame and no learned weights (the kernel is a non-persistent buffer: checkpoints
-    hold only the config's sigma). Separable depthwise convolutions with reflected borders, so
-    the ONNX export records it as ordinary operators. Identity when the sigma is 0.
+    reference frame and no learned weights (the blur is a non-persistent buffer: checkpoints
+    hold only the config's sigma). The separable blur with reflected borders is one S x S
+    matrix B applied to both axes, ``x - B x B^T``: two small matrix products (a depthwise
+    convolution with a long kernel cost ten times more on a CPU), ordinary MatMul operators in
+    an ONNX export. Identity when the sigma is 0.
     """
 
-    def __init__(self, fraction: float, image_size: int, channels: int = 3) -> None:
+    def __init__(self, fraction: float, image_size: int) -> None:
         super().__init__()
         self.sigma = float(fraction) * image_size
         # Three sigmas, at most what reflect padding allows (less than the side); 0: identity.
         self.radius = 0 if self.sigma <= 0 else max(
             1, min(int(math.ceil(3 * self.sigma)), image_size - 1))
-        offsets = torch.arange(-self.radius, self.radius + 1, dtype=torch.float32)
-        weights = torch.exp(-0.5 * (offsets / max(self.sigma, 1e-6)) ** 2)
-        weights = weights / weights.sum()
-        # Depthwise kernels, one per channel, along the rows and along the columns.
-        self.register_buffer('rows', weights.view(1, 1, 1, -1).repeat(channels, 1, 1, 1),
-                             persistent=False)
-        self.register_buffer('cols', weights.view(1, 1, -1, 1).repeat(channels, 1, 1, 1),
-                             persistent=False)
+        # Built in NumPy: also under torch's meta device (checkpoint checks build the model
+        # there), where tensors hold no values.
+        blur = np.eye(image_size, dtype=np.float32)
+        if self.radius:
+            offsets = np.arange(-self.radius, self.radius + 1)
+            weights = np.exp(-0.5 * (offsets / self.sigma) ** 2)
+            weights /= weights.sum()
+            blur = np.zeros((image_size, image_size), dtype=np.float32)
+            last = image_size - 1
+            for row in range(image_size):
+                columns = np.abs(row + offsets)  # reflected at the borders (no edge repeat)
+                columns = np.where(columns > last, 2 * last - columns, columns)
+                np.add.at(blur[row], columns, weights.astype(np.float32))
+        blur = torch.from_numpy(blur)
+        self.register_buffer('blur', blur, persistent=False)
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        """Args: frames `(..., C, H, W)`. Returns: the same shape, high-passed."""
+        """Args: frames `(..., C, S, S)`. Returns: the same shape, high-passed."""
         if self.radius == 0:
             return frames
-        shape = frames.shape
-        # In float32 whatever the model's precision: a half-precision depthwise convolution
-        # with a long kernel has no fast CPU kernel (minutes for a 64 px batch), and the blur
-        # is a sum of many small terms.
-        flat = frames.reshape(-1, *shape[-3:]).float()  # (N, C, H, W)
-        channels, pad = self.rows.shape[0], self.radius
-        blurred = F.conv2d(F.pad(flat, (pad, pad, 0, 0), mode='reflect'), self.rows.float(),
-                           groups=channels)
-        blurred = F.conv2d(F.pad(blurred, (0, 0, pad, pad), mode='reflect'), self.cols.float(),
-                           groups=channels)
-        return (flat - blurred).to(frames.dtype).reshape(shape)
+        blur = self.blur.to(frames.dtype)
+        return frames - blur @ frames @ blur.T
