@@ -37,6 +37,16 @@ def rewrite_lists(root: Path, keep) -> None:
         path.write_text(''.join(f'{line}\n' for line in lines))
 
 
+@pytest.mark.parametrize(('setting', 'message'), [
+    ('stage1.batches=sesion', "batches must be one of ('session', 'random'), got 'sesion'"),
+    ('model.overrides.tactile_highpass=2', 'tactile_highpass must be a number in [0, 0.5]'),
+])
+def test_a_mistyped_setting_is_one_line(setting, message, capsys, tmp_path, synthetic_tag_root):
+    run_dir = tmp_path / 'run'
+    code, err = run(capsys, synthetic_tag_root, run_dir, '--set', setting)
+    assert_one_line(code, err, message, run_dir)
+
+
 @pytest.mark.parametrize('stage', ['stage1', 'stage2'])
 def test_a_dataset_too_small_for_the_batch(stage, capsys, tmp_path, synthetic_tag_root):
     run_dir = tmp_path / 'run'
