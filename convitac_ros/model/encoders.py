@@ -133,6 +133,20 @@ class FusionEncoder(nn.Module):
                 + self.stream_embed[:, None, None])
 
 
+def _reflected_blur(sigma: float, radius: int, size: int) -> np.ndarray:
+    """The `(size, size)` matrix of a 1-D Gaussian blur with reflected borders (no edge repeat)."""
+    offsets = np.arange(-radius, radius + 1)
+    weights = np.exp(-0.5 * (offsets / sigma) ** 2)
+    weights = (weights / weights.sum()).astype(np.float32)
+    blur = np.zeros((size, size), dtype=np.float32)
+    last = size - 1
+    for row in range(size):
+        columns = np.abs(row + offsets)
+        columns = np.where(columns > last, 2 * last - columns, columns)
+        np.add.at(blur[row], columns, weights)
+    return blur
+
+
 class TactileHighPass(nn.Module):
     """Subtract a Gaussian blur from gel frames (``ModelConfig.tactile_highpass``).
 
@@ -152,20 +166,14 @@ class TactileHighPass(nn.Module):
         # Three sigmas, at most what reflect padding allows (less than the side); 0: identity.
         self.radius = 0 if self.sigma <= 0 else max(
             1, min(int(math.ceil(3 * self.sigma)), image_size - 1))
-        # Built in NumPy: also under torch's meta device (checkpoint checks build the model
-        # there), where tensors hold no values.
-        blur = np.eye(image_size, dtype=np.float32)
-        if self.radius:
-            offsets = np.arange(-self.radius, self.radius + 1)
-            weights = np.exp(-0.5 * (offsets / self.sigma) ** 2)
-            weights /= weights.sum()
-            blur = np.zeros((image_size, image_size), dtype=np.float32)
-            last = image_size - 1
-            for row in range(image_size):
-                columns = np.abs(row + offsets)  # reflected at the borders (no edge repeat)
-                columns = np.where(columns > last, 2 * last - columns, columns)
-                np.add.at(blur[row], columns, weights.astype(np.float32))
-        blur = torch.from_numpy(blur)
+        if self.radius == 0:
+            blur = torch.empty(0)  # identity: no matrix
+        elif torch.empty(0).device.type == 'meta':
+            # Built on the meta device (the checkpoint check's shapes-only model): shapes only,
+            # nothing allocated, whatever size a file's metadata declares.
+            blur = torch.empty(image_size, image_size)
+        else:
+            blur = torch.from_numpy(_reflected_blur(self.sigma, self.radius, image_size))
         self.register_buffer('blur', blur, persistent=False)
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
