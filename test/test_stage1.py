@@ -128,3 +128,25 @@ def test_stage2_draws_only_transforms_stage1_trained_the_frozen_encoder_on() -> 
     stage1, stage2 = FrameAugmentation.simclr(), FrameAugmentation.light()
     assert stage2.hflip == 0.0 and stage1.covers(stage2)
     assert not stage1.covers(FrameAugmentation(hflip=0.5))  # the old stage-2 flip
+
+
+def test_ablation_table_pairs_each_variant_with_the_default_by_seed():
+    """The per-cause table lists every seed and the paired difference to the default."""
+    from training.stage1_ablation import table
+
+    def record(top1: float) -> dict:
+        return {'test_top1': top1, 'chance_top1': 1 / 32, 'curve': [0.05, 0.2, 0.1],
+                'epochs': 12, 'seconds': 90.0}
+
+    results = {'world_a': {
+        'default': {'0': record(0.30), '1': record(0.20), '2': record(0.10)},
+        'cause': {'0': record(0.05), '2': record(0.15)},  # seed 1 not run
+    }}
+    rows = {line.split(' | ')[1]: line.split(' | ') for line in table(results).splitlines()[2:]}
+    assert rows['default'][3] == '30.0 / 20.0 / 10.0'
+    assert rows['default'][4] == '20.0 [10.0, 30.0]'
+    assert rows['default'][6] == '2/3'  # 30 % and 20 % are >= 5 x 3.125 %, 10 % is not
+    assert rows['default'][7] == '-'
+    # paired on the seeds both have: 5 - 30 = -25, 15 - 10 = +5
+    assert rows['cause'][7] == '-10.0 [-25.0, +5.0] (n=2)'
+    assert rows['cause'][2] == '0, 2'

@@ -76,11 +76,17 @@ def run_one(run_dir: Path, config: list[str], root: str, seed: int, overrides: l
     return record
 
 
-def table(results: dict[str, dict[str, dict[str, dict[str, Any]]]]) -> str:
-    """Markdown: per world and variant, test top-1 (mean, min..max over seeds) and time."""
-    lines = ['| world | variant | seeds | test top-1 % (mean [min, max]) | x chance | '
-             'runs >= 5x chance | epochs (best val at) | minutes |', '|' + '---|' * 8]
+def table(results: dict[str, dict[str, dict[str, dict[str, Any]]]],
+          reference: str = 'default') -> str:
+    """Markdown: per world and variant, test top-1 per seed, its mean and range, and the
+    difference to the ``reference`` variant paired by seed (the first variant when there is
+    none of that name), with epochs and time."""
+    lines = ['| world | variant | seeds | test top-1 % per seed | mean [min, max] | x chance | '
+             'runs >= 5x chance | vs ' + reference + ', paired (points) | '
+             'epochs (best val at) | minutes |', '|' + '---|' * 10]
     for world, variants in results.items():
+        ref_name = reference if reference in variants else next(iter(variants), None)
+        ref = variants.get(ref_name, {})
         for variant, seeds in variants.items():
             done = list(seeds.values())
             if not done:
@@ -88,10 +94,16 @@ def table(results: dict[str, dict[str, dict[str, dict[str, Any]]]]) -> str:
             top1 = np.array([r['test_top1'] for r in done]) * 100
             chance = done[0]['chance_top1'] * 100
             best_at = [int(np.argmax(r['curve'])) + 1 for r in done]
+            paired = np.array([100 * (seeds[s]['test_top1'] - ref[s]['test_top1'])
+                               for s in seeds if s in ref])
+            versus = ('-' if variant == ref_name or not len(paired) else
+                      f'{paired.mean():+.1f} [{paired.min():+.1f}, {paired.max():+.1f}] '
+                      f'(n={len(paired)})')
             lines.append(
-                f'| {world} | {variant} | {len(done)} | {top1.mean():.1f} [{top1.min():.1f}, '
-                f'{top1.max():.1f}] | {top1.mean() / chance:.1f} | '
-                f'{int((top1 >= 5 * chance).sum())}/{len(done)} | '
+                f'| {world} | {variant} | {", ".join(seeds)} | '
+                f'{" / ".join(f"{v:.1f}" for v in top1)} | {top1.mean():.1f} '
+                f'[{top1.min():.1f}, {top1.max():.1f}] | {top1.mean() / chance:.1f} | '
+                f'{int((top1 >= 5 * chance).sum())}/{len(done)} | {versus} | '
                 f'{", ".join(str(r["epochs"]) for r in done)} ({", ".join(map(str, best_at))}) | '
                 f'{np.mean([r["seconds"] for r in done]) / 60:.1f} |')
     return '\n'.join(lines) + '\n'
