@@ -97,10 +97,10 @@ class StageConfig:
     # Stage 1: NT-Xent negatives: 'all' (SimCLR: the other 2B - 2 images) or 'cross' (the
     # other modality's B - 1 images only, as CLIP)
     negatives: str = 'all'
-    # Stage 1: 'session': each batch from as few recording sessions as possible (what is
-    # constant within a session cannot tell the pairs of a batch apart; training/data.py's
-    # ResumableSampler); 'random': batches drawn across the whole training set.
-    batches: str = 'session'
+    # Stage 1: 'random': batches drawn across the whole training set; 'session': each batch
+    # from as few recording sessions as possible (training/data.py's ResumableSampler). Random
+    # scored higher on both worlds measured (docs/results/stage1_v0.5/README.md).
+    batches: str = 'random'
     retrieval_batch: int = 32  # stage 1: held-out visual-to-tactile retrieval in batches of this
     label_smoothing: float = 0.0  # cross-entropy (stage 2 only)
     augment: bool = True
