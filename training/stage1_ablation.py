@@ -120,6 +120,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     parser.add_argument('--test-split', default='test')
     parser.add_argument('--output', type=Path, help='write OUTPUT.json and OUTPUT.md')
+    parser.add_argument('--reference', default='default',
+                        help='the variant the others are compared with, paired by seed')
     args = parser.parse_args(argv)
     worlds = parse_pairs(args.world, '--world')
     variants = {name: [item for item in value.split(',') if item]
@@ -135,18 +137,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                       f'{100 * record["test_top1"]:.1f}% in {record["seconds"]:.0f} s, '
                       f'{record["epochs"]} epochs', flush=True)
                 if args.output:
-                    write(args.output, results, args.config, variants, worlds)
+                    write(args.output, results, args.config, variants, worlds, args.reference)
     return results
 
 
 def write(output: Path, results: dict[str, Any], config: list[str],
-          variants: dict[str, list[str]], worlds: dict[str, str]) -> None:
+          variants: dict[str, list[str]], worlds: dict[str, str],
+          reference: str = 'default') -> None:
     """Writes OUTPUT.json (raw) and OUTPUT.md (the table)."""
     output.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(output.with_suffix('.json'), json.dumps(
-        {'config': config, 'variants': variants, 'worlds': worlds, 'results': results},
-        indent=1))
-    atomic_write_text(output.with_suffix('.md'), table(results))
+        {'config': config, 'variants': variants, 'worlds': worlds, 'reference': reference,
+         'results': results}, indent=1))
+    atomic_write_text(output.with_suffix('.md'), table(results, reference))
 
 
 if __name__ == '__main__':
