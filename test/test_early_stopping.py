@@ -57,6 +57,24 @@ def test_patience_stops_after_that_many_epochs_without_improvement(tmp_path: Pat
     assert json.loads((tmp_path / 'best.safetensors').read_text())['best_epoch'] == 2
 
 
+def test_patience_waits_for_min_epochs_so_a_late_take_off_is_kept(tmp_path: Path) -> None:
+    # a noise spike at epoch 1, flat until the take-off at epoch 5: patience 2 alone stops at
+    # epoch 3 on the spike; with min_epochs 5 the run reaches the take-off, then patience ends it
+    scores = [0.08, 0.03, 0.04, 0.05, 0.30, 0.40, 0.35, 0.38]
+    alone = trainer(tmp_path / 'alone', ScriptedTask(scores), epochs=20, patience=2).fit()
+    assert alone['epochs'] == 3 and alone['best'] == 0.08
+    summary = trainer(tmp_path / 'min', ScriptedTask(scores), epochs=20, patience=2,
+                      min_epochs=5).fit()
+    assert summary['stop_reason'] == 'patience' and summary['epochs'] == 8
+    assert summary['best'] == 0.40 and summary['best_epoch'] == 6
+
+
+def test_min_epochs_does_not_outlast_the_cap(tmp_path: Path) -> None:
+    summary = trainer(tmp_path, ScriptedTask([0.5, 0.1]), epochs=3, patience=1,
+                      min_epochs=10).fit()
+    assert summary['epochs'] == 3 and summary['stop_reason'] == 'epochs'
+
+
 def test_without_patience_the_epoch_cap_ends_the_run(tmp_path: Path) -> None:
     summary = trainer(tmp_path, ScriptedTask([0.5]), epochs=4).fit()
     assert summary['epochs'] == 4 and summary['stop_reason'] == 'epochs'
@@ -86,7 +104,8 @@ def test_a_resumed_run_keeps_its_patience_count(tmp_path: Path) -> None:
 def test_bad_stopping_settings_are_config_errors() -> None:
     for override, message in (('stage1.patience=-1', 'patience'),
                               ('stage2.max_minutes=-5', 'max_minutes'),
-                              ('stage1.negatives=none', 'negatives')):
+                              ('stage1.negatives=none', 'negatives'),
+                              ('stage1.min_epochs=-3', 'min_epochs')):
         with pytest.raises(ConfigError, match=message):
             load_config('demo', [override])
     config = load_config('demo')

@@ -223,7 +223,9 @@ class Trainer:
         """Trains until validation stops improving or the budget is spent.
 
         The run ends at the first of: ``stage.patience`` validations in a row without a better
-        ``task.best_metric`` (when patience > 0), ``stage.max_minutes`` of training wall-clock
+        ``task.best_metric`` (when patience > 0, and not before ``stage.min_epochs`` epochs:
+        a learner that takes off late is not stopped on the noise of its first validations),
+        ``stage.max_minutes`` of training wall-clock
         time (when > 0; checked after every step, the epoch in progress is validated), the
         ``stage.epochs`` cap (or ``max_steps``), or ``stop_after_steps`` (a simulated kill).
 
@@ -366,7 +368,8 @@ class Trainer:
         if reason or progress.epoch % every == 0:
             self._validate_and_export(bool(reason))
             patience = self.stage.patience
-            if not reason and patience > 0 and progress.since_best >= patience:
+            if (not reason and patience > 0 and progress.since_best >= patience
+                    and progress.epoch >= self.stage.min_epochs):
                 reason = 'patience'
         if reason:
             progress.finished, progress.stop_reason = True, reason

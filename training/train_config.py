@@ -80,6 +80,7 @@ class StageConfig:
     # Early stopping: end after this many validations in a row without a better best_metric
     # (stage 1 held-out retrieval top-1, stage 2 mean validation accuracy); 0 = never.
     patience: int = 0
+    min_epochs: int = 0  # patience cannot end the run before this many epochs (cap and budget can)
     max_minutes: float = 0.0  # wall-clock budget of the stage's training loop; 0 = none
     batch_size: int = 16
     optimizer: str = 'adamw'  # adamw | adam | sgd
@@ -109,9 +110,9 @@ class StageConfig:
     calibrate: bool = True
 
     def __post_init__(self) -> None:
-        if self.patience < 0 or self.epochs < 0:
-            raise ConfigError(f'epochs and patience must be >= 0, got {self.epochs} and '
-                              f'{self.patience}')
+        if self.patience < 0 or self.epochs < 0 or self.min_epochs < 0:
+            raise ConfigError(f'epochs, patience and min_epochs must be >= 0, got '
+                              f'{self.epochs}, {self.patience} and {self.min_epochs}')
         if not self.max_minutes >= 0:
             raise ConfigError(f'max_minutes must be >= 0 (0 = no budget), got '
                               f'{self.max_minutes}')
