@@ -78,9 +78,12 @@ def run_one(run_dir: Path, config: list[str], root: str, seed: int, overrides: l
 
 def table(results: dict[str, dict[str, dict[str, dict[str, Any]]]],
           reference: str = 'default') -> str:
-    """Markdown: per world and variant, test top-1 per seed, its mean and range, and the
-    difference to the ``reference`` variant paired by seed (the first variant when there is
-    none of that name), with epochs and time."""
+    """Markdown table of the study: one row per world and variant.
+
+    Each row gives test top-1 per seed, its mean and range, the difference to the
+    ``reference`` variant paired by seed (the first variant when there is none of that name),
+    the epochs and the time.
+    """
     lines = ['| world | variant | seeds | test top-1 % per seed | mean [min, max] | x chance | '
              'runs >= 5x chance | vs ' + reference + ', paired (points) | '
              'epochs (best val at) | minutes |', '|' + '---|' * 10]
