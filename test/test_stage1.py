@@ -150,3 +150,15 @@ def test_ablation_table_pairs_each_variant_with_the_default_by_seed():
     # paired on the seeds both have: 5 - 30 = -25, 15 - 10 = +5
     assert rows['cause'][7] == '-10.0 [-25.0, +5.0] (n=2)'
     assert rows['cause'][2] == '0, 2'
+
+
+def test_ablation_refuses_a_mistyped_reference_before_training(tmp_path, capsys):
+    from training.stage1_ablation import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(['--work-dir', str(tmp_path / 'runs'), '--world', 'w=data/none',
+              '--variant', 'default=', '--variant', 'cross=stage1.negatives=cross',
+              '--reference', 'defualt'])
+    assert exit_info.value.code == 2
+    assert "--reference 'defualt' is not a --variant" in capsys.readouterr().err
+    assert not (tmp_path / 'runs').exists()

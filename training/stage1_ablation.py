@@ -129,6 +129,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     worlds = parse_pairs(args.world, '--world')
     variants = {name: [item for item in value.split(',') if item]
                 for name, value in parse_pairs(args.variant, '--variant').items()}
+    if args.reference not in variants and args.reference != parser.get_default('reference'):
+        parser.error(f'--reference {args.reference!r} is not a --variant; '
+                     f'variants: {", ".join(variants)}')
     results: dict[str, Any] = {w: {v: {} for v in variants} for w in worlds}
     for world, root in worlds.items():
         for seed in args.seeds:
