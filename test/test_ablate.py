@@ -77,21 +77,23 @@ def test_rerun_reuses_cached_runs_and_rerenders_the_table(study: dict) -> None:
     assert again['tables'] == study['results']['tables']
 
 
-def test_figure_has_the_six_panels_per_row_and_contact_scores(study: dict) -> None:
+def test_figure_has_the_eight_panels_per_row_and_contact_scores(study: dict) -> None:
     seed_dir = study['work'] / 'runs' / 'synthetic_tag' / 'seed0'
     output = study['work'] / 'figure' / 'gradcam.png'
     report = make_figure([seed_dir / 'convitac_tokens' / 'best.safetensors'],
                          [seed_dir / 'cross_attention' / 'best.safetensors'], output, rows=2,
                          score_samples=6)
     image = plt_image(output)
-    assert image.ndim == 3 and image.shape[1] > image.shape[0]  # 6 columns, 2 rows: landscape
-    assert len(COLUMNS) == 6
+    assert image.ndim == 3 and image.shape[1] > image.shape[0]  # 8 columns, 2 rows: landscape
+    assert len(COLUMNS) == 8 and sum('E^c' in title for title in COLUMNS) == 2
     scores = report['runs'][0]['scores']
     assert set(scores) == set(report['summary']) == {'with_cec', 'without_cec'}
     for name in scores:
         assert {'gradcam_visual', 'gradcam_tactile', 'attention_visual'} <= set(scores[name])
         assert 0.0 <= scores[name]['gradcam_visual']['mass_inside'] <= 1.0
         assert report['summary'][name]['gradcam_visual']['enrichment']['n'] == 1
+    assert {'conditioncam_visual', 'conditioncam_tactile'} <= set(scores['with_cec'])
+    assert not any(kind.startswith('conditioncam') for kind in scores['without_cec'])
     assert json.loads(output.with_suffix('.json').read_text())['figure'] == 'gradcam.png'
 
 

@@ -1,7 +1,8 @@
 r"""The paper's Fig. 2 on the synthetic world: where models with and without CEC look.
 
-Rows are full-press test samples; columns are the camera frame, its Grad-CAM without CEC and
-with CEC, the GelSight frame and its two Grad-CAM maps. The ground-truth contact region (where
+Rows are full-press test samples; columns are the camera frame, its Grad-CAM at the fusion
+encoders without and with CEC and at the CEC model's frozen E^c (the condition path), then the
+GelSight frame and the same three maps. The ground-truth contact region (where
 the press-in changed the frame, see ``training.gradcam``) is outlined in green on every panel.
 Next to the PNG a JSON file holds the attention-on-contact scores over many test samples, for
 Grad-CAM and, where the fusion has token attention, for the CEC attention weights themselves.
@@ -44,8 +45,14 @@ from training.gradcam import (  # noqa: E402
 )
 
 MODELS = ('with_cec', 'without_cec')
-COLUMNS = ('camera', 'camera Grad-CAM\nwithout CEC', 'camera Grad-CAM\nwith CEC',
-           'tactile', 'tactile Grad-CAM\nwithout CEC', 'tactile Grad-CAM\nwith CEC')
+# Per modality: the frame, Grad-CAM at the fusion encoders without and with CEC, and Grad-CAM
+# at the CEC model's frozen E^c (the path that computes the condition).
+PANELS = (('without_cec', 'gradcam', 'Grad-CAM\nwithout CEC'),
+          ('with_cec', 'gradcam', 'Grad-CAM\nwith CEC'),
+          ('with_cec', 'conditioncam', 'Grad-CAM at E^c\n(CEC condition)'))
+COLUMNS = tuple(f'{name} {title}' if title else name
+                for name in ('camera', 'tactile')
+                for title in ('', *(panel[2] for panel in PANELS)))
 
 
 def attention_maps(model: torch.nn.Module, visual: torch.Tensor, tactile: torch.Tensor
@@ -84,7 +91,7 @@ def explain(loaded: LoadedCheckpoint, samples: list[PressSample], head: str,
         for side, values in grad_cam(model, visual, tactile, head, labels).items():
             found.setdefault(f'gradcam_{side}', []).append(
                 values if side == 'visual' else values[:, 0])
-        # The condition path: Grad-CAM at the frozen E^c (scored, not drawn).
+        # The condition path: Grad-CAM at the frozen E^c.
         for side, values in grad_cam(model, visual, tactile, head, labels,
                                      path='condition').items():
             found.setdefault(f'conditioncam_{side}', []).append(
@@ -121,7 +128,7 @@ def _outline(axes: Any, mask: np.ndarray) -> None:
 
 def draw_figure(samples: list[PressSample], explained: dict[str, dict[str, Any]],
                 classes: list[str], head: str, image_size: int, path: Path) -> None:
-    """Saves the figure: one row per sample, the six columns of :data:`COLUMNS`."""
+    """Saves the figure: one row per sample, the columns of :data:`COLUMNS`."""
     figure, grid = plt.subplots(len(samples), len(COLUMNS),
                                 figsize=(1.9 * len(COLUMNS), 2.1 * len(samples)), squeeze=False)
     for row, press in enumerate(samples):
@@ -131,16 +138,15 @@ def draw_figure(samples: list[PressSample], explained: dict[str, dict[str, Any]]
                                        ('tactile', press.sample.tactile[0]))}
         panels = []
         for side in ('visual', 'tactile'):
-            panels.append((images[side], None))
-            for name in ('without_cec', 'with_cec'):
-                maps = explained[name]['maps'].get(f'gradcam_{side}')
-                panels.append((images[side], None if maps is None else maps[row]))
-        for column, (image, heat) in enumerate(panels):
+            panels.append((side, images[side], None))
+            for name, kind, _ in PANELS:
+                maps = explained[name]['maps'].get(f'{kind}_{side}')
+                panels.append((side, images[side], None if maps is None else maps[row]))
+        for column, (side, image, heat) in enumerate(panels):
             axes = grid[row, column]
             axes.imshow(image)
             if heat is not None:
                 axes.imshow(heat, cmap='jet', alpha=0.45, vmin=0.0, vmax=1.0)
-            side = 'visual' if column < 3 else 'tactile'
             _outline(axes, press.contact[side])
             axes.set_xticks([])
             axes.set_yticks([])
