@@ -3,8 +3,8 @@ r"""Visual-tactile worlds rendered by an outside tactile simulator (tacto), Touc
 A development tool, not part of the package: it runs in its own virtual environment (see
 README.md next to this file), writes files only and imports nothing from `convitac_ros`. The
 DIGIT images come from `tacto.Renderer.render_from_depth` (DIGIT optics and gel model, OpenGL
-through OSMesa); the gel deformation maps and the camera images come from one of two world
-designs, `surfaces.py` (tacto_a) and `shapes.py` (tacto_b).
+through OSMesa); the gel deformation maps and the camera images come from one of three world
+designs, `surfaces.py` (tacto_a), `shapes.py` (tacto_b) and `objects.py` (tacto_c).
 
 Every session is a recording of touches; a touch is one approach frame (sensor off the surface,
 blank gel, listed -1 Inconclusive in label.txt as Touch and Go does) and `PRESS_FRAMES` contact
@@ -28,10 +28,11 @@ import time
 from common import GEL_COLS, GEL_ROWS
 import cv2
 import numpy as np
+import objects
 import shapes
 import surfaces
 
-WORLDS = {'tacto_a': surfaces, 'tacto_b': shapes}
+WORLDS = {'tacto_a': surfaces, 'tacto_b': shapes, 'tacto_c': objects}
 SESSIONS = 12
 TEST_SESSIONS = (3, 7, 11)
 TOUCHES_PER_SESSION = 25
