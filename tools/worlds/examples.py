@@ -22,7 +22,7 @@ def _touches(root: Path) -> dict[int, list[str]]:
     lines = [line.rsplit(',', 1) for line in
              (root / 'label.txt').read_text(encoding='utf-8').splitlines() if line.strip()]
     found: dict[int, list[str]] = {}
-    for index, (name, label) in enumerate(lines):
+    for index, (_, label) in enumerate(lines):
         material = int(label)
         if material < 0 or material in found or index == 0 or lines[index - 1][1] != '-1':
             continue
