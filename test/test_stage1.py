@@ -130,6 +130,25 @@ def test_stage2_draws_only_transforms_stage1_trained_the_frozen_encoder_on() -> 
     assert not stage1.covers(FrameAugmentation(hflip=0.5))  # the old stage-2 flip
 
 
+@pytest.mark.parametrize('crop_min, jitter', [(0.05, 0.1), (0.4, 0.3), (0.8, 0.99)])
+def test_every_stage1_strength_the_config_accepts_covers_stage2(crop_min, jitter) -> None:
+    from training.train_config import load_config
+
+    stage1 = load_config('demo', [f'stage1.crop_min={crop_min}', f'stage1.jitter={jitter}']).stage1
+    augment = FrameAugmentation.simclr(stage1.crop_min, stage1.jitter)
+    assert augment.crop_scale == (crop_min, 1.0) and augment.brightness == jitter
+    assert augment.covers(FrameAugmentation.light())
+
+
+@pytest.mark.parametrize('override', ['stage1.crop_min=0.9', 'stage1.crop_min=0',
+                                      'stage1.jitter=0.05', 'stage1.jitter=1.5'])
+def test_a_stage1_strength_stage2_would_leave_is_one_clear_error(override) -> None:
+    from training.train_config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match=override.split('.')[1].split('=')[0]):
+        load_config('demo', [override])
+
+
 def test_ablation_table_pairs_each_variant_with_the_default_by_seed():
     """The per-cause table lists every seed and the paired difference to the default."""
     from training.stage1_ablation import table
@@ -162,3 +181,16 @@ def test_ablation_refuses_a_mistyped_reference_before_training(tmp_path, capsys)
     assert exit_info.value.code == 2
     assert "--reference 'defualt' is not a --variant" in capsys.readouterr().err
     assert not (tmp_path / 'runs').exists()
+
+
+def test_material_only_reference_is_one_over_the_label_count_in_the_batch():
+    """What aligning only the label would score: exact where every batching is the same."""
+    import numpy as np
+
+    from training.retrieval import label_only_top1
+
+    assert label_only_top1(np.arange(64)) == 1.0  # every pair its own label
+    assert label_only_top1(np.zeros(64, dtype=int)) == 1 / 32  # one label: chance
+    # B = N = 6: every batching is the whole set; labels 3 / 2 / 1 frames
+    assert np.isclose(label_only_top1(np.array([0, 0, 0, 1, 1, 2]), batch_size=6),
+                      (3 * (1 / 3) + 2 * (1 / 2) + 1) / 6)

@@ -165,7 +165,8 @@ def run_pretraining(config: TrainConfig, run_dir: Path, train_set: Dataset, val_
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     preprocess = default_preprocess(model_config)
     size, mean, std = model_config.image_size, preprocess['mean'], preprocess['std']
-    augment = FrameAugmentation.simclr() if config.stage1.augment else None
+    augment = (FrameAugmentation.simclr(config.stage1.crop_min, config.stage1.jitter)
+               if config.stage1.augment else None)
     probe = RetrievalProbe(val_set, config.stage1.retrieval_batch,
                            BatchCollator(size, mean, std, None, pairs=True),
                            config.runtime.seed, config.data.root, config.data.num_workers)

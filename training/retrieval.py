@@ -114,6 +114,36 @@ class RetrievalProbe:
         return result
 
 
+def label_only_top1(labels: np.ndarray, batch_size: int = 32, seed: int = 0,
+                    repeats: int = 20) -> float:
+    """Top-1 of an embedding that knows a pair's label perfectly and nothing else.
+
+    Within a batch such an embedding ties the true tactile frame with every other frame of the
+    same label, so its expected hit rate is 1 / (frames of that label in the batch); averaged
+    over the probe's own batchings (same seeds, same full batches). A reference for what
+    aligning the label alone is worth on a world, not an upper bound: camera and gel can share
+    more than the label (contact position, press depth, the object's shape).
+
+    Args:
+        labels: int (N,) label of every held-out pair (e.g. material); unlabelled pairs (< 0)
+            count as a class of their own.
+        batch_size: B.
+        seed: Seed of the first batching (as RetrievalProbe).
+        repeats: How many batchings.
+    """
+    labels = np.asarray(labels)
+    batch_size = min(batch_size, len(labels))
+    full = len(labels) // batch_size * batch_size
+    rates = []
+    for r in range(max(1, repeats)):
+        order = np.random.default_rng(seed + r).permutation(len(labels))[:full]
+        for start in range(0, full, batch_size):
+            batch = labels[order[start:start + batch_size]]
+            _, inverse, counts = np.unique(batch, return_inverse=True, return_counts=True)
+            rates.append(np.mean(1.0 / counts[inverse]))
+    return float(np.mean(rates))
+
+
 def describe(values: dict[str, float], batch: int) -> str:
     """One line: top-1 and top-5 beside chance, in percent."""
     parts = []

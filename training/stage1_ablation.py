@@ -28,7 +28,7 @@ import numpy as np
 
 from convitac_ros.fileio import atomic_write_text
 from training.command import run_command
-from training.retrieval import checkpoint_retrieval
+from training.retrieval import checkpoint_retrieval, label_only_top1
 
 
 def parse_pairs(items: list[str], what: str) -> dict[str, str]:
@@ -133,6 +133,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         parser.error(f'--reference {args.reference!r} is not a --variant; '
                      f'variants: {", ".join(variants)}')
     results: dict[str, Any] = {w: {v: {} for v in variants} for w in worlds}
+    references = {world: material_only(root, args.test_split) for world, root in worlds.items()}
     for world, root in worlds.items():
         for seed in args.seeds:
             for variant, overrides in variants.items():
@@ -143,19 +144,40 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                       f'{100 * record["test_top1"]:.1f}% in {record["seconds"]:.0f} s, '
                       f'{record["epochs"]} epochs', flush=True)
                 if args.output:
-                    write(args.output, results, args.config, variants, worlds, args.reference)
+                    write(args.output, results, args.config, variants, worlds, args.reference,
+                          references)
     return results
+
+
+def material_only(root: str, split: str) -> float | None:
+    """Top-1 of an embedding that knew each test pair's material and nothing else (B = 32)."""
+    from convitac_ros.data import TouchAndGo
+
+    labels = TouchAndGo(root, split, visual_len=1, tactile_len=1).target_array('material')
+    return label_only_top1(labels, 32, 0) if len(labels) >= 2 else None
+
+
+def references_text(references: dict[str, float | None]) -> str:
+    """The material-only reference of every world, as one markdown paragraph."""
+    parts = [f'{world} {100 * top1:.1f} % ({32 * top1:.1f}x chance)'
+             for world, top1 in references.items() if top1 is not None]
+    if not parts:
+        return ''
+    return ('\nMaterial-only reference (test split, B = 32): the top-1 of an embedding that knew '
+            "each pair's material perfectly and nothing else: " + ', '.join(parts) + '. Not an '
+            'upper bound: camera and gel can share more than the material.\n')
 
 
 def write(output: Path, results: dict[str, Any], config: list[str],
           variants: dict[str, list[str]], worlds: dict[str, str],
-          reference: str = 'default') -> None:
+          reference: str = 'default', references: dict[str, float | None] | None = None) -> None:
     """Writes OUTPUT.json (raw) and OUTPUT.md (the table)."""
     output.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(output.with_suffix('.json'), json.dumps(
         {'config': config, 'variants': variants, 'worlds': worlds, 'reference': reference,
-         'results': results}, indent=1))
-    atomic_write_text(output.with_suffix('.md'), table(results, reference))
+         'material_only_top1': references or {}, 'results': results}, indent=1))
+    atomic_write_text(output.with_suffix('.md'),
+                      table(results, reference) + references_text(references or {}))
 
 
 if __name__ == '__main__':

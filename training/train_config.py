@@ -105,6 +105,13 @@ class StageConfig:
     retrieval_batch: int = 32  # stage 1: held-out visual-to-tactile retrieval in batches of this
     label_smoothing: float = 0.0  # cross-entropy (stage 2 only)
     augment: bool = True
+    # Stage 1 only: strength of FrameAugmentation.simclr, drawn for each modality on its own:
+    # the smallest crop as a fraction of the frame's area, and the colour jitter (brightness,
+    # contrast and saturation factors in [1 - jitter, 1 + jitter]). Stage 2's lighter
+    # augmentation must stay within it (crop_min <= 0.8, jitter >= 0.1): the frozen E^c sees
+    # stage 2's frames.
+    crop_min: float = 0.7
+    jitter: float = 0.15
     # Stage 2 only: fit one temperature per head on the validation split and store it in
     # the checkpoint (convitac_ros/calibration.py); false: temperature 1.
     calibrate: bool = True
@@ -120,6 +127,12 @@ class StageConfig:
             raise ConfigError(f'negatives must be one of {NEGATIVES}, got {self.negatives!r}')
         if self.batches not in BATCHES:
             raise ConfigError(f'batches must be one of {BATCHES}, got {self.batches!r}')
+        if not 0.05 <= self.crop_min <= 0.8:
+            raise ConfigError(f'crop_min must be in [0.05, 0.8] (stage 2 crops down to 0.8 of '
+                              f'the frame), got {self.crop_min}')
+        if not 0.1 <= self.jitter < 1.0:
+            raise ConfigError(f'jitter must be in [0.1, 1) (stage 2 jitters by 0.1), got '
+                              f'{self.jitter}')
 
 
 @dataclass

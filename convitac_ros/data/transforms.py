@@ -46,7 +46,7 @@ class FrameAugmentation:
     grayscale: float = 0.2
 
     @classmethod
-    def simclr(cls) -> FrameAugmentation:
+    def simclr(cls, crop_min: float = 0.7, jitter: float = 0.15) -> FrameAugmentation:
         """Build the stage-1 augmentation for visual-tactile (cross-modal) SimCLR.
 
         Unlike image-only SimCLR, the positive is the other modality, so the augmentation must
@@ -58,9 +58,13 @@ class FrameAugmentation:
         No flips and nearly square crops: the two images are augmented independently, and a
         flip (or a strong stretch) of one of them would change the orientation of the texture
         that the camera and the gel share.
+
+        Args:
+            crop_min: smallest crop area (``stage1.crop_min``; 0.7 keeps the central fifth).
+            jitter: brightness, contrast and saturation strength (``stage1.jitter``).
         """
-        return cls(crop_scale=(0.7, 1.0), crop_ratio=(0.9, 1.1), hflip=0.0, brightness=0.15,
-                   contrast=0.15, saturation=0.15, grayscale=0.0)
+        return cls(crop_scale=(crop_min, 1.0), crop_ratio=(0.9, 1.1), hflip=0.0,
+                   brightness=jitter, contrast=jitter, saturation=jitter, grayscale=0.0)
 
     @classmethod
     def light(cls) -> FrameAugmentation:
