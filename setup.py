@@ -8,7 +8,7 @@ PACKAGE = 'convitac_ros'
 
 setup(
     name=PACKAGE,
-    version='0.5.1',
+    version='0.5.2',
     # training/ is installed beside the product so that `python training/train.py` finds its
     # package; nothing in convitac_ros imports it (test/test_package.py). benchmarks/ is not
     # installed: it runs from a source checkout as `python -m benchmarks`.
