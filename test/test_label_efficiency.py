@@ -85,3 +85,23 @@ def test_outputs_are_written(tmp_path: Path):
     table = (tmp_path / 'label_efficiency.md').read_text()
     assert '### a' in table and '| all (50) | 300 |' in table
     assert (tmp_path / FIGURE).read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+
+
+def test_a_study_writes_into_its_work_folder_unless_told_where(tmp_path: Path, monkeypatch):
+    """Rendering a study never writes over the committed docs/results by default."""
+    from training.label_efficiency import main
+
+    monkeypatch.chdir(tmp_path)  # a docs/results/label_efficiency here would be the old default
+    work = tmp_path / 'runs' / 'le'
+    for seed in (0, 1):
+        for k, budget in ((1, 'k1'), (ALL, 'all')):
+            for arm in ('pretrained', 'random'):
+                folder = work / 'w' / f'seed{seed}' / arm / budget
+                folder.mkdir(parents=True)
+                (folder / 'record.json').write_text(json.dumps(_record('w', seed, k, arm, 0.4)))
+    main(['--world', 'w=/data', '--work-dir', str(work), '--no-train'])
+    assert (work / 'label_efficiency.md').is_file() and (work / FIGURE).is_file()
+    assert not (tmp_path / 'docs').exists()
+    main(['--world', 'w=/data', '--work-dir', str(work), '--no-train',
+          '--output', str(tmp_path / 'report')])
+    assert '### w' in (tmp_path / 'report' / 'label_efficiency.md').read_text()

@@ -24,6 +24,9 @@ Usage::
     python training/label_efficiency.py --world tacto_a=data/tacto_a \
         --world tacto_b=data/tacto_b --seeds 0 1 2 \
         --stage1-set stage1.patience=10 --stage1-set stage1.max_minutes=5.5
+
+The table, JSON and figure go to ``--output`` (default: the work folder, so that a study never
+writes over the committed one in ``docs/results/label_efficiency`` unless asked to).
 """
 
 from __future__ import annotations
@@ -233,7 +236,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help='epochs of every stage-2 run (at least: the large budgets)')
     parser.add_argument('--device', default='cpu', choices=('auto', 'cpu', 'cuda'))
     parser.add_argument('--work-dir', default='runs/label_efficiency')
-    parser.add_argument('--output', type=Path, default=Path('docs/results/label_efficiency'))
+    parser.add_argument('--output', type=Path, default=None,
+                        help='folder of the table, JSON and figure (default: the work dir; '
+                             'the committed study is docs/results/label_efficiency)')
     parser.add_argument('--no-train', action='store_true',
                         help='only render the table and figure from the cached runs')
     return parser
@@ -249,7 +254,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     records = study.cached() if args.no_train else study.run()
     if not records:
         parser.error(f'no finished runs in {args.work_dir}')
-    return write_outputs(records, args.output, args.head, ' '.join(['python',
+    output = args.output if args.output is not None else Path(args.work_dir)
+    return write_outputs(records, output, args.head, ' '.join(['python',
                          'training/label_efficiency.py', *(argv or sys.argv[1:])]))
 
 
