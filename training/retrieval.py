@@ -46,6 +46,17 @@ def hits_at(visual: torch.Tensor, tactile: torch.Tensor, k: int) -> torch.Tensor
     return rank < k
 
 
+def batchings(count: int, batch_size: int, seed: int, repeats: int) -> list[np.ndarray]:
+    """The probe's fixed batchings of `count` pairs into full batches of `batch_size`.
+
+    Batching r is a permutation seeded by seed + r, cut to a multiple of the batch size (the
+    rest of the pairs is left out of that batching).
+    """
+    full = count // batch_size * batch_size
+    return [np.random.default_rng(seed + r).permutation(count)[:full]
+            for r in range(max(1, repeats))]
+
+
 class RetrievalProbe:
     """Visual-to-tactile retrieval top-1 / top-5 beside chance.
 
@@ -65,10 +76,7 @@ class RetrievalProbe:
         if len(dataset) < 2:
             raise ValueError(f'retrieval needs at least 2 held-out pairs, got {len(dataset)}')
         self.batch_size = min(batch_size, len(dataset))
-        full = len(dataset) // self.batch_size * self.batch_size
-        # Batching r: a seeded permutation of the pairs, cut into full batches of B.
-        self.batchings = [np.random.default_rng(seed + r).permutation(len(dataset))[:full]
-                          for r in range(max(1, repeats))]
+        self.batchings = batchings(len(dataset), self.batch_size, seed, repeats)
         self.loader = DataLoader(dataset, batch_size=self.batch_size, shuffle=False,
                                  collate_fn=collate, num_workers=num_workers)
 
@@ -120,9 +128,9 @@ def label_only_top1(labels: np.ndarray, batch_size: int = 32, seed: int = 0,
 
     Within a batch such an embedding ties the true tactile frame with every other frame of the
     same label, so its expected hit rate is 1 / (frames of that label in the batch); averaged
-    over the probe's own batchings (same seeds, same full batches). A reference for what
-    aligning the label alone is worth on a world, not an upper bound: camera and gel can share
-    more than the label (contact position, press depth, the object's shape).
+    over the probe's own batchings (:func:`batchings`: same seeds, same full batches). A
+    reference for what aligning the label alone is worth on a world, not an upper bound: camera
+    and gel can share more than the label (contact position, press depth, the object's shape).
 
     Args:
         labels: int (N,) label of every held-out pair (e.g. material); unlabelled pairs (< 0)
@@ -133,12 +141,9 @@ def label_only_top1(labels: np.ndarray, batch_size: int = 32, seed: int = 0,
     """
     labels = np.asarray(labels)
     batch_size = min(batch_size, len(labels))
-    full = len(labels) // batch_size * batch_size
     rates = []
-    for r in range(max(1, repeats)):
-        order = np.random.default_rng(seed + r).permutation(len(labels))[:full]
-        for start in range(0, full, batch_size):
-            batch = labels[order[start:start + batch_size]]
+    for order in batchings(len(labels), batch_size, seed, repeats):
+        for batch in labels[order].reshape(-1, batch_size):
             _, inverse, counts = np.unique(batch, return_inverse=True, return_counts=True)
             rates.append(np.mean(1.0 / counts[inverse]))
     return float(np.mean(rates))
