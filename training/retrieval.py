@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from convitac_ros.data.synthetic.ideal_observer import chance
 from convitac_ros.model import nt_xent_loss
@@ -159,7 +159,8 @@ def describe(values: dict[str, float], batch: int) -> str:
 
 
 def checkpoint_retrieval(checkpoint: str | Path, data_root: str | Path, split: str = 'test',
-                         batch_size: int = 32, seed: int = 0) -> dict[str, float]:
+                         batch_size: int = 32, seed: int = 0,
+                         per_session: bool = False) -> dict[str, Any]:
     """Visual-to-tactile retrieval of a checkpoint's E^c on one split of a Touch and Go world.
 
     Args:
@@ -168,9 +169,12 @@ def checkpoint_retrieval(checkpoint: str | Path, data_root: str | Path, split: s
         split: Which split's pairs to use (the synthetic world's test sessions are unseen).
         batch_size: B.
         seed: Seed of the fixed shuffle into batches.
+        per_session: Also probe each recording session alone (batches of its own pairs, B at
+            most its size): ``'sessions'`` maps each session to its top-1 and chance, which
+            tells a recording E^c does not align from one it does.
 
     Returns:
-        What :class:`RetrievalProbe` returns.
+        What :class:`RetrievalProbe` returns, plus ``'sessions'`` with ``per_session``.
 
     Raises:
         ValueError: When the checkpoint has no contrastive encoder.
@@ -188,19 +192,30 @@ def checkpoint_retrieval(checkpoint: str | Path, data_root: str | Path, split: s
     encoder.eval()
     preprocess = loaded.preprocess
     dataset = TouchAndGo(data_root, split, visual_len=1, tactile_len=1)
-    probe = RetrievalProbe(dataset, batch_size, BatchCollator(
-        preprocess['image_size'], preprocess['mean'], preprocess['std'], None, pairs=True),
-        seed, data_root)
+    collate = BatchCollator(preprocess['image_size'], preprocess['mean'], preprocess['std'],
+                            None, pairs=True)
 
     def embed(visual: torch.Tensor, tactile: torch.Tensor) -> torch.Tensor:
         modality = torch.tensor([VISUAL] * len(visual) + [TACTILE] * len(tactile))
         return encoder.projection_embed(torch.cat([visual, tactile]), modality)
 
-    return probe(embed, torch.device('cpu'), 0.1)
+    def probe(pairs: Dataset) -> dict[str, float]:
+        return RetrievalProbe(pairs, batch_size, collate, seed, data_root)(
+            embed, torch.device('cpu'), 0.1)
+
+    result: dict[str, Any] = dict(probe(dataset))
+    if per_session:
+        groups = dataset.group_array()
+        result['sessions'] = {}
+        for session in sorted(set(groups.tolist())):
+            values = probe(Subset(dataset, np.flatnonzero(groups == session).tolist()))
+            result['sessions'][str(session)] = {'retrieval_top1': values['retrieval_top1'],
+                                                'chance_top1': values['chance_top1']}
+    return result
 
 
-def main(argv: list[str] | None = None) -> dict[str, float]:
-    """``python -m training.retrieval --checkpoint FILE --data-root DIR [--split test]``."""
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """``python -m training.retrieval --checkpoint FILE --data-root DIR [--per-session]``."""
     import argparse
     import json
 
@@ -210,10 +225,15 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument('--split', default='test')
     parser.add_argument('--batch-size', type=int, default=32)
     parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--per-session', action='store_true',
+                        help='also each recording session alone (batches of its own pairs)')
     args = parser.parse_args(argv)
     values = checkpoint_retrieval(args.checkpoint, args.data_root, args.split, args.batch_size,
-                                  args.seed)
+                                  args.seed, args.per_session)
     print(describe(values, round(1 / values['chance_top1'])))
+    for session, item in values.get('sessions', {}).items():
+        print(f'  session {session}: top-1 {100 * item["retrieval_top1"]:.1f}% (chance '
+              f'{100 * item["chance_top1"]:.1f}%)')
     print(json.dumps(values, indent=2))
     return values
 
