@@ -1,14 +1,21 @@
 """Setup for the convitac_ros ament_python package (also installs with plain pip)."""
 
 from glob import glob
+from pathlib import Path
+import re
 
 from setuptools import find_packages, setup
 
 PACKAGE = 'convitac_ros'
+# convitac_ros/__init__.py holds the version (read, not imported: setup runs before the
+# dependencies exist).
+VERSION = re.search(r"^__version__ = '([^']+)'$",
+                    (Path(__file__).parent / PACKAGE / '__init__.py').read_text(),
+                    re.M).group(1)
 
 setup(
     name=PACKAGE,
-    version='0.5.2',
+    version=VERSION,
     # training/ is installed beside the product so that `python training/train.py` finds its
     # package; nothing in convitac_ros imports it (test/test_package.py). benchmarks/ is not
     # installed: it runs from a source checkout as `python -m benchmarks`.

@@ -8,7 +8,9 @@ which timm uses) into offline mode, also when the hub library was imported befor
 import os
 import sys
 
-__version__ = '0.2.1'
+# The one place the version is written: setup.py reads it, package.xml must match it
+# (test/test_package_xml.py), checkpoints and ONNX files record it.
+__version__ = '0.5.3'
 
 
 def force_offline() -> None:

@@ -78,3 +78,15 @@ def test_vision_msgs_is_optional_and_installed_unless_turned_off(environment, in
     assert dependency.evaluated_condition is installed
     others = [d for d in package(environment).exec_depends if d.name != 'vision_msgs']
     assert all(d.evaluated_condition for d in others)
+
+
+def test_package_xml_setup_and_the_module_carry_one_version():
+    """Checkpoints and ONNX files record ``convitac_ros.__version__``: it is the release's."""
+    import re
+
+    import convitac_ros
+
+    assert package().version == convitac_ros.__version__
+    assert re.fullmatch(r'\d+\.\d+\.\d+', convitac_ros.__version__)
+    setup_py = (ROOT / 'setup.py').read_text()
+    assert 'version=VERSION' in setup_py and "version='" not in setup_py
