@@ -267,7 +267,7 @@ def test_the_fair_preset_has_an_equal_compute_control_initialised_by_stage1(tmp_
     from training.train import init_fusion_from_encoder
 
     preset = load_preset('ablate_fair')
-    control = next(v for v in preset.variants if v.fusion_from_stage1)
+    control, = [v for v in preset.variants if 'model.fusion_from_stage1=true' in v.train]
     assert control.model['fusion'] == 'cross_attention' and len(preset.seeds) >= 5
     config = ModelConfig.tiny(**control.model)
     encoder = ContrastiveEncoder(ModelConfig.tiny())
@@ -281,3 +281,19 @@ def test_the_fair_preset_has_an_equal_compute_control_initialised_by_stage1(tmp_
             assert torch.equal(tokenizer[key], value), key
     with pytest.raises(CheckpointError, match='does not fit the visual fusion encoder'):
         init_fusion_from_encoder(ConViTac(ModelConfig.tiny(fusion='cross_attention')), path)
+
+
+def test_a_preset_written_before_0_5_3_still_marks_its_control(tmp_path) -> None:
+    """``fusion_from_stage1: true`` on a variant is the config key ``model.fusion_from_stage1``."""
+    from training.train_config import resolve_config_path
+
+    raw = yaml.safe_load(resolve_config_path('ablate_fair').read_text())
+    for item in raw['variants']:
+        if 'model.fusion_from_stage1=true' in item.get('set', []):
+            item['set'].remove('model.fusion_from_stage1=true')
+            item['fusion_from_stage1'] = True
+    path = tmp_path / 'old.yaml'
+    path.write_text(yaml.safe_dump(raw))
+    control, = [v for v in load_preset(str(path)).variants
+                if 'model.fusion_from_stage1=true' in v.train]
+    assert control.key == 'cross_attention_stage1'

@@ -57,12 +57,11 @@ from training.engine import STATE_FILE  # noqa: E402
 from training.evaluate import evaluate  # noqa: E402
 from training.pretrain import run_pretraining  # noqa: E402
 from training.runs import build_model_config, frame_cache_size, sequence_overrides  # noqa: E402
-from training.train import run_supervised  # noqa: E402
+from training.train import run_supervised, STAGE1_DIR  # noqa: E402
 from training.train_config import ConfigError, load_config, resolve_config_path, TrainConfig  # noqa
 
 RUN_RECORD = 'ablation_run.json'
 WORLD_RECORD = 'world.json'
-STAGE1_DIR = 'stage1'
 
 
 @dataclass
@@ -72,10 +71,10 @@ class Variant:
     key: str
     label: str
     model: dict[str, Any]
-    train: list[str] = field(default_factory=list)  # training overrides of this row only
-    # The equal-compute control: the fusion encoders (of E^c's size) start from the seed's
-    # stage-1 encoder and train, so the row gets stage 1's compute without the condition.
-    fusion_from_stage1: bool = False
+    # Training overrides of this row only; `model.fusion_from_stage1=true` makes the
+    # equal-compute control: the fusion encoders (of E^c's size) start from the seed's stage-1
+    # encoder and train, so the row gets stage 1's compute without the condition.
+    train: list[str] = field(default_factory=list)
 
     @property
     def overrides(self) -> list[str]:
@@ -142,9 +141,11 @@ def load_preset(name_or_path: str) -> Preset:
                                  overrides=list(item.get('set', [])),
                                  synthetic=item.get('synthetic'))
                     for item in raw['datasets']]
+        # `fusion_from_stage1: true` (presets before 0.5.3) is the config key it became.
         variants = [Variant(key=item['key'], label=item['label'], model=dict(item['model']),
-                            train=list(item.get('set', [])),
-                            fusion_from_stage1=bool(item.get('fusion_from_stage1', False)))
+                            train=[*item.get('set', []),
+                                   *(['model.fusion_from_stage1=true']
+                                     if item.get('fusion_from_stage1') else [])])
                     for item in raw['variants']]
     except (KeyError, TypeError) as error:
         raise ConfigError(f'{path}: malformed dataset or variant entry: {error!r}') from error
@@ -221,7 +222,8 @@ def train_variant(entry: DatasetEntry, variant: Variant, seed: int, extra: list[
                                        **sequence_overrides(config))
     model_config = build_model_config(config, train_set)
     encoder = {'path': None, 'seconds': 0.0}
-    if model_config.uses_condition or variant.fusion_from_stage1:
+    from_stage1 = config.model.fusion_from_stage1
+    if model_config.uses_condition or from_stage1:
         encoder = encoders.get(variant.stage1_dir, encoder)
         if encoder['path'] is None:
             base = run_config(entry, seed, [*extra, *variant.stage1_overrides])
@@ -236,7 +238,7 @@ def train_variant(entry: DatasetEntry, variant: Variant, seed: int, extra: list[
     summary = run_supervised(
         config, run_dir, train_set, val_set, model_config, context,
         encoder_path if model_config.uses_condition else None, resume=True,
-        fusion_from_encoder=encoder_path if variant.fusion_from_stage1 else None)
+        fusion_from_encoder=encoder_path if from_stage1 else None)
     seconds = time.perf_counter() - start
     report = evaluate(run_dir / 'best.safetensors', run_dir / 'eval', config.data.dataset,
                       config.data.root, config.data.test_split, config.data.train_split,

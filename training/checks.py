@@ -14,8 +14,9 @@ from torch.utils.data import Dataset, Subset
 
 from convitac_ros.data import MISSING_LABEL
 from convitac_ros.data.files import DataError
+from convitac_ros.model import ModelConfig
 from training.data import HOLDOUT, targets
-from training.train_config import StageConfig, TrainConfig
+from training.train_config import ConfigError, StageConfig, TrainConfig
 
 
 def session_count(dataset: Dataset) -> int | None:
@@ -97,3 +98,21 @@ def check_stage2(config: TrainConfig, train: Dataset, val: Dataset) -> None:
     if unlabelled:
         print(f'stage 2: WARNING: head(s) {unlabelled} have no labelled training sample and '
               'will not learn', file=sys.stderr, flush=True)
+
+
+def check_fusion_from_stage1(model: ModelConfig) -> None:
+    """``model.fusion_from_stage1`` needs fusion encoders that E^c's weights fit (before stage 1).
+
+    Raises:
+        ConfigError: A fusion encoder of another backbone, other arguments or another grid.
+    """
+    for stream in ('visual', 'tactile'):
+        arch, kwargs = getattr(model, f'{stream}_arch'), getattr(model, f'{stream}_kwargs')
+        if (arch, kwargs) != (model.contrastive_arch, model.contrastive_kwargs) or (
+                model.feature_grid ** 2 != model.num_pooled_tokens):
+            raise ConfigError(
+                f'model.fusion_from_stage1: the {stream} fusion encoder ({arch} '
+                f"{dict(kwargs)}, grid {model.feature_grid}) must be E^c's "
+                f'({model.contrastive_arch} {dict(model.contrastive_kwargs)}, '
+                f'{model.num_pooled_tokens} tokens) to start from it; see '
+                'training/configs/stage1_init.yaml')

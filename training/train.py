@@ -49,7 +49,7 @@ from convitac_ros.data.transforms import FrameAugmentation
 from convitac_ros.evaluation.metrics import calibration_scores
 from convitac_ros.model import ConViTac, ModelConfig
 from convitac_ros.model.dino import load_backbone_weights
-from training.checks import check_sessions, check_stage2
+from training.checks import check_fusion_from_stage1, check_sessions, check_stage2
 from training.command import run_command
 from training.data import augment_on_device, BatchCollator, train_and_val, unlabelled_frames
 from training.distributed import (
@@ -400,20 +400,29 @@ def run_training(config: TrainConfig, run_dir: Path, resume: bool = False,
     context = init_distributed(config.runtime.device)
     try:
         if init_from is not None:
+            if config.model.fusion_from_stage1:
+                raise ConfigError("model.fusion_from_stage1 starts a new model's fusion "
+                                  'encoders from stage 1; --init-from starts from a checkpoint: '
+                                  'give one of them')
             return run_finetuning(config, run_dir, init_from, context, resume, stage1)
         train_set, val_set = train_and_val(config.data, config.runtime.seed,
                                            frame_cache_size(config),
                                            **sequence_overrides(config))
         model_config = build_model_config(config, train_set)
+        from_stage1 = config.model.fusion_from_stage1
+        if from_stage1:
+            check_fusion_from_stage1(model_config)
         encoder_path = contrastive_checkpoint
-        if model_config.uses_condition and encoder_path is None:
+        if (model_config.uses_condition or from_stage1) and encoder_path is None:
             check_sessions(config, train_set)  # before stage 1 spends its time
             check_stage2(config, train_set, val_set)
             encoder_path = run_pretraining(config, Path(run_dir) / STAGE1_DIR, train_set,
                                            val_set, model_config, context, resume, dino_weights)
         return run_supervised(config, run_dir, train_set, val_set, model_config, context,
-                              encoder_path, resume, visual_weights=visual_weights,
-                              tactile_weights=tactile_weights)
+                              encoder_path if model_config.uses_condition or not from_stage1
+                              else None, resume,
+                              visual_weights=visual_weights, tactile_weights=tactile_weights,
+                              fusion_from_encoder=encoder_path if from_stage1 else None)
     finally:
         shutdown_distributed(context)
 

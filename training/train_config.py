@@ -67,6 +67,10 @@ class ModelSection:
 
     preset: str = 'tiny'
     overrides: dict[str, Any] = field(default_factory=dict)
+    # Stage 1 as an initialisation (the CEC study's equal-compute control): the trainable fusion
+    # encoders, of E^c's backbone and grid, start from the stage-1 encoder, which train.py runs
+    # for them even when the fusion has no condition (training/configs/stage1_init.yaml).
+    fusion_from_stage1: bool = False
 
 
 BATCHES = ('session', 'random')  # stage 1 batch composition (StageConfig.batches)
