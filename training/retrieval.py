@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset
 
 from convitac_ros.data.synthetic.ideal_observer import chance
 from convitac_ros.model import nt_xent_loss
@@ -96,6 +96,14 @@ class RetrievalProbe:
             `loss` (mean NT-Xent of the first batching's batches), `retrieval_top1`,
             `retrieval_top5` (means over the batchings), `chance_top1` and `chance_top5`.
         """
+        return scores(*self.embeddings(embed, device, context), self.batchings,
+                      self.batch_size, temperature)
+
+    @torch.no_grad()
+    def embeddings(self, embed: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                   device: torch.device, context: Callable[[], Any] | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every held-out pair embedded once: visual `(N, D)`, tactile `(N, D)` (float, CPU)."""
         visual_rows, tactile_rows = [], []
         for visual, tactile in self.loader:
             visual, tactile = visual.to(device), tactile.to(device)
@@ -104,22 +112,26 @@ class RetrievalProbe:
             half = embeddings.shape[0] // 2
             visual_rows.append(embeddings[:half].cpu())
             tactile_rows.append(embeddings[half:].cpu())
-        visual_all, tactile_all = torch.cat(visual_rows), torch.cat(tactile_rows)  # (N, D)
-        losses, hits = [], {k: [] for k in TOP_K}
-        for index, batching in enumerate(self.batchings):
-            for start in range(0, len(batching), self.batch_size):
-                rows = torch.as_tensor(batching[start:start + self.batch_size])
-                visual, tactile = visual_all[rows], tactile_all[rows]
-                if index == 0:
-                    losses.append(float(nt_xent_loss(torch.cat([visual, tactile]),
-                                                     temperature)))
-                for k in TOP_K:
-                    hits[k].append(hits_at(visual, tactile, k).float())
-        result = {'loss': float(np.mean(losses))}
-        for k in TOP_K:
-            result[f'retrieval_top{k}'] = float(torch.cat(hits[k]).mean())
-            result[f'chance_top{k}'] = chance(self.batch_size, k)
-        return result
+        return torch.cat(visual_rows), torch.cat(tactile_rows)
+
+
+def scores(visual_all: torch.Tensor, tactile_all: torch.Tensor, orders: list[np.ndarray],
+           batch_size: int, temperature: float) -> dict[str, float]:
+    """What :class:`RetrievalProbe` reports, from embedded pairs and their :func:`batchings`."""
+    losses, hits = [], {k: [] for k in TOP_K}
+    for index, batching in enumerate(orders):
+        for start in range(0, len(batching), batch_size):
+            rows = torch.as_tensor(batching[start:start + batch_size])
+            visual, tactile = visual_all[rows], tactile_all[rows]
+            if index == 0:
+                losses.append(float(nt_xent_loss(torch.cat([visual, tactile]), temperature)))
+            for k in TOP_K:
+                hits[k].append(hits_at(visual, tactile, k).float())
+    result = {'loss': float(np.mean(losses))}
+    for k in TOP_K:
+        result[f'retrieval_top{k}'] = float(torch.cat(hits[k]).mean())
+        result[f'chance_top{k}'] = chance(batch_size, k)
+    return result
 
 
 def label_only_top1(labels: np.ndarray, batch_size: int = 32, seed: int = 0,
@@ -199,16 +211,17 @@ def checkpoint_retrieval(checkpoint: str | Path, data_root: str | Path, split: s
         modality = torch.tensor([VISUAL] * len(visual) + [TACTILE] * len(tactile))
         return encoder.projection_embed(torch.cat([visual, tactile]), modality)
 
-    def probe(pairs: Dataset) -> dict[str, float]:
-        return RetrievalProbe(pairs, batch_size, collate, seed, data_root)(
-            embed, torch.device('cpu'), 0.1)
-
-    result: dict[str, Any] = dict(probe(dataset))
-    if per_session:
+    probe = RetrievalProbe(dataset, batch_size, collate, seed, data_root)
+    visual, tactile = probe.embeddings(embed, torch.device('cpu'))
+    result: dict[str, Any] = scores(visual, tactile, probe.batchings, probe.batch_size, 0.1)
+    if per_session:  # the same embeddings, batched within each session (B at most its size)
         groups = dataset.group_array()
         result['sessions'] = {}
         for session in sorted(set(groups.tolist())):
-            values = probe(Subset(dataset, np.flatnonzero(groups == session).tolist()))
+            rows = torch.as_tensor(np.flatnonzero(groups == session))
+            size = min(batch_size, len(rows))
+            values = scores(visual[rows], tactile[rows],
+                            batchings(len(rows), size, seed, len(probe.batchings)), size, 0.1)
             result['sessions'][str(session)] = {'retrieval_top1': values['retrieval_top1'],
                                                 'chance_top1': values['chance_top1']}
     return result

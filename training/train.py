@@ -418,10 +418,11 @@ def run_training(config: TrainConfig, run_dir: Path, resume: bool = False,
             check_stage2(config, train_set, val_set)
             encoder_path = run_pretraining(config, Path(run_dir) / STAGE1_DIR, train_set,
                                            val_set, model_config, context, resume, dino_weights)
+        # A stage-1 encoder run only to initialise the fusion is not the model's condition.
+        condition = None if from_stage1 and not model_config.uses_condition else encoder_path
         return run_supervised(config, run_dir, train_set, val_set, model_config, context,
-                              encoder_path if model_config.uses_condition or not from_stage1
-                              else None, resume,
-                              visual_weights=visual_weights, tactile_weights=tactile_weights,
+                              condition, resume, visual_weights=visual_weights,
+                              tactile_weights=tactile_weights,
                               fusion_from_encoder=encoder_path if from_stage1 else None)
     finally:
         shutdown_distributed(context)
