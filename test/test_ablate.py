@@ -269,8 +269,8 @@ def test_the_fair_preset_has_an_equal_compute_control_initialised_by_stage1(tmp_
     preset = load_preset('ablate_fair')
     control, = [v for v in preset.variants if 'model.fusion_from_stage1=true' in v.train]
     assert control.model['fusion'] == 'cross_attention' and len(preset.seeds) >= 5
-    config = ModelConfig.tiny(**control.model)
-    encoder = ContrastiveEncoder(ModelConfig.tiny())
+    config = ModelConfig.tiny_resnet(**control.model)  # demo.yaml's preset
+    encoder = ContrastiveEncoder(ModelConfig.tiny_resnet())
     path = tmp_path / 'stage1.safetensors'
     save_contrastive_encoder(path, encoder)
     model = ConViTac(config)

@@ -322,23 +322,38 @@ class BatchCollator:
         on_device: Augment on the training device: the collate draws the same numbers and
             gives a :class:`training.device_augment.DeviceBatch` of uint8 frames at S, which
             the trainer's ``to_device`` augments there (with ``data.frame_cache``).
+        views: With 2 (stage 1 pairs, augmented): the batch is a tuple of two independently
+            augmented batches of the same samples (``stage1.views``).
     """
 
     def __init__(self, image_size: int, mean: Sequence[float], std: Sequence[float],
                  augment: FrameAugmentation | None, pairs: bool = False,
-                 on_device: bool = False) -> None:
+                 on_device: bool = False, views: int = 1) -> None:
+        if views != 1 and (augment is None or not pairs):
+            raise ValueError('views > 1 needs augmented stage-1 pairs')
         self.image_size, self.mean, self.std = image_size, tuple(mean), tuple(std)
         self.augment, self.pairs, self.on_device = augment, pairs, on_device
+        self.views = views
 
     def __call__(self, items: Sequence[tuple[Sample, int] | Sample]) -> Any:
-        """Returns what ``collate_samples`` (or ``collate_contrastive_pairs``) returns."""
+        """Returns what ``collate_samples`` (or ``collate_contrastive_pairs``) returns.
+
+        With ``views`` 2: a tuple of two of them, drawn one after the other from the batch's
+        random stream.
+        """
+        if self.views == 1:
+            return self._collate(items)
+        rng = np.random.default_rng(items[0][1])
+        return tuple(self._collate(items, rng) for _ in range(self.views))
+
+    def _collate(self, items: Sequence[tuple[Sample, int] | Sample],
+                 rng: np.random.Generator | None = None) -> Any:
         keyed = isinstance(items[0], tuple)
         samples = [item[0] for item in items] if keyed else list(items)
-        rng = None
         if self.augment is not None:
             if not keyed:
                 raise ValueError('augmentation needs (sample, batch_seed) items')
-            rng = np.random.default_rng(items[0][1])
+            rng = rng or np.random.default_rng(items[0][1])
             if self.on_device:
                 from training.device_augment import collate_for_device
 

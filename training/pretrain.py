@@ -113,11 +113,33 @@ class ContrastiveTask:
         model.train()
 
     def loss(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
-        """NT-Xent of one (global) batch of pairs, plus this rank's in-batch retrieval."""
-        visual, tactile = batch
-        embeddings = model(visual, tactile)  # (2B, D)
-        return (gathered_nt_xent(embeddings, self.temperature, self.config.stage1.negatives),
-                {'retrieval': float(hits_at(*embeddings.detach().chunk(2), 1).float().mean())})
+        """NT-Xent of one (global) batch of pairs, plus this rank's in-batch retrieval.
+
+        With two views of each sample (``stage1.views: 2``) the batch is ``((visual, tactile),
+        (visual, tactile))``: one forward pass embeds all four, the cross-modal loss is the mean
+        over the two views, and ``stage1.intra_weight`` adds the within-modality SimCLR loss
+        (each camera image against its other view, each gel image against its other view).
+        """
+        negatives = self.config.stage1.negatives
+        if self.config.stage1.views == 1:
+            visual, tactile = batch
+            embeddings = model(visual, tactile)  # (2B, D)
+            return (gathered_nt_xent(embeddings, self.temperature, negatives),
+                    {'retrieval': float(hits_at(*embeddings.detach().chunk(2), 1)
+                                        .float().mean())})
+        (visual_1, tactile_1), (visual_2, tactile_2) = batch
+        embeddings = model(torch.cat([visual_1, visual_2]), torch.cat([tactile_1, tactile_2]))
+        cam_1, cam_2, gel_1, gel_2 = embeddings.chunk(4)  # (B, D) each
+        cross = (gathered_nt_xent(torch.cat([cam_1, gel_1]), self.temperature, negatives)
+                 + gathered_nt_xent(torch.cat([cam_2, gel_2]), self.temperature, negatives)) / 2
+        logs = {'retrieval': float(hits_at(cam_1.detach(), gel_1.detach(), 1).float().mean())}
+        weight = self.config.stage1.intra_weight
+        if weight == 0:
+            return cross, logs
+        intra = (gathered_nt_xent(torch.cat([cam_1, cam_2]), self.temperature)
+                 + gathered_nt_xent(torch.cat([gel_1, gel_2]), self.temperature)) / 2
+        logs['intra_loss'] = float(intra.detach())
+        return cross + weight * intra, logs
 
     def validate(self, model: nn.Module) -> dict[str, float]:
         """Held-out retrieval (top-1, top-5, chance, ceiling) and NT-Xent, no augmentation."""
@@ -188,7 +210,8 @@ def run_pretraining(config: TrainConfig, run_dir: Path, train_set: Dataset, val_
               flush=True)
     trainer = Trainer(run_dir, model, task, train_set,
                       BatchCollator(size, mean, std, augment, pairs=True,
-                                    on_device=augment_on_device(config.data, context.device)),
+                                    on_device=augment_on_device(config.data, context.device),
+                                    views=config.stage1.views),
                       config.stage1,
                       config.runtime, context, num_workers=config.data.num_workers,
                       groups=groups)

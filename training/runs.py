@@ -29,7 +29,7 @@ CONFIG_FILE = 'config.yaml'
 RESUMABLE_OVERRIDES = ('runtime.device', 'runtime.amp', 'runtime.progress', 'data.num_workers',
                        'runtime.stop_after_steps', 'runtime.checkpoint_every_steps',
                        'data.root')
-PRESETS = ('tiny', 'paper')
+PRESETS = ('tiny', 'tiny_resnet', 'paper')  # ModelConfig class methods
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:

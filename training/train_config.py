@@ -116,6 +116,11 @@ class StageConfig:
     # stage 2's frames.
     crop_min: float = 0.7
     jitter: float = 0.15
+    # Stage 1 only: views of each sample per step. With 2, every image is augmented twice and
+    # the cross-modal NT-Xent is taken on both views; `intra_weight` then adds a within-modality
+    # SimCLR term (camera view 1 against camera view 2, gel against gel) with this weight.
+    views: int = 1
+    intra_weight: float = 0.0
     # Stage 2 only: fit one temperature per head on the validation split and store it in
     # the checkpoint (convitac_ros/calibration.py); false: temperature 1.
     calibrate: bool = True
@@ -137,6 +142,16 @@ class StageConfig:
         if not 0.1 <= self.jitter < 1.0:
             raise ConfigError(f'jitter must be in [0.1, 1) (stage 2 jitters by 0.1), got '
                               f'{self.jitter}')
+        if self.views not in (1, 2):
+            raise ConfigError(f'views must be 1 or 2, got {self.views!r}')
+        if not 0.0 <= self.intra_weight <= 10.0:
+            raise ConfigError(f'intra_weight must be in [0, 10], got {self.intra_weight}')
+        if self.intra_weight > 0 and self.views != 2:
+            raise ConfigError(f'intra_weight {self.intra_weight} needs views: 2 (the '
+                              'within-modality term compares two views of each image)')
+        if self.views == 2 and not self.augment:
+            raise ConfigError('views: 2 needs augment: true (unaugmented views are the same '
+                              'image twice)')
 
 
 @dataclass

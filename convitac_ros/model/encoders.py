@@ -11,11 +11,12 @@ import math
 
 import numpy as np
 import timm
+from timm.models.resnet import BasicBlock, ResNet
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from convitac_ros.model.config import BackboneKwargs
+from convitac_ros.model.config import BackboneKwargs, SMALL_RESNET
 
 
 def create_backbone(arch: str, kwargs: BackboneKwargs, image_size: int) -> nn.Module:
@@ -25,10 +26,24 @@ def create_backbone(arch: str, kwargs: BackboneKwargs, image_size: int) -> nn.Mo
     embedding matches the frames; convolutional ones take any size.
     """
     options = dict(kwargs)
+    if arch == SMALL_RESNET:
+        return small_resnet(**options)
     pretrained_cfg = timm.models.get_pretrained_cfg(arch)
     if pretrained_cfg is not None and pretrained_cfg.fixed_input_size:
         options.setdefault('img_size', image_size)
     return timm.create_model(arch, pretrained=False, num_classes=0, **options)
+
+
+def small_resnet(width: int = 32, blocks: int = 1, **options: float) -> nn.Module:
+    """Build a randomly initialised ResNet of BasicBlocks (timm's ResNet class, no hub).
+
+    ``blocks`` per stage; ``width``, 2, 4 and 8 x ``width`` channels in the four stages;
+    ``options``: drop_rate, drop_path_rate. ``ModelConfig`` has checked the numbers
+    (``SMALL_RESNET_LIMITS``).
+    """
+    return ResNet(block=BasicBlock, layers=(blocks,) * 4,
+                  channels=tuple(width * 2 ** stage for stage in range(4)), num_classes=0,
+                  **options)
 
 
 def backbone_width(backbone: nn.Module) -> int:
