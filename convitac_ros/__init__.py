@@ -10,7 +10,7 @@ import sys
 
 # The one place the version is written: setup.py reads it, package.xml must match it
 # (test/test_package_xml.py), checkpoints and ONNX files record it.
-__version__ = '0.5.3'
+__version__ = '0.6.0'
 
 
 def force_offline() -> None:

@@ -254,7 +254,7 @@ class ModelConfig:
     def tiny_resnet(cls, **overrides: Any) -> ModelConfig:
         """Build the tiny config with E^c a small ResNet: demo.yaml's preset since 0.6.
 
-        E^c is :data:`SMALL_RESNET` of width 32 with one block per stage (1.2 M parameters).
+        E^c is :data:`SMALL_RESNET` of width 32 with one block per stage (1.3 M parameters).
         Its held-out retrieval on a world the defaults were not designed on was over twice
         the tiny ViT's (docs/results/stage1_v0.6/README.md).
         """
