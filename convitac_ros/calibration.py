@@ -91,13 +91,18 @@ def fit_temperature(logits: np.ndarray, target: np.ndarray, steps: int = 60) -> 
         steps: Golden-section iterations.
 
     Returns:
-        T in `TEMPERATURE_RANGE`; 1.0 when no sample is labelled.
+        T in `TEMPERATURE_RANGE`; 1.0 when no sample is labelled, or when every labelled sample
+        is classified right: the NLL then falls all the way to T -> 0 and no temperature is
+        identified (the search would return the range's floor, a model sharpened to certainty
+        by a validation split too small to show its errors).
     """
     target = np.asarray(target, dtype=np.int64)
     labelled = target >= 0
     if not labelled.any():
         return 1.0
     logits, target = np.asarray(logits, dtype=np.float64)[labelled], target[labelled]
+    if not identifiable(logits, target):
+        return 1.0
 
     def loss(log_t: float) -> float:
         return negative_log_likelihood(logits, target, math.exp(log_t))
@@ -118,6 +123,11 @@ def fit_temperature(logits: np.ndarray, target: np.ndarray, steps: int = 60) -> 
     return float(math.exp((low + high) / 2.0))
 
 
+def identifiable(logits: np.ndarray, target: np.ndarray) -> bool:
+    """Whether labelled samples pin a temperature down: at least one of them misclassified."""
+    return bool((np.asarray(logits).argmax(axis=1) != np.asarray(target)).any())
+
+
 def fit_temperatures(logits: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, Any]:
     """Fit every head's temperature; the record stored as ``training['calibration']``.
 
@@ -127,16 +137,22 @@ def fit_temperatures(logits: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> dic
 
     Returns:
         ``temperatures``, ``samples`` (labelled samples per head), ``nll_before`` and
-        ``nll_after`` per head (None without labels), ``fitted_on``.
+        ``nll_after`` per head (None without labels), ``fitted_on``, and ``not_fitted``: the
+        heads left at T = 1 and why (no labels, or no validation error to fit on).
     """
     record: dict[str, Any] = {'temperatures': {}, 'samples': {}, 'nll_before': {},
-                              'nll_after': {}, 'fitted_on': 'validation'}
+                              'nll_after': {}, 'fitted_on': 'validation', 'not_fitted': {}}
     for head, (values, target) in logits.items():
         target = np.asarray(target)
         labelled = target >= 0
         temperature = fit_temperature(values, target)
         record['temperatures'][head] = round(temperature, 6)
         record['samples'][head] = int(labelled.sum())
+        if not labelled.any():
+            record['not_fitted'][head] = 'no labelled validation sample'
+        elif not identifiable(values[labelled], target[labelled]):
+            record['not_fitted'][head] = (f'all {int(labelled.sum())} validation samples right: '
+                                          'no error to fit a temperature on (T = 1)')
         for key, t in (('nll_before', 1.0), ('nll_after', temperature)):
             record[key][head] = (negative_log_likelihood(values[labelled], target[labelled], t)
                                  if labelled.any() else None)

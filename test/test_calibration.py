@@ -101,6 +101,25 @@ def test_fitted_temperature_recovers_the_one_that_made_the_labels():
     assert fit_temperature(logits, np.full(4000, -1)) == 1.0
 
 
+def test_a_validation_split_without_an_error_leaves_the_temperature_at_one():
+    """Perfectly classified samples do not identify T (the NLL falls on towards T -> 0)."""
+    from convitac_ros.calibration import fit_temperatures
+
+    rng = np.random.default_rng(2)
+    logits = rng.normal(0.0, 1.0, (60, 4))
+    right = logits.argmax(axis=1)
+    assert fit_temperature(logits, right) == 1.0
+    wrong_once = right.copy()
+    wrong_once[0] = (right[0] + 1) % 4
+    assert fit_temperature(logits, wrong_once) != 1.0  # one error: a minimum exists
+    record = fit_temperatures({'material': (logits, right), 'hardness': (logits, wrong_once),
+                               'roughness': (logits, np.full(60, -1))})
+    assert record['temperatures']['material'] == 1.0
+    assert 'no error to fit' in record['not_fitted']['material']
+    assert record['not_fitted']['roughness'] == 'no labelled validation sample'
+    assert 'hardness' not in record['not_fitted']
+
+
 def test_temperatures_from_metadata_default_to_one_and_refuse_bad_values():
     heads = {'grasp_success': ['failure', 'success'], 'hardness': ['hard', 'soft']}
     assert temperatures_of({}, heads, 'x') == {'grasp_success': 1.0, 'hardness': 1.0}
