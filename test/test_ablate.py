@@ -223,9 +223,10 @@ def test_stage1_time_is_that_of_the_run_that_trained_the_encoder() -> None:
     assert table['train_seconds_total'] == 30.0 + 600.0
 
 
-def test_grad_cam_on_the_condition_path_sees_what_e_c_contributes() -> None:
+@pytest.mark.parametrize('preset', ['tiny', 'tiny_resnet'])  # a ViT E^c and 0.6's ResNet
+def test_grad_cam_on_the_condition_path_sees_what_e_c_contributes(preset: str) -> None:
     torch.manual_seed(0)
-    config = ModelConfig.tiny(num_tactile=2, heads=(('grasp_success', 2),))
+    config = getattr(ModelConfig, preset)(num_tactile=2, heads=(('grasp_success', 2),))
     model = ConViTac(config).eval()
     model.freeze_contrastive_encoder()
     visual = torch.randn(3, config.visual_len, 3, 64, 64)

@@ -35,6 +35,7 @@ from torch import nn
 from convitac_ros.checkpoint import LoadedCheckpoint
 from convitac_ros.data import build_dataset, Sample
 from convitac_ros.data.touch_and_go import parse_frame_list
+from convitac_ros.model.contrastive import ContrastiveEncoder
 from convitac_ros.model.encoders import FusionEncoder
 from convitac_ros.preprocess import preprocess_frames
 
@@ -76,8 +77,12 @@ def _tokens_to_map(backbone: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
     return patches.transpose(1, 2).reshape(patches.shape[0], patches.shape[2], side, side)
 
 
-def feature_layer(encoder: FusionEncoder) -> tuple[nn.Module, Callable | None]:
-    """The last spatial layer of a fusion encoder's backbone and Grad-CAM's reshape transform.
+def feature_layer(encoder: FusionEncoder | ContrastiveEncoder
+                  ) -> tuple[nn.Module, Callable | None]:
+    """The last spatial layer of an encoder's backbone and Grad-CAM's reshape transform.
+
+    For a fusion encoder or E^c, a ViT (its last norm, tokens reshaped to the patch grid) or a
+    CNN (its last stage).
 
     Raises:
         ValueError: For a backbone with neither ViT tokens nor a known CNN stage layout.
@@ -159,8 +164,7 @@ def _condition_cam(model: nn.Module, visual: torch.Tensor | None,
     if encoder is None:
         return {}
     config = model.config
-    backbone = encoder.backbone
-    reshape = functools.partial(_tokens_to_map, backbone)
+    layer, reshape = feature_layer(encoder)
     targets = [ClassifierOutputTarget(int(c)) for c in classes]
     # E^c embeds the latest frame of every stream in one batch, rows (sample, stream): the
     # camera's first when the model sees it, then one per tactile sensor.
@@ -171,7 +175,7 @@ def _condition_cam(model: nn.Module, visual: torch.Tensor | None,
             if frames is None or getattr(model, f'{side}_encoder') is None:
                 continue
             wrapper = OneInputModel(model, head, side, other, frames.shape[0])
-            with GradCAM(wrapper, [backbone.norm], reshape_transform=reshape) as cam:
+            with GradCAM(wrapper, [layer], reshape_transform=reshape) as cam:
                 values = cam(frames.flatten(0, 1), targets)  # (B*streams, S, S)
             batch, size = frames.shape[0], config.image_size
             values = values.reshape(batch, streams, size, size)
