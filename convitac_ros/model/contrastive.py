@@ -1,7 +1,8 @@
 """The contrastive encoder E^c, its SimCLR projection head and the NT-Xent loss (paper eq. 1-3).
 
-E^c is a timm ViT (DINO ViT-S/16 architecture by default). Its patch-token grid is pooled to
-P tokens and projected to the fusion width d. The contrasted embedding of an image
+E^c is an image backbone: the DINO ViT-S/16 architecture in the paper preset, a small ResNet in
+the CPU default (`ModelConfig.tiny_resnet`, demo.yaml's since 0.6). Its spatial feature grid is
+pooled to P tokens and projected to the fusion width d. The contrasted embedding of an image
 (`ContrastiveEncoder.projection_embed`) is an attention pooling of those P tokens (one learned
 score per token, softmax over P, so the touched region can outweigh the rest of the frame)
 followed by the SimCLR projection head; NT-Xent compares exactly these embeddings, and stage 2's
